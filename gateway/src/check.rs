@@ -1,0 +1,58 @@
+//! `tollgate check-config`: the resolved configuration as text, secrets redacted.
+
+use std::fmt::Write as _;
+
+use crate::config::{Config, ProviderKind};
+
+fn secs(d: std::time::Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// Describes a validated config for a person to read. Never prints a secret.
+pub fn describe(config: &Config) -> String {
+    let mut out = String::new();
+    let s = &config.server;
+    let _ = writeln!(out, "server");
+    let _ = writeln!(out, "  listen          {}", s.listen);
+    let _ = writeln!(out, "  master_key      {} (redacted)", s.master_key);
+    let _ = writeln!(out, "  max_body_bytes  {}", s.max_body_bytes);
+    let _ = writeln!(out, "  shutdown_grace  {}", secs(s.shutdown_grace));
+    let _ = writeln!(out, "providers ({})", config.providers.len());
+    for (name, p) in &config.providers {
+        let t = &p.timeouts;
+        match &p.kind {
+            ProviderKind::OpenAi { base_url, api_key } => {
+                let key = if api_key.is_some() {
+                    "*** (set)"
+                } else {
+                    "none"
+                };
+                let _ = writeln!(
+                    out,
+                    "  {name}: kind=openai base_url={base_url} api_key={key}"
+                );
+            }
+            ProviderKind::Mock(sim) => {
+                let _ = writeln!(
+                    out,
+                    "  {name}: kind=mock latency={} ttft={} tokens_per_second={} output_tokens={} reasoning_tokens={} cached_tokens={} usage_shape={}",
+                    secs(sim.latency), secs(sim.ttft), sim.tokens_per_second, sim.output_tokens,
+                    sim.reasoning_tokens, sim.cached_tokens, sim.usage_shape.name()
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "    timeouts: connect={} first_byte={} idle={} total={}",
+            secs(t.connect),
+            secs(t.first_byte),
+            secs(t.idle),
+            secs(t.total)
+        );
+    }
+    let _ = writeln!(out, "models ({})", config.models.len());
+    for (name, m) in &config.models {
+        let _ = writeln!(out, "  {name} -> {} / {}", m.provider, m.upstream_model);
+    }
+    out
+}

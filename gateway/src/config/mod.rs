@@ -1,0 +1,445 @@
+//! Configuration: TOML with `${ENV}` expansion, unknown keys rejected, and
+//! validation that names the file, the key and the problem.
+//!
+//! The file is read into [`raw`] structs, then validated into [`Config`],
+//! the runtime type the rest of the gateway uses.
+
+mod env;
+mod raw;
+mod secret;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use router::sim::{SimConfig, UsageShape};
+use router::Timeouts;
+
+pub use secret::Secret;
+
+use raw::{RawConfig, RawProvider, RawTimeouts};
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The default request body limit: 16 MiB, room for image-laden prompts.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// The default shutdown grace period.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The HTTP server.
+    pub server: ServerConfig,
+    /// Upstreams by name.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Client-facing model names.
+    pub models: BTreeMap<String, ModelConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The Bearer token accepted on every endpoint.
+    pub master_key: Secret,
+    /// Larger request bodies get 413.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may run on after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+/// `[providers.NAME]`.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// What kind of upstream, with its settings.
+    pub kind: ProviderKind,
+    /// Upstream timeouts.
+    pub timeouts: Timeouts,
+}
+
+/// A provider's kind and kind-specific settings.
+#[derive(Debug, Clone)]
+pub enum ProviderKind {
+    /// An OpenAI-compatible HTTP upstream.
+    OpenAi {
+        /// Joined with `/chat/completions` and `/embeddings`.
+        base_url: String,
+        /// Sent as `Authorization: Bearer`.
+        api_key: Option<Secret>,
+    },
+    /// The in-process simulated model.
+    Mock(SimConfig),
+}
+
+/// `[models."NAME"]`.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    /// The provider that serves it.
+    pub provider: String,
+    /// The name sent upstream.
+    pub upstream_model: String,
+}
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The dotted key (`providers.kimi.base_url`), empty for the whole file.
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// A config file that cannot be used, with every problem found in it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    /// The file.
+    pub file: String,
+    /// What is wrong, key by key.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "{}: {} problem{}",
+            self.file,
+            n,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            if p.key.is_empty() {
+                write!(f, "\n  {}: {}", self.file, p.problem)?;
+            } else {
+                write!(f, "\n  {}: {}: {}", self.file, p.key, p.problem)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn fail(&mut self, key: impl Into<String>, problem: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.into(),
+            problem: problem.into(),
+        });
+    }
+
+    fn duration(&mut self, key: String, value: Option<&str>, default: Duration) -> Duration {
+        self.duration_from(key, value, default, false)
+    }
+
+    fn duration_from(
+        &mut self,
+        key: String,
+        value: Option<&str>,
+        default: Duration,
+        zero_ok: bool,
+    ) -> Duration {
+        let Some(text) = value else { return default };
+        match humantime::parse_duration(text) {
+            Ok(d) if zero_ok || !d.is_zero() => d,
+            Ok(_) => {
+                self.fail(key, "must be longer than zero");
+                default
+            }
+            Err(e) => {
+                self.fail(
+                    key,
+                    format!(
+                        "'{text}' is not a duration ({e}); write e.g. \"500ms\", \"30s\" or \"5m\""
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn timeouts(&mut self, prefix: &str, raw: &RawTimeouts) -> Timeouts {
+        let d = Timeouts::default();
+        let key = |k: &str| format!("{prefix}.timeouts.{k}");
+        let t = Timeouts {
+            connect: self.duration(key("connect"), raw.connect.as_deref(), d.connect),
+            first_byte: self.duration(key("first_byte"), raw.first_byte.as_deref(), d.first_byte),
+            idle: self.duration(key("idle"), raw.idle.as_deref(), d.idle),
+            total: self.duration(key("total"), raw.total.as_deref(), d.total),
+        };
+        if t.first_byte > t.total {
+            self.fail(key("first_byte"), "is longer than timeouts.total");
+        }
+        t
+    }
+
+    fn provider(&mut self, name: &str, raw: &RawProvider) -> Option<ProviderConfig> {
+        let prefix = format!("providers.{name}");
+        let timeouts = self.timeouts(&prefix, &raw.timeouts);
+        let mock_keys = [
+            ("latency", raw.latency.is_some()),
+            ("ttft", raw.ttft.is_some()),
+            ("tokens_per_second", raw.tokens_per_second.is_some()),
+            ("output_tokens", raw.output_tokens.is_some()),
+            ("reasoning_tokens", raw.reasoning_tokens.is_some()),
+            ("cached_tokens", raw.cached_tokens.is_some()),
+            ("usage_shape", raw.usage_shape.is_some()),
+            ("embedding_dims", raw.embedding_dims.is_some()),
+        ];
+        let openai_keys = [
+            ("base_url", raw.base_url.is_some()),
+            ("api_key", raw.api_key.is_some()),
+        ];
+        let reject = |this: &mut Self, keys: &[(&str, bool)], kind: &str| {
+            for (k, set) in keys {
+                if *set {
+                    this.fail(
+                        format!("{prefix}.{k}"),
+                        format!("is not a setting of kind \"{kind}\""),
+                    );
+                }
+            }
+        };
+        let kind = match raw.kind.as_str() {
+            "openai" => {
+                reject(self, &mock_keys, "openai");
+                let base_url = match raw.base_url.as_deref().map(str::trim) {
+                    None | Some("") => {
+                        self.fail(
+                            format!("{prefix}.base_url"),
+                            "is required for kind \"openai\"",
+                        );
+                        return None;
+                    }
+                    Some(u)
+                        if !(u.starts_with("http://") || u.starts_with("https://"))
+                            || u.contains(char::is_whitespace) =>
+                    {
+                        self.fail(
+                            format!("{prefix}.base_url"),
+                            format!("'{u}' is not an http:// or https:// URL"),
+                        );
+                        return None;
+                    }
+                    Some(u) => u.trim_end_matches('/').to_owned(),
+                };
+                let api_key = raw
+                    .api_key
+                    .as_deref()
+                    .filter(|k| !k.is_empty())
+                    .map(Secret::new);
+                ProviderKind::OpenAi { base_url, api_key }
+            }
+            "mock" => {
+                reject(self, &openai_keys, "mock");
+                let d = SimConfig::default();
+                let usage_shape = match raw.usage_shape.as_deref() {
+                    None => d.usage_shape,
+                    Some(s) => UsageShape::parse(s).unwrap_or_else(|| {
+                        self.fail(
+                            format!("{prefix}.usage_shape"),
+                            format!(
+                                "'{s}' is not one of openai, glm, kimi, deepseek, minimax, none"
+                            ),
+                        );
+                        d.usage_shape
+                    }),
+                };
+                let tps = raw.tokens_per_second.unwrap_or(d.tokens_per_second);
+                if !tps.is_finite() || tps < 0.0 {
+                    self.fail(
+                        format!("{prefix}.tokens_per_second"),
+                        "must be 0 (unpaced) or a positive number",
+                    );
+                }
+                let latency = self.duration_from(
+                    format!("{prefix}.latency"),
+                    raw.latency.as_deref(),
+                    d.latency,
+                    true,
+                );
+                let ttft =
+                    self.duration_from(format!("{prefix}.ttft"), raw.ttft.as_deref(), d.ttft, true);
+                ProviderKind::Mock(SimConfig {
+                    latency,
+                    ttft,
+                    tokens_per_second: tps,
+                    output_tokens: raw.output_tokens.unwrap_or(d.output_tokens),
+                    reasoning_tokens: raw.reasoning_tokens.unwrap_or(d.reasoning_tokens),
+                    cached_tokens: raw.cached_tokens.unwrap_or(d.cached_tokens),
+                    usage_shape,
+                    embedding_dims: raw
+                        .embedding_dims
+                        .map(|n| n as usize)
+                        .unwrap_or(d.embedding_dims),
+                })
+            }
+            other => {
+                self.fail(
+                    format!("{prefix}.kind"),
+                    format!("'{other}' is not a provider kind; use \"openai\" or \"mock\""),
+                );
+                return None;
+            }
+        };
+        Some(ProviderConfig { kind, timeouts })
+    }
+}
+
+fn from_raw(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
+    let mut c = Checker {
+        problems: Vec::new(),
+    };
+    let listen_text = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen = listen_text.parse().unwrap_or_else(|_| {
+        c.fail(
+            "server.listen",
+            format!("'{listen_text}' is not an address like \"127.0.0.1:8080\""),
+        );
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    });
+    let master_key = match raw.server.master_key.as_deref().map(str::trim) {
+        None => {
+            c.fail(
+                "server.master_key",
+                "is required (the Bearer token that may call every endpoint)",
+            );
+            Secret::new("")
+        }
+        Some(k) if k.len() < 8 => {
+            c.fail("server.master_key", "must be at least 8 characters long");
+            Secret::new("")
+        }
+        Some(k) => Secret::new(k),
+    };
+    let max_body_bytes = match raw.server.max_body_bytes {
+        None => DEFAULT_MAX_BODY_BYTES,
+        Some(0) => {
+            c.fail("server.max_body_bytes", "must be larger than zero");
+            DEFAULT_MAX_BODY_BYTES
+        }
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+    };
+    let shutdown_grace = c.duration(
+        "server.shutdown_grace".into(),
+        raw.server.shutdown_grace.as_deref(),
+        DEFAULT_SHUTDOWN_GRACE,
+    );
+    let providers: BTreeMap<String, ProviderConfig> = raw
+        .providers
+        .iter()
+        .filter_map(|(name, p)| Some((name.clone(), c.provider(name, p)?)))
+        .collect();
+    let mut models = BTreeMap::new();
+    for (name, m) in raw.models {
+        if name.trim().is_empty() {
+            c.fail("models", "a model name must not be empty");
+            continue;
+        }
+        if !raw.providers.contains_key(&m.provider) {
+            let known: Vec<&str> = raw.providers.keys().map(String::as_str).collect();
+            c.fail(
+                format!("models.\"{name}\".provider"),
+                format!(
+                    "no provider named '{}' (configured: {})",
+                    m.provider,
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+            continue;
+        }
+        let upstream_model = m.upstream_model.unwrap_or_else(|| name.clone());
+        models.insert(
+            name,
+            ModelConfig {
+                provider: m.provider,
+                upstream_model,
+            },
+        );
+    }
+    if c.problems.is_empty() {
+        Ok(Config {
+            server: ServerConfig {
+                listen,
+                master_key,
+                max_body_bytes,
+                shutdown_grace,
+            },
+            providers,
+            models,
+        })
+    } else {
+        Err(ConfigError {
+            file: file.to_owned(),
+            problems: c.problems,
+        })
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file, expanding `${VAR}` from the process
+    /// environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            problems: vec![Problem {
+                key: String::new(),
+                problem: format!("cannot read the file: {e}"),
+            }],
+        })?;
+        Self::parse(&text, &file, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses and validates config text. `file` names it in errors; `lookup`
+    /// reads environment variables.
+    pub fn parse(
+        text: &str,
+        file: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let whole = |problem: String| ConfigError {
+            file: file.to_owned(),
+            problems: vec![Problem {
+                key: String::new(),
+                problem,
+            }],
+        };
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| whole(e.to_string().trim_end().to_owned()))?;
+        let mut tree = toml::Value::Table(table);
+        let mut problems = Vec::new();
+        env::expand_tree(&mut tree, &mut Vec::new(), lookup, &mut problems);
+        if !problems.is_empty() {
+            return Err(ConfigError {
+                file: file.to_owned(),
+                problems: problems
+                    .into_iter()
+                    .map(|(key, problem)| Problem { key, problem })
+                    .collect(),
+            });
+        }
+        let raw: RawConfig = serde_path_to_error::deserialize(tree).map_err(|e| ConfigError {
+            file: file.to_owned(),
+            problems: vec![Problem {
+                key: e.path().to_string().replace("?", ""),
+                problem: e.inner().to_string(),
+            }],
+        })?;
+        from_raw(raw, file)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,64 @@
+//! The config file as written: every table rejects unknown keys. Validation
+//! into the runtime [`Config`](super::Config) happens in `super`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    pub models: BTreeMap<String, RawModel>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub master_key: Option<String>,
+    pub max_body_bytes: Option<u64>,
+    pub shutdown_grace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub connect: Option<String>,
+    pub first_byte: Option<String>,
+    pub idle: Option<String>,
+    pub total: Option<String>,
+}
+
+/// One provider. Which keys apply depends on `kind`; the rest are rejected
+/// during validation with a message naming the kind.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub kind: String,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    // kind = "openai"
+    pub base_url: Option<String>,
+    pub api_key: Option<String>,
+    // kind = "mock"
+    pub latency: Option<String>,
+    pub ttft: Option<String>,
+    pub tokens_per_second: Option<f64>,
+    pub output_tokens: Option<u32>,
+    pub reasoning_tokens: Option<u32>,
+    pub cached_tokens: Option<u32>,
+    pub usage_shape: Option<String>,
+    pub embedding_dims: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub provider: String,
+    pub upstream_model: Option<String>,
+}

@@ -1,0 +1,164 @@
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "TOLLGATE_MASTER_KEY" => Some("master-key-123".into()),
+        "MOONSHOT_API_KEY" => Some("sk-moonshot-secret".into()),
+        _ => None,
+    }
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "tollgate.toml", &env)
+}
+
+const EXAMPLE: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+master_key = "${TOLLGATE_MASTER_KEY}"
+
+[providers.kimi]
+kind = "openai"
+base_url = "https://api.moonshot.ai/v1/"
+api_key = "${MOONSHOT_API_KEY}"
+timeouts = { connect = "2s", idle = "30s" }
+
+[providers.demo]
+kind = "mock"
+ttft = "0s"
+tokens_per_second = 0
+usage_shape = "kimi"
+
+[models."kimi-k2.5"]
+provider = "kimi"
+upstream_model = "kimi-k2.5"
+
+[models.demo]
+provider = "demo"
+"#;
+
+#[test]
+fn the_documented_shape_loads_with_env_expansion() {
+    let c = parse(EXAMPLE).unwrap();
+    assert_eq!(c.server.master_key.expose(), "master-key-123");
+    assert_eq!(c.server.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    let kimi = &c.providers["kimi"];
+    match &kimi.kind {
+        ProviderKind::OpenAi { base_url, api_key } => {
+            assert_eq!(base_url, "https://api.moonshot.ai/v1");
+            assert_eq!(
+                api_key.as_ref().map(Secret::expose),
+                Some("sk-moonshot-secret")
+            );
+        }
+        other => panic!("unexpected kind {other:?}"),
+    }
+    assert_eq!(kimi.timeouts.connect, Duration::from_secs(2));
+    assert_eq!(kimi.timeouts.idle, Duration::from_secs(30));
+    assert_eq!(kimi.timeouts.total, Timeouts::default().total);
+    match &c.providers["demo"].kind {
+        ProviderKind::Mock(sim) => {
+            assert_eq!(sim.ttft, Duration::ZERO);
+            assert_eq!(sim.usage_shape, UsageShape::Kimi);
+        }
+        other => panic!("unexpected kind {other:?}"),
+    }
+    assert_eq!(c.models["demo"].upstream_model, "demo");
+    assert_eq!(c.models["kimi-k2.5"].provider, "kimi");
+}
+
+#[test]
+fn debug_output_never_shows_secrets() {
+    let c = parse(EXAMPLE).unwrap();
+    let dump = format!("{c:?}");
+    assert!(!dump.contains("sk-moonshot-secret"), "{dump}");
+    assert!(!dump.contains("master-key-123"), "{dump}");
+}
+
+fn problems(text: &str) -> Vec<(String, String)> {
+    let e = parse(text).unwrap_err();
+    assert_eq!(e.file, "tollgate.toml");
+    e.problems.into_iter().map(|p| (p.key, p.problem)).collect()
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_path() {
+    let p = problems("[server]\nmaster_key = \"12345678\"\nlisten_on = \"x\"\n");
+    assert_eq!(p[0].0, "server.listen_on");
+    assert!(p[0].1.contains("unknown field"), "{p:?}");
+    let p = problems("[server]\nmaster_key = \"12345678\"\n[providers.a]\nkind = \"openai\"\nbase_url = \"http://x\"\nbaseurl = 1\n");
+    assert_eq!(p[0].0, "providers.a.baseurl");
+    let p = problems("[server]\nmaster_key = \"12345678\"\n[extra]\n");
+    assert_eq!(p[0].0, "extra");
+}
+
+#[test]
+fn an_unset_variable_names_the_key_and_the_variable() {
+    let p = problems("[server]\nmaster_key = \"${NOT_SET_ANYWHERE}\"\n");
+    assert_eq!(
+        p,
+        vec![(
+            "server.master_key".into(),
+            "environment variable NOT_SET_ANYWHERE is not set".into()
+        )]
+    );
+}
+
+#[test]
+fn syntax_errors_name_the_line_without_expanding_secrets() {
+    let e = parse("[server]\nmaster_key = \"${MOONSHOT_API_KEY}\"\nlisten = \n").unwrap_err();
+    let text = e.to_string();
+    assert!(text.starts_with("tollgate.toml"), "{text}");
+    assert!(text.contains("line 3"), "{text}");
+    assert!(!text.contains("sk-moonshot-secret"), "{text}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let p = problems(
+        r#"
+[server]
+listen = "nowhere"
+shutdown_grace = "soon"
+[providers.a]
+kind = "openai"
+[providers.b]
+kind = "grpc"
+[providers.c]
+kind = "mock"
+base_url = "http://x"
+usage_shape = "acme"
+[models.m]
+provider = "zzz"
+"#,
+    );
+    let keys: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
+    for want in [
+        "server.listen",
+        "server.master_key",
+        "server.shutdown_grace",
+        "providers.a.base_url",
+        "providers.b.kind",
+        "providers.c.base_url",
+        "providers.c.usage_shape",
+        "models.\"m\".provider",
+    ] {
+        assert!(keys.contains(&want), "missing {want} in {p:?}");
+    }
+}
+
+#[test]
+fn timeouts_must_be_durations() {
+    let p = problems(
+        "[server]\nmaster_key = \"12345678\"\n[providers.a]\nkind = \"openai\"\nbase_url = \"http://x\"\ntimeouts = { idle = \"0s\", total = \"10\" }\n",
+    );
+    assert!(
+        p.iter()
+            .any(|(k, why)| k == "providers.a.timeouts.idle" && why.contains("longer than zero")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|(k, _)| k == "providers.a.timeouts.total"),
+        "{p:?}"
+    );
+}

@@ -1,0 +1,62 @@
+//! The request context: who is calling, what they asked for and where it
+//! goes. Built once a proxied request is validated and resolved; it travels
+//! with the request to the end and into its [`RequestRecord`](crate::record::RequestRecord).
+
+use std::time::SystemTime;
+
+use router::Operation;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+
+/// The wire format the client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFormat {
+    /// OpenAI's chat-completions and embeddings API.
+    OpenAi,
+}
+
+impl ClientFormat {
+    /// A label for logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+        }
+    }
+}
+
+/// Everything known about one proxied request.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The request id (UUIDv7), also sent as `x-tollgate-request-id`.
+    pub id: Uuid,
+    /// Who is calling.
+    pub caller: Caller,
+    /// The client's wire format.
+    pub format: ClientFormat,
+    /// Chat completions or embeddings.
+    pub operation: Operation,
+    /// The `model` the client sent.
+    pub requested_model: String,
+    /// The provider serving it.
+    pub provider: String,
+    /// The model name sent upstream.
+    pub upstream_model: String,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// When the request started (monotonic).
+    pub started: Instant,
+    /// When the request started (wall clock).
+    pub started_at: SystemTime,
+}
+
+impl RequestContext {
+    /// The endpoint label for metrics.
+    pub fn endpoint(&self) -> &'static str {
+        match self.operation {
+            Operation::ChatCompletions => "chat_completions",
+            Operation::Embeddings => "embeddings",
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The gateway's edge error: every rejection Tollgate makes itself, rendered
+//! in OpenAI's error shape with the right status.
+
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use router::provider::TimeoutPhase;
+use router::wire::openai::{error_body, RequestError};
+use router::ProviderError;
+
+/// A low-cardinality label for an error, for metrics and logs. It rides on
+/// the response as an extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorLabel(pub &'static str);
+
+/// An error answered to the client.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    code: &'static str,
+    param: Option<String>,
+    message: String,
+}
+
+impl ApiError {
+    fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            kind,
+            code,
+            param: None,
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The metric label (OpenAI's `code`).
+    pub fn label(&self) -> &'static str {
+        self.code
+    }
+
+    /// 401: no credentials, or the wrong ones.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "invalid_api_key",
+            message,
+        )
+    }
+
+    /// 404: a model Tollgate does not serve.
+    pub fn model_not_found(model: &str) -> Self {
+        let mut e = Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "model_not_found",
+            format!("The model '{model}' does not exist or you do not have access to it. List the available models with GET /v1/models."),
+        );
+        e.param = Some("model".into());
+        e
+    }
+
+    /// 404: a path Tollgate does not serve.
+    pub fn unknown_route(method: &str, path: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "unknown_url",
+            format!("Unknown request URL: {method} {path}."),
+        )
+    }
+
+    /// 405: a known path with the wrong method.
+    pub fn method_not_allowed(method: &str, path: &str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            "method_not_allowed",
+            format!("{method} is not allowed on {path}."),
+        )
+    }
+
+    /// A body that could not be read: 413 over the limit, 400 otherwise.
+    pub fn from_body_rejection(rejection: BytesRejection, limit: usize) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "request_too_large",
+                format!("The request body is larger than this gateway's limit of {limit} bytes."),
+            )
+        } else {
+            Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_body",
+                format!(
+                    "The request body could not be read: {}",
+                    rejection.body_text()
+                ),
+            )
+        }
+    }
+
+    /// 502 or 504: the upstream could not be reached or timed out.
+    pub fn upstream(err: &ProviderError) -> Self {
+        match err {
+            ProviderError::Timeout(phase) => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "server_error",
+                "upstream_timeout",
+                match phase {
+                    TimeoutPhase::FirstByte => {
+                        "The upstream did not start answering in time.".to_owned()
+                    }
+                    _ => format!("The upstream exceeded its {phase} timeout."),
+                },
+            ),
+            ProviderError::Connect(_) => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "server_error",
+                "upstream_unreachable",
+                "The upstream could not be reached.",
+            ),
+            ProviderError::Transport(_) | ProviderError::Build(_) => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "server_error",
+                "upstream_failed",
+                "The connection to the upstream failed.",
+            ),
+        }
+    }
+
+    /// 502: the upstream answered 2xx with something that is not valid.
+    pub fn upstream_malformed() -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "server_error",
+            "upstream_malformed",
+            "The upstream sent a response Tollgate could not read.",
+        )
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> Self {
+        let mut err = Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_request",
+            e.to_string(),
+        );
+        err.code = match e {
+            RequestError::NotJson(_) | RequestError::NotObject => "invalid_json",
+            RequestError::Missing(_) => "missing_required_parameter",
+            RequestError::Invalid { .. } => "invalid_value",
+        };
+        err.param = e.param().map(str::to_owned);
+        err
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = error_body(
+            &self.message,
+            self.kind,
+            self.param.as_deref(),
+            Some(self.code),
+        );
+        let mut resp = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+        }
+        resp.extensions_mut().insert(ErrorLabel(self.code));
+        resp
+    }
+}

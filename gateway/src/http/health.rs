@@ -1,0 +1,38 @@
+//! Probes and metrics: `/healthz` (the process answers), `/readyz` (it takes
+//! new work), `/metrics` (Prometheus text).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+
+use crate::metrics::Metrics;
+use crate::state::Readiness;
+
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
+    if readiness.is_draining() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "draining"})),
+        )
+    } else {
+        (StatusCode::OK, Json(json!({"status": "ready"})))
+    }
+}
+
+pub async fn metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics.render(),
+    )
+}

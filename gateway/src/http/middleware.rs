@@ -1,0 +1,74 @@
+//! Middleware: request ids, the access log with per-route metrics, and auth.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::error::ErrorLabel;
+use crate::state::AppState;
+
+/// The request's id (UUIDv7), in the request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestId(pub Uuid);
+
+/// Response header carrying the request id.
+pub const REQUEST_ID_HEADER: &str = "x-tollgate-request-id";
+
+/// Gives every request an id and echoes it in `x-tollgate-request-id`.
+pub async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = Uuid::now_v7();
+    req.extensions_mut().insert(RequestId(id));
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    resp
+}
+
+/// Counts every request by route and status and logs it once: 5xx as an
+/// error, everything else at debug. Streamed bodies finish later; their end is
+/// logged by the request record.
+pub async fn access_log(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().clone();
+    let id = req.extensions().get::<RequestId>().map(|r| r.0);
+    let resp = next.run(req).await;
+    let status = resp.status();
+    state
+        .metrics
+        .http_requests
+        .with_label_values(&[route.as_str(), status.as_str()])
+        .inc();
+    let error = resp
+        .extensions()
+        .get::<ErrorLabel>()
+        .map(|l| l.0)
+        .unwrap_or("");
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    if status.is_server_error() {
+        tracing::error!(request_id = ?id, %method, route, status = status.as_u16(), error, elapsed_ms, "request failed");
+    } else {
+        tracing::debug!(request_id = ?id, %method, route, status = status.as_u16(), error, elapsed_ms, "request");
+    }
+    resp
+}
+
+/// Rejects requests without valid credentials; puts the [`Caller`](crate::auth::Caller)
+/// in the request's extensions.
+pub async fn require_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    match state.auth.authenticate(req.headers()) {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,58 @@
+//! The HTTP edge: routes, middleware and handlers.
+
+mod health;
+mod middleware;
+mod models;
+mod proxy;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, Uri};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use middleware::RequestId;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Routes that need no credentials: probes and metrics scraping.
+pub const PUBLIC_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics"];
+
+/// Builds the router: callable without a socket, as tests do.
+pub fn build_router(state: AppState) -> Router {
+    let max_body = state.proxy.max_body_bytes;
+    let protected = Router::new()
+        .route("/v1/chat/completions", post(proxy::chat_completions))
+        .route("/v1/embeddings", post(proxy::embeddings))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{*model}", get(models::retrieve))
+        // Auth guards every route above; as a route layer it runs only on a
+        // match, so an unknown path is a 404, not a 401.
+        .route_layer(from_fn_with_state(state.clone(), middleware::require_auth));
+    let public = Router::new()
+        .route(PUBLIC_ROUTES[0], get(health::healthz))
+        .route(PUBLIC_ROUTES[1], get(health::readyz))
+        .route(PUBLIC_ROUTES[2], get(health::metrics));
+    public
+        .merge(protected)
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Innermost: bounds what the body extractors will buffer (413 past it).
+        .layer(DefaultBodyLimit::max(max_body))
+        // Outside auth and the handlers, so every status, 401s and 404s
+        // included, is counted and logged once.
+        .layer(from_fn_with_state(state.clone(), middleware::access_log))
+        // Outermost: every response, errors included, carries the request id,
+        // and the log line above can name it.
+        .layer(from_fn(middleware::request_id))
+        .with_state(state)
+}
+
+async fn unknown_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::unknown_route(method.as_str(), uri.path())
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::method_not_allowed(method.as_str(), uri.path())
+}

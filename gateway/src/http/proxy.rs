@@ -1,0 +1,370 @@
+//! The proxied endpoints: validate, resolve the model, call the provider,
+//! relay the answer, and record every request exactly once.
+
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use bytes::Bytes;
+use router::provider::{ReplyBody, UpstreamReply};
+use router::relay::{self, End, StreamOptions, Summary};
+use router::wire::openai::{self, error_body, ParsedRequest};
+use router::{estimate, Operation, Timeouts, Usage, UsageSource};
+use tokio::time::Instant;
+
+use super::middleware::RequestId;
+use crate::auth::Caller;
+use crate::context::{ClientFormat, RequestContext};
+use crate::error::ApiError;
+use crate::record::RequestRecord;
+use crate::state::ProxyState;
+
+/// Response header naming the provider that served the request.
+pub const PROVIDER_HEADER: &str = "x-tollgate-provider";
+/// Response header naming the upstream model that served the request.
+pub const MODEL_HEADER: &str = "x-tollgate-model";
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions(
+    State(proxy): State<ProxyState>,
+    Extension(RequestId(id)): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|r| ApiError::from_body_rejection(r, proxy.max_body_bytes))?;
+    let request = openai::parse_chat(&body)?;
+    forward(&proxy, Operation::ChatCompletions, request, id, caller).await
+}
+
+/// `POST /v1/embeddings`.
+pub async fn embeddings(
+    State(proxy): State<ProxyState>,
+    Extension(RequestId(id)): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|r| ApiError::from_body_rejection(r, proxy.max_body_bytes))?;
+    let request = openai::parse_embeddings(&body)?;
+    forward(&proxy, Operation::Embeddings, request, id, caller).await
+}
+
+/// How an exchange ended, for its record.
+struct Outcome {
+    status: StatusCode,
+    end: End,
+    error: Option<&'static str>,
+    /// Usage the provider reported.
+    usage: Option<Usage>,
+    /// Whether the upstream did work worth estimating when it reported no
+    /// usage. A refused connection or an upstream error status cost nothing.
+    charged: bool,
+    output_text: String,
+    ttft: Option<Duration>,
+}
+
+/// A request on its way: records itself exactly once, when finished, or when
+/// dropped unfinished (the client went away while Tollgate waited).
+struct Pending {
+    proxy: ProxyState,
+    ctx: Option<RequestContext>,
+    upstream_body: Bytes,
+}
+
+impl Pending {
+    fn new(proxy: &ProxyState, ctx: RequestContext, upstream_body: Bytes) -> Self {
+        proxy.metrics.in_flight.inc();
+        Self {
+            proxy: proxy.clone(),
+            ctx: Some(ctx),
+            upstream_body,
+        }
+    }
+
+    fn ctx(&self) -> Option<&RequestContext> {
+        self.ctx.as_ref()
+    }
+
+    fn finish(mut self, outcome: Outcome) {
+        self.record(outcome);
+    }
+
+    fn record(&mut self, o: Outcome) {
+        let Some(ctx) = self.ctx.take() else { return };
+        self.proxy.metrics.in_flight.dec();
+        let (usage, usage_source) = match o.usage {
+            Some(u) => (u, UsageSource::Provider),
+            None if o.charged => (
+                estimate::exchange(ctx.operation, &self.upstream_body, &o.output_text),
+                UsageSource::Estimated,
+            ),
+            None => (Usage::default(), UsageSource::Provider),
+        };
+        let latency = ctx.started.elapsed();
+        self.proxy.recorder.record(RequestRecord {
+            ctx,
+            status: o.status.as_u16(),
+            end: o.end,
+            error: o.error,
+            usage,
+            usage_source,
+            ttft: o.ttft,
+            latency,
+        });
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        // Dropped unfinished: the client disconnected while the upstream was
+        // still working. The prompt was sent, so it is estimated.
+        self.record(Outcome {
+            status: StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            end: End::ClientDisconnected,
+            error: Some("client_disconnected"),
+            usage: None,
+            charged: true,
+            output_text: String::new(),
+            ttft: None,
+        });
+    }
+}
+
+async fn forward(
+    proxy: &ProxyState,
+    op: Operation,
+    request: ParsedRequest,
+    id: uuid::Uuid,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let entry = proxy
+        .catalog
+        .get(&request.model)
+        .cloned()
+        .ok_or_else(|| ApiError::model_not_found(&request.model))?;
+    let ctx = RequestContext {
+        id,
+        caller,
+        format: ClientFormat::OpenAi,
+        operation: op,
+        requested_model: request.model.clone(),
+        provider: entry.provider.name().to_owned(),
+        upstream_model: entry.upstream_model.clone(),
+        stream: request.stream,
+        started: Instant::now(),
+        started_at: SystemTime::now(),
+    };
+    let started = ctx.started;
+    let upstream_body = request.upstream_body(&entry.upstream_model);
+    let pending = Pending::new(proxy, ctx, upstream_body.clone());
+    let sent = entry
+        .provider
+        .send(op, upstream_body, request.stream, started)
+        .await;
+    let reply = match sent {
+        Ok(reply) => reply,
+        Err(e) => {
+            proxy
+                .metrics
+                .upstream_errors
+                .with_label_values(&[entry.provider.name(), e.metric_label()])
+                .inc();
+            tracing::warn!(request_id = %id, provider = entry.provider.name(), error = %e, "upstream request failed");
+            let err = ApiError::upstream(&e);
+            let end = match e {
+                router::ProviderError::Timeout(phase) => End::Timeout(phase),
+                other => End::UpstreamDisconnected(other.to_string()),
+            };
+            pending.finish(Outcome {
+                status: err.status(),
+                end,
+                error: Some(err.label()),
+                usage: None,
+                charged: false,
+                output_text: String::new(),
+                ttft: None,
+            });
+            return Err(err);
+        }
+    };
+    let headers = [
+        (PROVIDER_HEADER, header_value(entry.provider.name())),
+        (MODEL_HEADER, header_value(&entry.upstream_model)),
+    ];
+    let mut resp = if reply.status.is_success() {
+        relay_success(
+            proxy,
+            &request,
+            reply,
+            pending,
+            started,
+            *entry.provider.timeouts(),
+        )
+    } else {
+        relay_upstream_error(proxy, entry.provider.name(), reply, pending)
+    };
+    for (name, value) in headers {
+        if let Some(v) = value {
+            resp.headers_mut().insert(name, v);
+        }
+    }
+    Ok(resp)
+}
+
+fn header_value(s: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(s).ok()
+}
+
+fn relay_success(
+    proxy: &ProxyState,
+    request: &ParsedRequest,
+    reply: UpstreamReply,
+    pending: Pending,
+    started: Instant,
+    timeouts: Timeouts,
+) -> Response {
+    match reply.body {
+        ReplyBody::Full(bytes) => match relay::relay_json(&bytes, &request.model) {
+            Ok(relayed) => {
+                pending.finish(Outcome {
+                    status: StatusCode::OK,
+                    end: End::Complete,
+                    error: None,
+                    usage: relayed.usage,
+                    charged: true,
+                    output_text: relayed.output_text,
+                    ttft: None,
+                });
+                ([(header::CONTENT_TYPE, "application/json")], relayed.body).into_response()
+            }
+            Err(_) => {
+                if let Some(ctx) = pending.ctx() {
+                    proxy
+                        .metrics
+                        .upstream_errors
+                        .with_label_values(&[&ctx.provider, "malformed"])
+                        .inc();
+                }
+                let err = ApiError::upstream_malformed();
+                pending.finish(Outcome {
+                    status: err.status(),
+                    end: End::Malformed("the body is not a JSON object".into()),
+                    error: Some(err.label()),
+                    usage: None,
+                    charged: true,
+                    output_text: String::new(),
+                    ttft: None,
+                });
+                err.into_response()
+            }
+        },
+        ReplyBody::Stream(upstream) => {
+            let opts = StreamOptions {
+                client_model: request.model.clone(),
+                include_usage: request.include_usage,
+                idle: timeouts.idle,
+                deadline: started + timeouts.total,
+                started,
+            };
+            let metrics = proxy.metrics.clone();
+            let stream = relay::relay_stream(upstream, opts, move |summary: Summary| {
+                if let (Some(ctx), Some(kind)) =
+                    (pending.ctx(), upstream_failure_label(&summary.end))
+                {
+                    metrics
+                        .upstream_errors
+                        .with_label_values(&[&ctx.provider, kind])
+                        .inc();
+                }
+                pending.finish(Outcome {
+                    status: StatusCode::OK,
+                    error: (!summary.end.is_complete()).then(|| summary.end.label()),
+                    end: summary.end,
+                    usage: summary.usage,
+                    charged: true,
+                    output_text: summary.output_text,
+                    ttft: summary.ttft,
+                });
+            });
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .header(header::CACHE_CONTROL, "no-cache")
+                .header("x-accel-buffering", "no")
+                .body(Body::from_stream(stream))
+                .unwrap_or_else(|_| ApiError::upstream_malformed().into_response())
+        }
+    }
+}
+
+fn upstream_failure_label(end: &End) -> Option<&'static str> {
+    match end {
+        End::Complete | End::ClientDisconnected => None,
+        End::UpstreamDisconnected(_) => Some("stream_interrupted"),
+        End::UpstreamError => Some("stream_error_event"),
+        End::Malformed(_) => Some("malformed"),
+        End::Timeout(_) => Some("timeout"),
+    }
+}
+
+/// The upstream answered with an error status: its status and body pass
+/// through. A body that is not OpenAI-style error JSON (an HTML page from a
+/// proxy, say) is wrapped in one, so clients still get an error they can read.
+fn relay_upstream_error(
+    proxy: &ProxyState,
+    provider: &str,
+    reply: UpstreamReply,
+    pending: Pending,
+) -> Response {
+    let status = reply.status;
+    let label = if status.as_u16() == 429 {
+        "http_429"
+    } else if status.is_server_error() {
+        "http_5xx"
+    } else {
+        "http_4xx"
+    };
+    proxy
+        .metrics
+        .upstream_errors
+        .with_label_values(&[provider, label])
+        .inc();
+    let bytes = match reply.body {
+        ReplyBody::Full(b) => b,
+        ReplyBody::Stream(_) => Bytes::new(),
+    };
+    let is_error_json = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .is_some_and(|v| v.get("error").is_some());
+    let body = if is_error_json {
+        bytes
+    } else {
+        let text = String::from_utf8_lossy(&bytes);
+        let snippet: String = text.chars().take(512).collect();
+        let message = format!(
+            "The upstream answered HTTP {}: {}",
+            status.as_u16(),
+            snippet.trim()
+        );
+        Bytes::from(
+            error_body(&message, "upstream_error", None, Some("upstream_error")).to_string(),
+        )
+    };
+    pending.finish(Outcome {
+        status,
+        end: End::UpstreamError,
+        error: Some("upstream_status"),
+        usage: None,
+        charged: false,
+        output_text: String::new(),
+        ttft: None,
+    });
+    let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Some(v) = reply.retry_after.as_deref().and_then(header_value) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}

@@ -1,0 +1,29 @@
+//! Tollgate's gateway: the HTTP edge, configuration, auth and wiring.
+//!
+//! # Layout
+//! - [`config`]: TOML config with `${ENV}` expansion, validated into [`Config`].
+//! - [`app`]: [`App::build`] binds and wires everything; [`App::run`] serves
+//!   with graceful shutdown.
+//! - [`http`]: routes, middleware (request id, access log, auth), handlers.
+//! - [`auth`]: credentials and the [`Caller`](auth::Caller).
+//! - [`context`]: the per-request [`RequestContext`](context::RequestContext).
+//! - [`record`]: the end-of-request record and its sinks.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`error`]: [`ApiError`](error::ApiError), rendered in the client's wire shape.
+//! - [`state`]: shared state.
+//! - [`cli`], [`check`]: the command line and `check-config`.
+
+pub mod app;
+pub mod auth;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod record;
+pub mod state;
+
+pub use app::{App, BuildError};
+pub use config::Config;

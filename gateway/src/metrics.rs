@@ -1,0 +1,91 @@
+//! Prometheus metrics, kept in a registry of the app's own (not the global
+//! one), so several gateways can live in one process, as they do in tests.
+//! Labels are low-cardinality: model and provider come from config, never
+//! from what a client typed.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// Every metric the gateway exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Every HTTP request by route and status.
+    pub http_requests: IntCounterVec,
+    /// Proxied requests by endpoint, model, provider and status.
+    pub requests: IntCounterVec,
+    /// Proxied request latency, to the last byte.
+    pub request_duration: HistogramVec,
+    /// Time to the first streamed event.
+    pub time_to_first_token: HistogramVec,
+    /// Tokens by model, provider and kind.
+    pub tokens: IntCounterVec,
+    /// Upstream failures by provider and kind.
+    pub upstream_errors: IntCounterVec,
+    /// How streams ended, by model, provider and end.
+    pub streams: IntCounterVec,
+    /// Requests whose usage was estimated because the provider reported none.
+    pub usage_estimated: IntCounterVec,
+    /// Proxied requests in flight.
+    pub in_flight: IntGauge,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+fn counter(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<HistogramVec, prometheus::Error> {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )?;
+    registry.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let in_flight =
+            IntGauge::new("tollgate_requests_in_flight", "Proxied requests in flight.")?;
+        registry.register(Box::new(in_flight.clone()))?;
+        Ok(Self {
+            http_requests: counter(&registry, "tollgate_http_requests_total", "HTTP requests by route and status.", &["route", "status"])?,
+            requests: counter(&registry, "tollgate_requests_total", "Proxied requests by endpoint, model, provider and status.", &["endpoint", "model", "provider", "status"])?,
+            request_duration: histogram(&registry, "tollgate_request_duration_seconds", "Proxied request latency to the last byte.", &["endpoint", "model", "provider"])?,
+            time_to_first_token: histogram(&registry, "tollgate_time_to_first_token_seconds", "Time from request to the first streamed event.", &["model", "provider"])?,
+            tokens: counter(&registry, "tollgate_tokens_total", "Tokens by model, provider and kind (input, cached_input, cache_write, output, reasoning).", &["model", "provider", "kind"])?,
+            upstream_errors: counter(&registry, "tollgate_upstream_errors_total", "Upstream failures by provider and kind.", &["provider", "kind"])?,
+            streams: counter(&registry, "tollgate_streams_total", "Streams by model, provider and how they ended.", &["model", "provider", "end"])?,
+            usage_estimated: counter(&registry, "tollgate_usage_estimated_total", "Requests whose usage was estimated with the tokenizer.", &["model", "provider"])?,
+            in_flight,
+            registry,
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding gathered metric families into a Vec does not fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

@@ -1,0 +1,134 @@
+//! The end-of-request record: produced exactly once for every proxied request
+//! that was resolved to a model, streaming or not, complete or not, and handed
+//! to every [`RecordSink`]. Metrics are the built-in consumer; billing plugs
+//! its ledger in as another sink.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use router::relay::End;
+use router::{Usage, UsageSource};
+
+use crate::context::RequestContext;
+use crate::metrics::Metrics;
+
+/// How a proxied request ended.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    /// The request.
+    pub ctx: RequestContext,
+    /// The HTTP status the client got.
+    pub status: u16,
+    /// How the answer ended (for streams, it can fail after HTTP 200).
+    pub end: End,
+    /// A low-cardinality error label, when something failed.
+    pub error: Option<&'static str>,
+    /// Tokens consumed.
+    pub usage: Usage,
+    /// Where `usage` came from.
+    pub usage_source: UsageSource,
+    /// Time to the first streamed event.
+    pub ttft: Option<Duration>,
+    /// Time to the last byte.
+    pub latency: Duration,
+}
+
+impl RequestRecord {
+    /// Whether the client got the whole answer.
+    pub fn complete(&self) -> bool {
+        self.end.is_complete()
+    }
+}
+
+/// A consumer of request records. Called on the request's own task (for a
+/// stream, where it ends or is dropped), so it must not block: queue and return.
+pub trait RecordSink: Send + Sync {
+    /// Takes one record.
+    fn record(&self, record: &RequestRecord);
+}
+
+/// Hands each record to metrics, the log, and every registered sink.
+#[derive(Clone)]
+pub struct Recorder {
+    metrics: Arc<Metrics>,
+    sinks: Arc<[Arc<dyn RecordSink>]>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("sinks", &self.sinks.len())
+            .finish()
+    }
+}
+
+impl Recorder {
+    /// A recorder feeding `metrics` and `sinks`.
+    pub fn new(metrics: Arc<Metrics>, sinks: Vec<Arc<dyn RecordSink>>) -> Self {
+        Self {
+            metrics,
+            sinks: sinks.into(),
+        }
+    }
+
+    /// Records one finished request.
+    pub fn record(&self, rec: RequestRecord) {
+        let m = &self.metrics;
+        let ctx = &rec.ctx;
+        let (model, provider) = (ctx.requested_model.as_str(), ctx.provider.as_str());
+        let status = rec.status.to_string();
+        m.requests
+            .with_label_values(&[ctx.endpoint(), model, provider, &status])
+            .inc();
+        m.request_duration
+            .with_label_values(&[ctx.endpoint(), model, provider])
+            .observe(rec.latency.as_secs_f64());
+        if let Some(ttft) = rec.ttft {
+            m.time_to_first_token
+                .with_label_values(&[model, provider])
+                .observe(ttft.as_secs_f64());
+        }
+        for (kind, n) in rec.usage.by_kind() {
+            if n > 0 {
+                m.tokens
+                    .with_label_values(&[model, provider, kind])
+                    .inc_by(n);
+            }
+        }
+        if rec.usage_source == UsageSource::Estimated {
+            m.usage_estimated
+                .with_label_values(&[model, provider])
+                .inc();
+        }
+        if ctx.stream {
+            m.streams
+                .with_label_values(&[model, provider, rec.end.label()])
+                .inc();
+        }
+        tracing::info!(
+            request_id = %ctx.id,
+            caller = ctx.caller.label(),
+            format = ctx.format.label(),
+            endpoint = ctx.endpoint(),
+            model,
+            provider,
+            upstream_model = %ctx.upstream_model,
+            stream = ctx.stream,
+            status = rec.status,
+            end = rec.end.label(),
+            error = rec.error.unwrap_or(""),
+            input = rec.usage.input,
+            cached_input = rec.usage.cached_input,
+            cache_write = rec.usage.cache_write,
+            output = rec.usage.output,
+            reasoning = rec.usage.reasoning,
+            usage_source = ?rec.usage_source,
+            ttft_ms = rec.ttft.map(|d| d.as_millis() as u64),
+            latency_ms = rec.latency.as_millis() as u64,
+            "request finished"
+        );
+        for sink in self.sinks.iter() {
+            sink.record(&rec);
+        }
+    }
+}

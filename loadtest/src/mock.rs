@@ -1,0 +1,316 @@
+//! The mock upstream: a standalone OpenAI-compatible server backed by the
+//! simulated model, with injectable faults. Tests start it on port 0 in
+//! process; `loadtest mock` runs it as its own process.
+//!
+//! It answers `POST` on any path ending in `/chat/completions` or
+//! `/embeddings`, so base URLs like GLM's `.../api/paas/v4` work, and keeps the
+//! requests it received for tests to inspect.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use router::sim::{self, SimConfig};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Faults to inject.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Answer every request with this status and an OpenAI error body.
+    pub status: Option<u16>,
+    /// Streams go silent after this many frames; non-streaming requests
+    /// never get an answer.
+    pub stall_after: Option<usize>,
+    /// Streams drop the connection after this many frames; non-streaming
+    /// answers drop it right after the headers.
+    pub disconnect_after: Option<usize>,
+    /// Streams send a malformed event after this many frames, then end.
+    pub malformed_after: Option<usize>,
+    /// Streams pause after this many frames until [`MockHandle::release`].
+    pub hold_after: Option<usize>,
+}
+
+/// How the mock behaves.
+#[derive(Debug, Clone, Default)]
+pub struct MockOptions {
+    /// The simulated model.
+    pub sim: SimConfig,
+    /// Injected faults.
+    pub faults: Faults,
+    /// When set, requests must carry `Authorization: Bearer` with this key.
+    pub api_key: Option<String>,
+}
+
+/// One request the mock received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The request path.
+    pub path: String,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+    /// The JSON body.
+    pub body: Value,
+}
+
+struct Shared {
+    options: RwLock<MockOptions>,
+    received: Mutex<Vec<Received>>,
+    count: AtomicU64,
+    released: watch::Sender<bool>,
+}
+
+/// A handle on a running mock upstream.
+#[derive(Clone)]
+pub struct MockHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for MockHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockHandle")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl MockHandle {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its OpenAI-style base URL, `http://ADDR/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Replaces its behaviour for the requests that follow.
+    pub fn set_options(&self, options: MockOptions) {
+        *self
+            .shared
+            .options
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = options;
+    }
+
+    /// Lets held streams (see [`Faults::hold_after`]) go on.
+    pub fn release(&self) {
+        self.shared.released.send_replace(true);
+    }
+
+    /// How many requests it has received.
+    pub fn request_count(&self) -> u64 {
+        self.shared.count.load(Ordering::SeqCst)
+    }
+
+    /// The requests it has received, oldest first.
+    pub fn received(&self) -> Vec<Received> {
+        self.shared
+            .received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Binds `addr` (port 0 picks a free port) and serves in the background
+/// until the runtime ends.
+pub async fn spawn(addr: SocketAddr, options: MockOptions) -> std::io::Result<MockHandle> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(Shared {
+        options: RwLock::new(options),
+        received: Mutex::new(Vec::new()),
+        count: AtomicU64::new(0),
+        released: watch::channel(false).0,
+    });
+    let app = Router::new().fallback(handle).with_state(shared.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "mock upstream stopped");
+        }
+    });
+    Ok(MockHandle { addr, shared })
+}
+
+/// Serves on `addr` until Ctrl-C or SIGTERM.
+pub async fn serve(addr: SocketAddr, options: MockOptions) -> std::io::Result<()> {
+    let handle = spawn(addr, options).await?;
+    tracing::info!(addr = %handle.addr(), "mock upstream listening");
+    tokio::signal::ctrl_c().await
+}
+
+fn error(status: StatusCode, message: &str, kind: &str) -> Response {
+    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": null}});
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let is_chat = path.ends_with("/chat/completions");
+    let is_embeddings = path.ends_with("/embeddings");
+    if method != Method::POST || !(is_chat || is_embeddings) {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("no route {method} {path}"),
+            "invalid_request_error",
+        );
+    }
+    shared.count.fetch_add(1, Ordering::SeqCst);
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid JSON: {e}"),
+                "invalid_request_error",
+            )
+        }
+    };
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    shared
+        .received
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(Received {
+            path,
+            authorization: authorization.clone(),
+            body: request.clone(),
+        });
+    let options = shared
+        .options
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if let Some(key) = &options.api_key {
+        if authorization.as_deref() != Some(&format!("Bearer {key}")) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "Incorrect API key provided.",
+                "invalid_request_error",
+            );
+        }
+    }
+    tokio::time::sleep(options.sim.latency).await;
+    let faults = &options.faults;
+    if let Some(code) = faults.status {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = error(status, &format!("mock fault: HTTP {code}"), "server_error");
+        if code == 429 {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        return resp;
+    }
+    let stream = request
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if is_embeddings {
+        return json_response(&sim::embeddings(&request, &options.sim));
+    }
+    if !stream {
+        if faults.stall_after.is_some() {
+            std::future::pending::<()>().await;
+        }
+        if faults.disconnect_after.is_some() {
+            let broken = futures_util::stream::once(async {
+                Err::<Bytes, std::io::Error>(std::io::Error::other("mock disconnect"))
+            });
+            return Response::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from_stream(broken))
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        }
+        tokio::time::sleep(sim::generation_time(&request, &options.sim)).await;
+        return json_response(&sim::chat_completion(&request, &options.sim));
+    }
+    let frames = sim::chat_frames(&request, &options.sim);
+    let released = shared.released.subscribe();
+    let body = faulty_stream(frames, faults.clone(), released);
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+fn json_response(v: &Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+struct Playback {
+    frames: std::vec::IntoIter<sim::Frame>,
+    sent: usize,
+    faults: Faults,
+    released: watch::Receiver<bool>,
+    done: bool,
+}
+
+/// The paced frames, with each fault applied once `sent` frames are out.
+fn faulty_stream(
+    frames: Vec<sim::Frame>,
+    faults: Faults,
+    released: watch::Receiver<bool>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    let start = Playback {
+        frames: frames.into_iter(),
+        sent: 0,
+        faults,
+        released,
+        done: false,
+    };
+    futures_util::stream::unfold(start, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        let sent = Some(st.sent);
+        if st.faults.hold_after == sent {
+            let _ = st.released.wait_for(|r| *r).await;
+        }
+        if st.faults.stall_after == sent {
+            std::future::pending::<()>().await;
+        }
+        if st.faults.disconnect_after == sent {
+            st.done = true;
+            return Some((Err(std::io::Error::other("mock disconnect")), st));
+        }
+        if st.faults.malformed_after == sent {
+            st.done = true;
+            return Some((
+                Ok(Bytes::from_static(
+                    b"data: {\"choices\": [ this is not json\n\n",
+                )),
+                st,
+            ));
+        }
+        let frame = st.frames.next()?;
+        if !frame.delay.is_zero() {
+            tokio::time::sleep(frame.delay).await;
+        }
+        st.sent += 1;
+        Some((Ok(frame.bytes), st))
+    })
+}

@@ -1,0 +1,25 @@
+//! Tollgate's router: everything between a validated client request and the
+//! bytes that go back to the client.
+//!
+//! # Layout
+//! - [`wire`]: client wire formats (OpenAI), request validation, error shapes.
+//! - [`catalog`]: the models clients may ask for and who serves them.
+//! - [`provider`]: upstream providers (`openai`, `mock`), timeouts, one pooled
+//!   HTTP client each.
+//! - [`relay`]: relaying answers, whole or streamed, with usage extracted and a
+//!   summary of every exchange.
+//! - [`usage`]: the normalized [`Usage`] record and vendor usage shapes.
+//! - [`estimate`]: tokenizer estimates for exchanges without reported usage.
+//! - [`sim`]: the simulated model behind the `mock` provider and mock upstream.
+
+pub mod catalog;
+pub mod estimate;
+pub mod provider;
+pub mod relay;
+pub mod sim;
+pub mod usage;
+pub mod wire;
+
+pub use catalog::{Catalog, ModelEntry};
+pub use provider::{Operation, Provider, ProviderError, Timeouts};
+pub use usage::{Usage, UsageSource};

@@ -1,0 +1,218 @@
+//! Upstream providers: one shared, pooled HTTP client per provider, and the
+//! reply each returns (a full body, or a byte stream to relay).
+
+mod mock;
+mod openai;
+mod tls;
+
+use std::fmt;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use reqwest::StatusCode;
+use tokio::time::Instant;
+
+pub use mock::MockProvider;
+pub use openai::OpenAiProvider;
+
+/// Upstream timeouts, settable per provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing the TCP (and TLS) connection.
+    pub connect: Duration,
+    /// From sending the request until the response status and headers arrive.
+    /// A non-streaming answer is generated before its headers are sent, so this
+    /// bounds non-streaming generation too.
+    pub first_byte: Duration,
+    /// The longest silence allowed between two pieces of a streamed body.
+    pub idle: Duration,
+    /// The whole exchange, body included.
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            first_byte: Duration::from_secs(300),
+            idle: Duration::from_secs(120),
+            total: Duration::from_secs(900),
+        }
+    }
+}
+
+/// Which OpenAI-style operation a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `POST /chat/completions`.
+    ChatCompletions,
+    /// `POST /embeddings`.
+    Embeddings,
+}
+
+impl Operation {
+    /// The path joined to a provider's base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "/chat/completions",
+            Self::Embeddings => "/embeddings",
+        }
+    }
+}
+
+/// Which timeout fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutPhase {
+    /// No response headers within `first_byte`.
+    FirstByte,
+    /// The stream went silent for longer than `idle`.
+    Idle,
+    /// The exchange ran past `total`.
+    Total,
+}
+
+impl fmt::Display for TimeoutPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::FirstByte => "first-byte",
+            Self::Idle => "idle",
+            Self::Total => "total",
+        })
+    }
+}
+
+/// A failure to get an answer from the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The connection could not be opened.
+    #[error("could not connect to the upstream: {0}")]
+    Connect(String),
+    /// A timeout fired.
+    #[error("the upstream exceeded its {0} timeout")]
+    Timeout(TimeoutPhase),
+    /// The connection broke while talking to the upstream.
+    #[error("the upstream connection failed: {0}")]
+    Transport(String),
+    /// The provider could not be set up (bad TLS setup, bad base URL).
+    #[error("the provider could not be built: {0}")]
+    Build(String),
+}
+
+impl ProviderError {
+    /// A low-cardinality label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Connect(_) => "connect",
+            Self::Timeout(_) => "timeout",
+            Self::Transport(_) => "transport",
+            Self::Build(_) => "build",
+        }
+    }
+
+    fn from_reqwest(err: reqwest::Error) -> Self {
+        if err.is_connect() {
+            Self::Connect(error_chain(&err))
+        } else if err.is_timeout() {
+            Self::Timeout(TimeoutPhase::FirstByte)
+        } else {
+            Self::Transport(error_chain(&err))
+        }
+    }
+}
+
+/// The error and its causes on one line (reqwest hides the cause otherwise).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        cur = e.source();
+    }
+    out
+}
+
+/// A streamed upstream body.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, ProviderError>> + Send>>;
+
+/// The body of an upstream reply.
+pub enum ReplyBody {
+    /// The whole body, already read.
+    Full(Bytes),
+    /// A streamed body (SSE), read as it arrives.
+    Stream(ByteStream),
+}
+
+impl fmt::Debug for ReplyBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full(b) => write!(f, "Full({} bytes)", b.len()),
+            Self::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+/// What an upstream answered.
+#[derive(Debug)]
+pub struct UpstreamReply {
+    /// The upstream's HTTP status.
+    pub status: StatusCode,
+    /// `retry-after`, when the upstream sent one.
+    pub retry_after: Option<String>,
+    /// The body.
+    pub body: ReplyBody,
+}
+
+/// A configured upstream.
+#[derive(Debug)]
+pub enum Provider {
+    /// Any OpenAI-compatible HTTP upstream.
+    OpenAi(OpenAiProvider),
+    /// The in-process simulated model.
+    Mock(MockProvider),
+}
+
+impl Provider {
+    /// The provider's configured name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::OpenAi(p) => &p.name,
+            Self::Mock(p) => &p.name,
+        }
+    }
+
+    /// The provider kind, as written in config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::OpenAi(_) => "openai",
+            Self::Mock(_) => "mock",
+        }
+    }
+
+    /// The provider's timeouts.
+    pub fn timeouts(&self) -> &Timeouts {
+        match self {
+            Self::OpenAi(p) => &p.timeouts,
+            Self::Mock(p) => &p.timeouts,
+        }
+    }
+
+    /// Sends one request upstream. `body` is the upstream JSON body; `stream`
+    /// says whether a streamed reply is expected; `started` anchors the total
+    /// timeout. A non-streaming body is read whole before returning.
+    pub async fn send(
+        &self,
+        op: Operation,
+        body: Bytes,
+        stream: bool,
+        started: Instant,
+    ) -> Result<UpstreamReply, ProviderError> {
+        let deadline = started + self.timeouts().total;
+        match self {
+            Self::OpenAi(p) => p.send(op, body, stream, deadline).await,
+            Self::Mock(p) => p.send(op, body, stream, deadline).await,
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Relaying upstream answers to the client: the model name rewritten to the
+//! one the client asked for, usage extracted on the way, and a [`Summary`] of
+//! every exchange, complete or not, for metering.
+
+mod json;
+mod sse;
+mod timed;
+
+use std::time::Duration;
+
+pub use json::{relay_json, JsonRelayed, MalformedBody};
+pub use sse::{relay_stream, StreamOptions};
+
+use crate::provider::TimeoutPhase;
+use crate::usage::Usage;
+
+/// How a relayed exchange ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// The answer reached the client whole.
+    Complete,
+    /// The client went away before the answer was over.
+    ClientDisconnected,
+    /// The upstream closed or broke the connection mid-answer.
+    UpstreamDisconnected(String),
+    /// The upstream sent an error event after HTTP 200.
+    UpstreamError,
+    /// The upstream sent something that is not a valid event.
+    Malformed(String),
+    /// A timeout fired mid-answer.
+    Timeout(TimeoutPhase),
+}
+
+impl End {
+    /// A low-cardinality label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Complete => "complete",
+            Self::ClientDisconnected => "client_disconnected",
+            Self::UpstreamDisconnected(_) => "upstream_disconnected",
+            Self::UpstreamError => "upstream_error",
+            Self::Malformed(_) => "upstream_malformed",
+            Self::Timeout(_) => "upstream_timeout",
+        }
+    }
+
+    /// Whether the client got the whole answer.
+    pub fn is_complete(&self) -> bool {
+        matches!(self, Self::Complete)
+    }
+}
+
+/// What one relayed stream carried, produced exactly once when it ends.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Usage as the provider reported it, if it did.
+    pub usage: Option<Usage>,
+    /// How the stream ended.
+    pub end: End,
+    /// From the start of the request to the first event forwarded.
+    pub ttft: Option<Duration>,
+    /// The text the model produced (content, reasoning, tool-call arguments),
+    /// for estimating usage when the provider reported none.
+    pub output_text: String,
+    /// How many events reached the client.
+    pub events: u64,
+}
+
+/// Appends the text a choice (or delta) carries to `out`, and says whether it
+/// carried a `finish_reason`.
+fn collect_choice_text(choice: &serde_json::Value, part: &str, out: &mut String) -> bool {
+    use serde_json::Value;
+    if let Some(msg) = choice.get(part) {
+        for key in ["reasoning_content", "content"] {
+            if let Some(s) = msg.get(key).and_then(Value::as_str) {
+                out.push_str(s);
+            }
+        }
+        if let Some(calls) = msg.get("tool_calls").and_then(Value::as_array) {
+            for call in calls {
+                for key in ["name", "arguments"] {
+                    if let Some(s) = call
+                        .pointer(&format!("/function/{key}"))
+                        .and_then(Value::as_str)
+                    {
+                        out.push_str(s);
+                    }
+                }
+            }
+        }
+    }
+    choice.get("finish_reason").is_some_and(|f| !f.is_null())
+}

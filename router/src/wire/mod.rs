@@ -1,0 +1,4 @@
+//! Client wire formats: request validation and the error shapes each format
+//! expects.
+
+pub mod openai;

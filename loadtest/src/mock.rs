@@ -133,6 +133,8 @@ pub async fn spawn(addr: SocketAddr, options: MockOptions) -> std::io::Result<Mo
         released: watch::channel(false).0,
     });
     let app = Router::new().fallback(handle).with_state(shared.clone());
+    // The mock serves until its runtime ends; it holds no work to lose.
+    #[allow(clippy::disallowed_methods)]
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "mock upstream stopped");
@@ -144,7 +146,7 @@ pub async fn spawn(addr: SocketAddr, options: MockOptions) -> std::io::Result<Mo
 /// Serves on `addr` until Ctrl-C or SIGTERM.
 pub async fn serve(addr: SocketAddr, options: MockOptions) -> std::io::Result<()> {
     let handle = spawn(addr, options).await?;
-    tracing::info!(addr = %handle.addr(), "mock upstream listening");
+    tracing::info!(addr = %handle.addr(), base_url = %handle.base_url(), "mock upstream listening");
     tokio::signal::ctrl_c().await
 }
 
@@ -295,6 +297,9 @@ fn faulty_stream(
         }
         if st.faults.disconnect_after == sent {
             st.done = true;
+            // Let the frames already sent leave before the connection drops, as
+            // they would from a real upstream that dies mid-answer.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             return Some((Err(std::io::Error::other("mock disconnect")), st));
         }
         if st.faults.malformed_after == sent {

@@ -1,1 +1,17 @@
+//! Integration tests: the real gateway on port 0 against real mock upstreams
+//! on port 0, driven with raw HTTP and an OpenAI client crate.
 
+// Test code: a failed unwrap is a failed test; helpers may block and spawn.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+mod helpers;
+mod process;
+
+mod chat;
+mod cli;
+mod embeddings;
+mod errors;
+mod models;
+mod shutdown;
+mod streaming;
+mod usage;

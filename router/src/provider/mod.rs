@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 pub use mock::MockProvider;
 pub use openai::OpenAiProvider;
+pub use tls::ensure_provider as ensure_tls_provider;
 
 /// Upstream timeouts, settable per provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

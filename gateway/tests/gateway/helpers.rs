@@ -1,0 +1,230 @@
+//! Shared test scaffolding: a real gateway on port 0, real mock upstreams on
+//! port 0, a sink that hands each request record to the test, and clients.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_openai::config::OpenAIConfig;
+use futures_util::StreamExt;
+use gateway::record::{RecordSink, RequestRecord};
+use gateway::{App, Config};
+use loadtest::mock::{self, MockHandle, MockOptions};
+use router::sim::SimConfig;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub const MASTER_KEY: &str = "test-master-key-0123";
+
+/// How long a test waits for something that should happen at once.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A fast, unpaced simulated model.
+pub fn fast_sim() -> SimConfig {
+    SimConfig {
+        ttft: Duration::ZERO,
+        tokens_per_second: 0.0,
+        output_tokens: 8,
+        ..SimConfig::default()
+    }
+}
+
+/// A mock upstream on a free loopback port.
+pub async fn spawn_mock(options: MockOptions) -> MockHandle {
+    mock::spawn(SocketAddr::from(([127, 0, 0, 1], 0)), options)
+        .await
+        .expect("mock upstream binds")
+}
+
+/// A mock upstream with a fast model and no faults.
+pub async fn spawn_fast_mock() -> MockHandle {
+    spawn_mock(MockOptions {
+        sim: fast_sim(),
+        ..Default::default()
+    })
+    .await
+}
+
+/// Config text: a server on port 0 with the test master key, then `rest`.
+pub fn config_text(rest: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nmaster_key = \"{MASTER_KEY}\"\nshutdown_grace = \"5s\"\n{rest}"
+    )
+}
+
+/// Parses config text written by a test.
+pub fn config(rest: &str) -> Config {
+    Config::parse(&config_text(rest), "test.toml", &|_| None).expect("test config is valid")
+}
+
+/// Config with model `m` served by an openai-kind provider `up` at `mock`.
+pub fn upstream_config(mock: &MockHandle, provider_extra: &str) -> Config {
+    config(&format!(
+        "[providers.up]\nkind = \"openai\"\nbase_url = \"{}\"\n{provider_extra}\n[models.m]\nprovider = \"up\"\nupstream_model = \"up-model\"\n",
+        mock.base_url()
+    ))
+}
+
+struct ChannelSink(mpsc::UnboundedSender<RequestRecord>);
+
+impl RecordSink for ChannelSink {
+    fn record(&self, record: &RequestRecord) {
+        let _ = self.0.send(record.clone());
+    }
+}
+
+/// A running gateway.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    records: mpsc::UnboundedReceiver<RequestRecord>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// Starts the gateway on port 0 with `config`.
+pub async fn spawn_app(config: Config) -> TestApp {
+    router::provider::ensure_tls_provider();
+    let (tx, records) = mpsc::unbounded_channel();
+    let app = App::build_with_sinks(config, vec![Arc::new(ChannelSink(tx))])
+        .await
+        .expect("gateway builds");
+    let addr = app.local_addr();
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async move {
+        let _ = shutdown_rx.await;
+    }));
+    TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        records,
+        shutdown: Some(shutdown_tx),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A POST with the master key.
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(self.url(path)).bearer_auth(MASTER_KEY)
+    }
+
+    /// A GET with the master key.
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(self.url(path)).bearer_auth(MASTER_KEY)
+    }
+
+    /// POSTs a chat request.
+    pub async fn chat(&self, body: Value) -> reqwest::Response {
+        self.post("/v1/chat/completions")
+            .json(&body)
+            .send()
+            .await
+            .expect("gateway answers")
+    }
+
+    /// The next request record, waiting up to [`DEADLINE`].
+    pub async fn next_record(&mut self) -> RequestRecord {
+        tokio::time::timeout(DEADLINE, self.records.recv())
+            .await
+            .expect("a request record within the deadline")
+            .expect("the record channel is open")
+    }
+
+    /// Whether a record is waiting right now.
+    pub fn try_record(&mut self) -> Option<RequestRecord> {
+        self.records.try_recv().ok()
+    }
+
+    /// An official-style OpenAI client pointed at the gateway.
+    pub fn openai(&self) -> async_openai::Client<OpenAIConfig> {
+        self.openai_with_key(MASTER_KEY)
+    }
+
+    pub fn openai_with_key(&self, key: &str) -> async_openai::Client<OpenAIConfig> {
+        let config = OpenAIConfig::new()
+            .with_api_base(self.url("/v1"))
+            .with_api_key(key);
+        async_openai::Client::with_config(config)
+    }
+
+    /// The Prometheus text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// Signals shutdown without waiting for it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Signals shutdown and waits for the server to finish draining.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        self.begin_shutdown();
+        let server = self.server.take().expect("server runs");
+        tokio::time::timeout(DEADLINE, server)
+            .await
+            .expect("the server stops within the deadline")
+            .expect("the server task does not panic")
+    }
+}
+
+/// A minimal chat body for model `model`.
+pub fn chat_body(model: &str) -> Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hello gateway"}]})
+}
+
+/// Reads an SSE response to its end; returns each event's data.
+pub async fn read_sse(resp: reqwest::Response) -> Vec<String> {
+    let text = tokio::time::timeout(DEADLINE, resp.text())
+        .await
+        .expect("the stream ends within the deadline")
+        .expect("the stream reads");
+    sse_data(&text)
+}
+
+/// The `data:` payloads of SSE text.
+pub fn sse_data(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter_map(|event| {
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:").map(str::trim_start))
+                .collect();
+            (!data.is_empty()).then(|| data.join("\n"))
+        })
+        .collect()
+}
+
+/// Parses every JSON event of an SSE stream (everything but `[DONE]`).
+pub fn json_events(data: &[String]) -> Vec<Value> {
+    data.iter()
+        .filter(|d| d.as_str() != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("event is not JSON ({e}): {d}")))
+        .collect()
+}
+
+/// Reads the next piece of a streamed body, up to the deadline.
+pub async fn next_piece<S>(stream: &mut S) -> Option<bytes::Bytes>
+where
+    S: futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
+{
+    tokio::time::timeout(DEADLINE, stream.next())
+        .await
+        .expect("a piece within the deadline")
+        .map(|r| r.expect("the piece reads"))
+}

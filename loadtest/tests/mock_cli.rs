@@ -1,0 +1,136 @@
+//! The `loadtest mock` binary as its own process: flags for the model,
+//! vendor usage shapes and faults.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+struct Mock {
+    child: Child,
+    base_url: String,
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(args: &[&str]) -> Mock {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(["mock", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("loadtest starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let base_url = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the mock logs its address");
+        if let Some(rest) = line.split("base_url=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    Mock { child, base_url }
+}
+
+fn client() -> reqwest::Client {
+    router::provider::ensure_tls_provider();
+    reqwest::Client::new()
+}
+
+fn body(stream: bool) -> Value {
+    json!({"model": "x", "stream": stream, "stream_options": {"include_usage": true},
+           "messages": [{"role": "user", "content": "hello"}]})
+}
+
+#[tokio::test]
+async fn the_mock_answers_in_the_requested_vendor_usage_shape() {
+    let mock = start(&[
+        "--ttft",
+        "0s",
+        "--tokens-per-second",
+        "0",
+        "--output-tokens",
+        "5",
+        "--cached-tokens",
+        "2",
+        "--usage-shape",
+        "deepseek",
+    ]);
+    let client = client();
+    let url = format!("{}/chat/completions", mock.base_url);
+    let answer: Value = client
+        .post(&url)
+        .json(&body(false))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["usage"]["completion_tokens"], 5);
+    assert_eq!(answer["usage"]["prompt_cache_hit_tokens"], 2);
+    let text = client
+        .post(&url)
+        .json(&body(true))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    assert!(text.contains("\"prompt_cache_miss_tokens\""), "{text}");
+}
+
+#[tokio::test]
+async fn the_mock_injects_an_error_status() {
+    let mock = start(&["--fail-status", "503"]);
+    let resp = client()
+        .post(format!("{}/chat/completions", mock.base_url))
+        .json(&body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["message"], "mock fault: HTTP 503");
+}
+
+#[tokio::test]
+async fn the_mock_drops_a_stream_mid_answer() {
+    let mock = start(&[
+        "--ttft",
+        "0s",
+        "--tokens-per-second",
+        "0",
+        "--disconnect-after",
+        "2",
+    ]);
+    let resp = client()
+        .post(format!("{}/chat/completions", mock.base_url))
+        .json(&body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.text().await.is_err(),
+        "the body ends with a broken connection"
+    );
+}

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::serve::ListenerExt;
 use axum::Router;
 use router::provider::{MockProvider, OpenAiProvider};
 use router::{Catalog, ModelEntry, Provider, ProviderError};
@@ -166,7 +167,14 @@ impl App {
             let _ = draining_tx.send(true);
         };
         let in_flight = self.state.metrics.in_flight.clone();
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(signal);
+        // Streamed events are small writes: with Nagle's algorithm on, each
+        // could wait for the client's delayed ACK (~40 ms).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
+        let server = axum::serve(listener, self.router).with_graceful_shutdown(signal);
         let grace_expired = async move {
             if draining_rx.wait_for(|d| *d).await.is_err() {
                 // The server ended on its own; nothing to wait for.

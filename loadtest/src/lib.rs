@@ -3,5 +3,7 @@
 //! # Layout
 //! - [`mock`]: the mock upstream, an OpenAI-compatible server backed by the
 //!   simulated model, with injectable faults.
+//! - [`drive`]: the load driver, bounded in time and request count.
 
+pub mod drive;
 pub mod mock;

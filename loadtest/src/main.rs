@@ -1,10 +1,12 @@
-//! The `loadtest` binary: `loadtest mock` runs the mock upstream.
+//! The `loadtest` binary: `loadtest mock` runs the mock upstream,
+//! `loadtest drive` runs a bounded load against a base URL.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use loadtest::drive::{self, DriveOptions};
 use loadtest::mock::{self, Faults, MockOptions};
 use router::sim::{SimConfig, UsageShape};
 
@@ -20,6 +22,40 @@ struct Cli {
 enum Command {
     /// Run the mock upstream: an OpenAI-compatible server with a simulated model.
     Mock(MockArgs),
+    /// Send a bounded load of chat completions to a base URL and report
+    /// throughput and latency percentiles (JSON on stdout).
+    Drive(DriveArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DriveArgs {
+    /// OpenAI-style base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080/v1")]
+    base_url: String,
+    /// Bearer key.
+    #[arg(long, env = "TOLLGATE_KEY")]
+    api_key: Option<String>,
+    /// The model to ask for.
+    #[arg(long, default_value = "demo")]
+    model: String,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// How long to run (at most 10 minutes).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    duration: Duration,
+    /// Stop after this many requests.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Ask for streamed answers.
+    #[arg(long)]
+    stream: bool,
+    /// Words in each prompt.
+    #[arg(long, default_value_t = 64)]
+    prompt_words: usize,
+    /// max_tokens for each request.
+    #[arg(long)]
+    max_tokens: Option<u32>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -84,7 +120,20 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let Command::Mock(a) = cli.command;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let a = match cli.command {
+        Command::Mock(a) => a,
+        Command::Drive(d) => return drive(&runtime, d),
+    };
     let options = MockOptions {
         sim: SimConfig {
             latency: a.latency,
@@ -119,6 +168,33 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mock upstream: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn drive(runtime: &tokio::runtime::Runtime, d: DriveArgs) -> ExitCode {
+    let opts = DriveOptions {
+        base_url: d.base_url,
+        api_key: d.api_key,
+        model: d.model,
+        concurrency: d.concurrency,
+        duration: d.duration.min(Duration::from_secs(600)),
+        max_requests: d.requests,
+        stream: d.stream,
+        prompt_words: d.prompt_words,
+        max_tokens: d.max_tokens,
+    };
+    match runtime.block_on(drive::run(opts)) {
+        Ok(report) => {
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("load driver: {e}");
             ExitCode::FAILURE
         }
     }

@@ -14,6 +14,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use axum::Router;
 use router::sim::{self, SimConfig};
 use serde_json::{json, Value};
@@ -133,6 +134,10 @@ pub async fn spawn(addr: SocketAddr, options: MockOptions) -> std::io::Result<Mo
         released: watch::channel(false).0,
     });
     let app = Router::new().fallback(handle).with_state(shared.clone());
+    // Each streamed frame is a small write; Nagle would hold it for an ACK.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     // The mock serves until its runtime ends; it holds no work to lose.
     #[allow(clippy::disallowed_methods)]
     tokio::spawn(async move {

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Measures what Tollgate adds: the same bounded load straight at the mock
+# upstream (the baseline), then through the gateway to the same mock, for
+# plain and streamed chat completions. Loopback only; stops by itself.
+#   loadtest/overhead.sh [SECONDS] [CONCURRENCY]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+conc=${2:-32}
+mock_port=19090
+gw_port=18080
+key=overhead-test-key
+
+cargo build --release -j2 -p tollgate -p tollgate-loadtest >&2
+bin=target/release
+work=$(mktemp -d)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+RUST_LOG=warn "$bin/loadtest" mock --listen "127.0.0.1:$mock_port" --ttft 0s --tokens-per-second 0 --output-tokens 64 &
+pids+=($!)
+cat > "$work/tollgate.toml" <<TOML
+[server]
+listen = "127.0.0.1:$gw_port"
+master_key = "$key"
+[providers.mock]
+kind = "openai"
+base_url = "http://127.0.0.1:$mock_port/v1"
+[models.demo]
+provider = "mock"
+TOML
+RUST_LOG=warn "$bin/tollgate" serve --config "$work/tollgate.toml" &
+gw_pid=$!
+pids+=($gw_pid)
+for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$gw_port/readyz" >/dev/null && break
+    sleep 0.1
+done
+
+# CPU seconds (user + system) the gateway process has used so far.
+gw_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$gw_pid/stat"; }
+drive() { "$bin/loadtest" drive --duration "${secs}s" --concurrency "$conc" --model demo --api-key "$key" "$@"; }
+for mode in plain stream; do
+    flag=(); [ "$mode" = stream ] && flag=(--stream)
+    direct=$(drive --base-url "http://127.0.0.1:$mock_port/v1" "${flag[@]}")
+    cpu0=$(gw_cpu)
+    via=$(drive --base-url "http://127.0.0.1:$gw_port/v1" "${flag[@]}")
+    cpu1=$(gw_cpu)
+    python3 - "$mode" "$direct" "$via" "$cpu0" "$cpu1" <<'PY'
+import json, sys
+mode, d, v = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+cpu = float(sys.argv[5]) - float(sys.argv[4])
+print(f"{mode}: direct {d['requests_per_s']:.0f} req/s p50 {d['latency']['p50_ms']:.2f} ms p99 {d['latency']['p99_ms']:.2f} ms errors {d['errors']}")
+print(f"{mode}: via tollgate {v['requests_per_s']:.0f} req/s p50 {v['latency']['p50_ms']:.2f} ms p99 {v['latency']['p99_ms']:.2f} ms errors {v['errors']}")
+print(f"{mode}: throughput ratio {v['requests_per_s']/d['requests_per_s']:.2f}, p50 added {v['latency']['p50_ms']-d['latency']['p50_ms']:.2f} ms")
+print(f"{mode}: gateway CPU {cpu * 1e6 / max(v['ok'], 1):.0f} us per request (all three processes share 2 cores)")
+PY
+done

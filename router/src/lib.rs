@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`wire`]: client wire formats (OpenAI), request validation, error shapes.
 //! - [`catalog`]: the models clients may ask for and who serves them.
+//! - [`price`]: model prices per token kind, with tiers, and the built-in list.
 //! - [`provider`]: upstream providers (`openai`, `mock`), timeouts, one pooled
 //!   HTTP client each.
 //! - [`relay`]: relaying answers, whole or streamed, with usage extracted and a
@@ -14,6 +15,7 @@
 
 pub mod catalog;
 pub mod estimate;
+pub mod price;
 pub mod provider;
 pub mod relay;
 pub mod sim;

@@ -7,11 +7,11 @@
 //! `input + cached_input + cache_write`. `output` counts every completion token,
 //! reasoning included; `reasoning` is the part of `output` spent thinking.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Tokens one request consumed, normalized across vendors.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     /// Uncached prompt tokens (full input price).
     pub input: u64,

@@ -1,0 +1,120 @@
+//! The key cache: virtual keys served from memory, loaded on first use, and
+//! kept current by a watcher that polls for changed keys, so a revocation on
+//! any replica takes effect within one poll interval.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+
+use crate::db::{now_ms, DbError};
+use crate::tenancy::{hash_secret, KeyInfo, Tenancy};
+
+/// How far the watcher looks back past the newest change it saw, so a change
+/// committed late, or stamped by a replica whose clock lags, is not missed.
+const WATCH_OVERLAP_MS: i64 = 10_000;
+
+/// Keys by secret hash.
+#[derive(Clone)]
+pub struct KeyCache {
+    tenancy: Arc<Tenancy>,
+    known: Cache<String, Arc<KeyInfo>>,
+    unknown: Cache<String, ()>,
+}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("known", &self.known.entry_count())
+            .finish()
+    }
+}
+
+impl KeyCache {
+    /// A cache over `tenancy` holding up to `capacity` keys.
+    pub fn new(tenancy: Arc<Tenancy>, capacity: u64) -> Self {
+        Self {
+            tenancy,
+            known: Cache::builder().max_capacity(capacity).build(),
+            // Secrets nobody issued: remembered briefly, so a flood of bad
+            // keys does not become a flood of queries.
+            unknown: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(30))
+                .build(),
+        }
+    }
+
+    /// The key with this secret, from memory when cached; `None` when no
+    /// such key exists. Concurrent misses for one key share one query.
+    pub async fn lookup(&self, secret: &str) -> Result<Option<Arc<KeyInfo>>, DbError> {
+        let hash = hash_secret(secret);
+        if let Some(k) = self.known.get(&hash).await {
+            return Ok(Some(k));
+        }
+        if self.unknown.contains_key(&hash) {
+            return Ok(None);
+        }
+        let tenancy = self.tenancy.clone();
+        let loaded = self
+            .known
+            .try_get_with(hash.clone(), async move {
+                match tenancy.key_by_hash(&hash).await {
+                    Ok(Some(k)) => Ok(Arc::new(k)),
+                    Ok(None) => Err(None),
+                    Err(e) => Err(Some(e.to_string())),
+                }
+            })
+            .await;
+        match loaded {
+            Ok(k) => Ok(Some(k)),
+            Err(e) => match e.as_ref() {
+                None => {
+                    self.unknown.insert(hash_secret(secret), ()).await;
+                    Ok(None)
+                }
+                Some(msg) => Err(DbError::Sqlx(sqlx::Error::Protocol(msg.clone()))),
+            },
+        }
+    }
+
+    /// Forgets a key (by secret hash) so its next use reloads it.
+    pub async fn invalidate(&self, hash: &str) {
+        self.known.invalidate(hash).await;
+        self.unknown.invalidate(hash).await;
+    }
+
+    /// Polls for changed keys every `interval` until `stop` resolves,
+    /// forgetting each key the first time each change of it is seen.
+    pub async fn watch(self, interval: Duration, stop: impl std::future::Future<Output = ()>) {
+        let mut since = now_ms() - WATCH_OVERLAP_MS;
+        // Changes already acted on, by (hash, updated_at), within the overlap.
+        let mut seen: HashMap<String, i64> = HashMap::new();
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                _ = tick.tick() => {}
+            }
+            let polled_at = now_ms();
+            match self.tenancy.keys_changed_since(since).await {
+                Ok(changes) => {
+                    for (hash, updated_at) in changes {
+                        if seen.get(&hash) != Some(&updated_at) {
+                            self.invalidate(&hash).await;
+                            seen.insert(hash, updated_at);
+                        }
+                    }
+                    since = since.max(polled_at - WATCH_OVERLAP_MS);
+                    seen.retain(|_, at| *at > since);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "key watcher could not poll for changes; cached keys stay in use")
+                }
+            }
+        }
+    }
+}

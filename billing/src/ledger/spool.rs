@@ -1,0 +1,140 @@
+//! The spool: append-only segment files of JSON lines, one row a line.
+//!
+//! Appends go to the active segment under a lock, one `write` per row. The
+//! writer seals the active segment by rotating to a new one, and deletes a
+//! sealed segment once every row in it is in the database. On start the
+//! spool opens a fresh segment; older ones are all sealed and get replayed.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
+use super::LedgerRow;
+
+/// A spool failure.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// The file system failed.
+    #[error("ledger spool I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A row could not be encoded.
+    #[error("ledger row could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+struct Active {
+    seq: u64,
+    file: File,
+    bytes: u64,
+    opened: Instant,
+}
+
+/// The spool directory and its active segment.
+pub struct Spool {
+    dir: PathBuf,
+    active: Mutex<Active>,
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool").field("dir", &self.dir).finish()
+    }
+}
+
+fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:020}.jsonl"))
+}
+
+fn open_segment(dir: &Path, seq: u64) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(segment_path(dir, seq))
+}
+
+/// The segments in `dir`, oldest first.
+pub(super) fn list_segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let seq = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".jsonl"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(seq) = seq {
+            out.push((seq, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+impl Spool {
+    /// Opens (or creates) the spool in `dir` with a fresh active segment.
+    pub fn open(dir: &Path) -> Result<Spool, SpoolError> {
+        fs::create_dir_all(dir)?;
+        let next = list_segments(dir)?.last().map(|(s, _)| s + 1).unwrap_or(1);
+        let file = open_segment(dir, next)?;
+        Ok(Spool {
+            dir: dir.to_owned(),
+            active: Mutex::new(Active {
+                seq: next,
+                file,
+                bytes: 0,
+                opened: Instant::now(),
+            }),
+        })
+    }
+
+    /// The spool directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Active> {
+        self.active.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends one row. When this returns, the row survives the process.
+    pub fn append(&self, row: &LedgerRow) -> Result<(), SpoolError> {
+        let mut line = serde_json::to_vec(row)?;
+        line.push(b'\n');
+        let mut active = self.lock();
+        active.file.write_all(&line)?;
+        active.bytes += line.len() as u64;
+        Ok(())
+    }
+
+    /// The active segment's number, size in bytes, and age.
+    pub(super) fn active(&self) -> (u64, u64, std::time::Duration) {
+        let a = self.lock();
+        (a.seq, a.bytes, a.opened.elapsed())
+    }
+
+    /// Seals the active segment and starts a new one, if it holds anything.
+    pub(super) fn rotate(&self) -> Result<(), SpoolError> {
+        let mut a = self.lock();
+        if a.bytes == 0 {
+            return Ok(());
+        }
+        a.file.flush()?;
+        let seq = a.seq + 1;
+        let file = open_segment(&self.dir, seq)?;
+        *a = Active {
+            seq,
+            file,
+            bytes: 0,
+            opened: Instant::now(),
+        };
+        Ok(())
+    }
+
+    /// Forces everything appended so far to disk (for an orderly shutdown).
+    pub fn sync(&self) -> Result<(), SpoolError> {
+        self.lock().file.sync_data()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,278 @@
+//! The background writer: tails the spool, inserts rows in batches, seals and
+//! deletes segments once they are in the database, and retries with backoff
+//! while the database is away.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::spool::list_segments;
+use super::{insert_batch, LedgerRow, Spool};
+use crate::db::Db;
+
+/// How the writer batches.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Most rows in one insert.
+    pub batch_rows: usize,
+    /// How long rows may wait for a batch to fill.
+    pub flush_interval: Duration,
+    /// Seal the active segment once it is this large and fully written...
+    pub rotate_bytes: u64,
+    /// ...or this old, so a restart replays little.
+    pub rotate_age: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            batch_rows: 500,
+            flush_interval: Duration::from_millis(200),
+            rotate_bytes: 4 * 1024 * 1024,
+            rotate_age: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Counters the gateway exports as metrics.
+#[derive(Debug, Default)]
+pub struct LedgerStats {
+    /// Rows appended to the spool by this process.
+    pub appended: AtomicU64,
+    /// Rows the writer inserted (new ones only).
+    pub inserted: AtomicU64,
+    /// Rows the writer found already in the database (replays).
+    pub duplicates: AtomicU64,
+    /// Batches that failed and will be retried.
+    pub failed_batches: AtomicU64,
+    /// Spool lines that could not be read (torn or corrupt) and were skipped.
+    pub bad_lines: AtomicU64,
+    /// Spool bytes not yet in the database.
+    pub backlog_bytes: AtomicU64,
+}
+
+/// Largest read from a segment at once.
+const READ_CHUNK: u64 = 8 * 1024 * 1024;
+
+struct Cursor {
+    seq: u64,
+    offset: u64,
+}
+
+/// The writer task's state.
+pub struct Writer {
+    db: Db,
+    spool: Arc<Spool>,
+    wake: Arc<Notify>,
+    cfg: WriterConfig,
+    stats: Arc<LedgerStats>,
+    cursor: Option<Cursor>,
+}
+
+/// What one step did.
+enum Step {
+    /// Something happened; step again at once.
+    Progress,
+    /// Everything in the spool is in the database.
+    Idle,
+}
+
+impl Writer {
+    /// A writer over `spool`, woken by `wake` when rows are appended.
+    pub fn new(
+        db: Db,
+        spool: Arc<Spool>,
+        wake: Arc<Notify>,
+        cfg: WriterConfig,
+        stats: Arc<LedgerStats>,
+    ) -> Self {
+        Self {
+            db,
+            spool,
+            wake,
+            cfg,
+            stats,
+            cursor: None,
+        }
+    }
+
+    /// Runs until `stop` resolves, then drains what it can within `drain`.
+    /// Rows still in the spool then are replayed by the next start.
+    pub async fn run(mut self, stop: impl std::future::Future<Output = ()>, drain: Duration) {
+        tokio::pin!(stop);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.step().await {
+                Ok(Step::Progress) => {
+                    backoff = Duration::from_millis(100);
+                    continue;
+                }
+                Ok(Step::Idle) => {
+                    backoff = Duration::from_millis(100);
+                    tokio::select! {
+                        () = &mut stop => break,
+                        () = self.wake.notified() => {
+                            // Let a batch gather before writing it.
+                            tokio::time::sleep(self.cfg.flush_interval).await;
+                        }
+                        () = tokio::time::sleep(self.cfg.rotate_age) => {}
+                    }
+                }
+                Err(e) => {
+                    self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "ledger write failed; rows stay in the spool");
+                    tokio::select! {
+                        () = &mut stop => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        let drained = tokio::time::timeout(drain, async {
+            loop {
+                match self.step().await {
+                    Ok(Step::Progress) => {}
+                    Ok(Step::Idle) => {
+                        // Seal the last segment so it is written and removed too.
+                        if self.spool.rotate().is_err() {
+                            return false;
+                        }
+                        if matches!(self.step().await, Ok(Step::Idle)) && self.backlog_empty() {
+                            return true;
+                        }
+                    }
+                    Err(_) => return false,
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        if !drained {
+            let _ = self.spool.sync();
+            tracing::warn!(
+                "ledger not fully drained at shutdown; the rest is replayed at next start"
+            );
+        }
+    }
+
+    fn backlog_empty(&self) -> bool {
+        list_segments(self.spool.dir())
+            .map(|s| s.len() <= 1)
+            .unwrap_or(false)
+            && self.stats.backlog_bytes.load(Ordering::Relaxed) == 0
+    }
+
+    fn update_backlog(&self, segments: &[(u64, PathBuf)]) {
+        let total: u64 = segments
+            .iter()
+            .filter_map(|(_, p)| std::fs::metadata(p).ok().map(|m| m.len()))
+            .sum();
+        let consumed = self.cursor.as_ref().map(|c| c.offset).unwrap_or(0);
+        self.stats
+            .backlog_bytes
+            .store(total.saturating_sub(consumed), Ordering::Relaxed);
+    }
+
+    async fn step(&mut self) -> Result<Step, String> {
+        let segments = list_segments(self.spool.dir()).map_err(|e| e.to_string())?;
+        self.update_backlog(&segments);
+        let Some((seq, path)) = segments.first().cloned() else {
+            return Ok(Step::Idle);
+        };
+        let (active_seq, active_bytes, active_age) = self.spool.active();
+        let sealed = seq < active_seq;
+        let offset = match &self.cursor {
+            Some(c) if c.seq == seq => c.offset,
+            _ => 0,
+        };
+        let (rows, consumed, torn) =
+            read_rows(&path, offset, self.cfg.batch_rows, sealed, &self.stats)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        if !rows.is_empty() {
+            let inserted = insert_batch(&self.db, &rows)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.stats
+                .inserted
+                .fetch_add(inserted as u64, Ordering::Relaxed);
+            self.stats
+                .duplicates
+                .fetch_add((rows.len() - inserted) as u64, Ordering::Relaxed);
+        }
+        if consumed > 0 || torn {
+            self.cursor = Some(Cursor {
+                seq,
+                offset: offset + consumed,
+            });
+            return Ok(Step::Progress);
+        }
+        if sealed {
+            // Every row of a sealed segment is in the database: drop it.
+            std::fs::remove_file(&path).map_err(|e| e.to_string())?;
+            self.cursor = None;
+            return Ok(Step::Progress);
+        }
+        let due =
+            offset >= self.cfg.rotate_bytes || (offset > 0 && active_age >= self.cfg.rotate_age);
+        if due && offset == active_bytes {
+            self.spool.rotate().map_err(|e| e.to_string())?;
+            return Ok(Step::Progress);
+        }
+        Ok(Step::Idle)
+    }
+}
+
+/// Reads up to `max_rows` complete lines from `path` at `offset`. Returns the
+/// rows, the bytes consumed, and whether a torn tail of a sealed segment was
+/// skipped. Unreadable lines are skipped and counted.
+fn read_rows(
+    path: &PathBuf,
+    offset: u64,
+    max_rows: usize,
+    sealed: bool,
+    stats: &LedgerStats,
+) -> std::io::Result<(Vec<LedgerRow>, u64, bool)> {
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if offset >= len {
+        return Ok((Vec::new(), 0, false));
+    }
+    file.seek(SeekFrom::Start(offset))?;
+    let mut buf = Vec::new();
+    file.take(READ_CHUNK.min(len - offset))
+        .read_to_end(&mut buf)?;
+    let mut rows = Vec::new();
+    let mut consumed = 0usize;
+    for line in buf.split_inclusive(|b| *b == b'\n') {
+        if rows.len() >= max_rows || !line.ends_with(b"\n") {
+            break;
+        }
+        consumed += line.len();
+        match serde_json::from_slice::<LedgerRow>(&line[..line.len() - 1]) {
+            Ok(row) => rows.push(row),
+            Err(e) => {
+                stats.bad_lines.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, file = %path.display(), "skipping an unreadable ledger spool line");
+            }
+        }
+    }
+    let rest = buf.len() - consumed;
+    // A sealed segment never grows again: an unterminated tail is a write cut
+    // short by a crash, before the request it belongs to was answered.
+    let torn = sealed
+        && rows.len() < max_rows
+        && rest > 0
+        && offset + buf.len() as u64 == len
+        && !buf[consumed..].contains(&b'\n');
+    if torn {
+        stats.bad_lines.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(file = %path.display(), bytes = rest, "skipping a torn line at the end of a ledger spool segment");
+        return Ok((rows, (consumed + rest) as u64, true));
+    }
+    Ok((rows, consumed as u64, false))
+}

@@ -1,0 +1,614 @@
+//! Organizations, teams and virtual keys: the admin operations, and the key
+//! lookup the auth cache loads from.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use base64::Engine as _;
+use rand::RngCore;
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::{AssertSqlSafe, Row};
+use uuid::Uuid;
+
+use crate::db::{now_ms, Db, DbError};
+
+/// What went wrong with an admin operation.
+#[derive(Debug, thiserror::Error)]
+pub enum TenancyError {
+    /// The referenced thing does not exist.
+    #[error("{0} '{1}' does not exist")]
+    NotFound(&'static str, String),
+    /// A name is already taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is not valid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<sqlx::Error> for TenancyError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            if db.is_unique_violation() {
+                return TenancyError::Conflict("that name is already taken".into());
+            }
+        }
+        TenancyError::Db(DbError::Sqlx(e))
+    }
+}
+
+/// An RFC 3339 UTC timestamp for a millisecond time.
+pub fn rfc3339(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Parses an RFC 3339 timestamp into milliseconds.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let t = humantime::parse_rfc3339_weak(s).ok()?;
+    Some(t.duration_since(UNIX_EPOCH).ok()?.as_millis() as i64)
+}
+
+/// An organization.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Org {
+    pub id: String,
+    pub name: String,
+    pub metadata: Value,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A team.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Team {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub metadata: Value,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A virtual key as admins see it: never its secret.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct KeyView {
+    pub id: String,
+    pub team_id: String,
+    pub org_id: String,
+    pub name: Option<String>,
+    /// The first characters of the secret, to recognize it by.
+    pub prefix: String,
+    /// `None`: every model.
+    pub allowed_models: Option<Vec<String>>,
+    pub metadata: Value,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub created_at: String,
+}
+
+/// A key just created: the only time its secret is shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewKey {
+    #[serde(flatten)]
+    pub view: KeyView,
+    /// The secret, `tg-` and 43 URL-safe characters (32 random bytes).
+    pub key: String,
+}
+
+/// What a new key is made of.
+#[derive(Debug, Clone, Default)]
+pub struct KeySpec {
+    pub team_id: String,
+    pub name: Option<String>,
+    pub expires_at_ms: Option<i64>,
+    pub allowed_models: Option<Vec<String>>,
+    pub metadata: Option<Value>,
+}
+
+/// What the auth path needs to know about a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub id: String,
+    pub team_id: String,
+    pub org_id: String,
+    pub name: Option<String>,
+    pub prefix: String,
+    pub allowed_models: Option<Vec<String>>,
+    pub expires_at_ms: Option<i64>,
+    pub revoked: bool,
+}
+
+impl KeyInfo {
+    /// Whether the key may use `model`.
+    pub fn allows(&self, model: &str) -> bool {
+        self.allowed_models
+            .as_ref()
+            .is_none_or(|m| m.iter().any(|a| a == model))
+    }
+
+    /// Whether the key has expired at `now_ms`.
+    pub fn expired_at(&self, now_ms: i64) -> bool {
+        self.expires_at_ms.is_some_and(|e| e <= now_ms)
+    }
+}
+
+/// The SHA-256 of a secret, hex: what is stored and looked up.
+pub fn hash_secret(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new secret: `tg-` and 32 random bytes in URL-safe base64.
+pub fn generate_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!(
+        "tg-{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+fn metadata_text(v: Option<Value>) -> Result<String, TenancyError> {
+    match v {
+        None | Some(Value::Null) => Ok("{}".into()),
+        Some(v @ Value::Object(_)) => Ok(v.to_string()),
+        Some(_) => Err(TenancyError::Invalid(
+            "metadata must be a JSON object".into(),
+        )),
+    }
+}
+
+fn parse_json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or(Value::Null)
+}
+
+fn check_name(kind: &str, name: &str) -> Result<(), TenancyError> {
+    if name.trim().is_empty() || name.len() > 200 {
+        return Err(TenancyError::Invalid(format!(
+            "{kind} name must be 1 to 200 characters"
+        )));
+    }
+    Ok(())
+}
+
+/// The admin operations over the database.
+#[derive(Debug, Clone)]
+pub struct Tenancy {
+    db: Db,
+}
+
+const KEY_COLUMNS: &str = "k.id, k.team_id, t.org_id, k.name, k.key_prefix, k.allowed_models, k.metadata, k.expires_at, k.revoked_at, k.created_at";
+
+fn key_view(row: &sqlx::any::AnyRow) -> Result<KeyView, sqlx::Error> {
+    let allowed: Option<String> = row.try_get("allowed_models")?;
+    let expires: Option<i64> = row.try_get("expires_at")?;
+    let revoked: Option<i64> = row.try_get("revoked_at")?;
+    Ok(KeyView {
+        id: row.try_get("id")?,
+        team_id: row.try_get("team_id")?,
+        org_id: row.try_get("org_id")?,
+        name: row.try_get("name")?,
+        prefix: row.try_get("key_prefix")?,
+        allowed_models: allowed.and_then(|a| serde_json::from_str(&a).ok()),
+        metadata: parse_json(&row.try_get::<String, _>("metadata")?),
+        expires_at: expires.map(rfc3339),
+        revoked_at: revoked.map(rfc3339),
+        created_at: rfc3339(row.try_get("created_at")?),
+    })
+}
+
+fn team(row: &sqlx::any::AnyRow) -> Result<Team, sqlx::Error> {
+    Ok(Team {
+        id: row.try_get("id")?,
+        org_id: row.try_get("org_id")?,
+        name: row.try_get("name")?,
+        metadata: parse_json(&row.try_get::<String, _>("metadata")?),
+        created_at: rfc3339(row.try_get("created_at")?),
+        updated_at: rfc3339(row.try_get("updated_at")?),
+    })
+}
+
+impl Tenancy {
+    /// Admin operations over `db`.
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    fn p(&self, n: usize) -> String {
+        self.db.param(n)
+    }
+
+    /// Creates an organization.
+    pub async fn create_org(
+        &self,
+        name: &str,
+        metadata: Option<Value>,
+    ) -> Result<Org, TenancyError> {
+        check_name("organization", name)?;
+        let (id, now, meta) = (
+            Uuid::now_v7().to_string(),
+            now_ms(),
+            metadata_text(metadata)?,
+        );
+        let sql = format!(
+            "INSERT INTO orgs (id, name, metadata, created_at, updated_at) VALUES ({}, {}, {}, {}, {})",
+            self.p(1), self.p(2), self.p(3), self.p(4), self.p(5)
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(&id)
+            .bind(name)
+            .bind(&meta)
+            .bind(now)
+            .bind(now)
+            .execute(self.db.pool())
+            .await?;
+        Ok(Org {
+            id,
+            name: name.to_owned(),
+            metadata: parse_json(&meta),
+            created_at: rfc3339(now),
+            updated_at: rfc3339(now),
+        })
+    }
+
+    /// Every organization, oldest first.
+    pub async fn list_orgs(&self) -> Result<Vec<Org>, TenancyError> {
+        let rows = sqlx::query(
+            "SELECT id, name, metadata, created_at, updated_at FROM orgs ORDER BY created_at, id",
+        )
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Org {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    metadata: parse_json(&r.try_get::<String, _>("metadata")?),
+                    created_at: rfc3339(r.try_get("created_at")?),
+                    updated_at: rfc3339(r.try_get("updated_at")?),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn exists(
+        &self,
+        table: &'static str,
+        kind: &'static str,
+        id: &str,
+    ) -> Result<(), TenancyError> {
+        let sql = format!("SELECT id FROM {table} WHERE id = {}", self.p(1));
+        match sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?
+        {
+            Some(_) => Ok(()),
+            None => Err(TenancyError::NotFound(kind, id.to_owned())),
+        }
+    }
+
+    /// Creates a team in an organization.
+    pub async fn create_team(
+        &self,
+        org_id: &str,
+        name: &str,
+        metadata: Option<Value>,
+    ) -> Result<Team, TenancyError> {
+        check_name("team", name)?;
+        self.exists("orgs", "organization", org_id).await?;
+        let (id, now, meta) = (
+            Uuid::now_v7().to_string(),
+            now_ms(),
+            metadata_text(metadata)?,
+        );
+        let sql = format!(
+            "INSERT INTO teams (id, org_id, name, metadata, created_at, updated_at) VALUES ({}, {}, {}, {}, {}, {})",
+            self.p(1), self.p(2), self.p(3), self.p(4), self.p(5), self.p(6)
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(&id)
+            .bind(org_id)
+            .bind(name)
+            .bind(&meta)
+            .bind(now)
+            .bind(now)
+            .execute(self.db.pool())
+            .await?;
+        self.team(&id).await
+    }
+
+    /// One team.
+    pub async fn team(&self, id: &str) -> Result<Team, TenancyError> {
+        let sql = format!(
+            "SELECT id, org_id, name, metadata, created_at, updated_at FROM teams WHERE id = {}",
+            self.p(1)
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let row = row.ok_or_else(|| TenancyError::NotFound("team", id.to_owned()))?;
+        Ok(team(&row)?)
+    }
+
+    /// Teams, all or one organization's, oldest first.
+    pub async fn list_teams(&self, org_id: Option<&str>) -> Result<Vec<Team>, TenancyError> {
+        let base = "SELECT id, org_id, name, metadata, created_at, updated_at FROM teams";
+        let rows = match org_id {
+            Some(org) => {
+                let sql = format!(
+                    "{base} WHERE org_id = {} ORDER BY created_at, id",
+                    self.p(1)
+                );
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(org)
+                    .fetch_all(self.db.pool())
+                    .await?
+            }
+            None => {
+                sqlx::query(AssertSqlSafe(format!("{base} ORDER BY created_at, id")))
+                    .fetch_all(self.db.pool())
+                    .await?
+            }
+        };
+        Ok(rows.iter().map(team).collect::<Result<_, _>>()?)
+    }
+
+    /// Renames a team or replaces its metadata.
+    pub async fn update_team(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        metadata: Option<Value>,
+    ) -> Result<Team, TenancyError> {
+        let current = self.team(id).await?;
+        if let Some(n) = name {
+            check_name("team", n)?;
+        }
+        let name = name.unwrap_or(&current.name);
+        let meta = match metadata {
+            Some(m) => metadata_text(Some(m))?,
+            None => current.metadata.to_string(),
+        };
+        let sql = format!(
+            "UPDATE teams SET name = {}, metadata = {}, updated_at = {} WHERE id = {}",
+            self.p(1),
+            self.p(2),
+            self.p(3),
+            self.p(4)
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(name)
+            .bind(&meta)
+            .bind(now_ms())
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
+        self.team(id).await
+    }
+
+    /// Creates a key; the secret is in the answer and nowhere else.
+    pub async fn create_key(&self, spec: KeySpec) -> Result<NewKey, TenancyError> {
+        let team = self.team(&spec.team_id).await?;
+        if let Some(n) = &spec.name {
+            check_name("key", n)?;
+        }
+        if let Some(models) = &spec.allowed_models {
+            if models.iter().any(|m| m.trim().is_empty()) {
+                return Err(TenancyError::Invalid(
+                    "allowed_models must not contain empty names".into(),
+                ));
+            }
+        }
+        let secret = generate_secret();
+        let prefix: String = secret.chars().take(11).collect();
+        let (id, now) = (Uuid::now_v7().to_string(), now_ms());
+        let meta = metadata_text(spec.metadata)?;
+        let allowed = spec
+            .allowed_models
+            .as_ref()
+            .map(|m| Value::from(m.clone()).to_string());
+        let sql = format!(
+            "INSERT INTO api_keys (id, team_id, name, key_hash, key_prefix, allowed_models, metadata, expires_at, revoked_at, created_at, updated_at) \
+             VALUES ({}, {}, {}, {}, {}, {}, {}, {}, NULL, {}, {})",
+            self.p(1), self.p(2), self.p(3), self.p(4), self.p(5), self.p(6), self.p(7), self.p(8), self.p(9), self.p(10)
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(&id)
+            .bind(&team.id)
+            .bind(spec.name.as_deref())
+            .bind(hash_secret(&secret))
+            .bind(&prefix)
+            .bind(allowed.as_deref())
+            .bind(&meta)
+            .bind(spec.expires_at_ms)
+            .bind(now)
+            .bind(now)
+            .execute(self.db.pool())
+            .await?;
+        Ok(NewKey {
+            view: KeyView {
+                id,
+                team_id: team.id,
+                org_id: team.org_id,
+                name: spec.name,
+                prefix,
+                allowed_models: spec.allowed_models,
+                metadata: parse_json(&meta),
+                expires_at: spec.expires_at_ms.map(rfc3339),
+                revoked_at: None,
+                created_at: rfc3339(now),
+            },
+            key: secret,
+        })
+    }
+
+    /// Keys, all or one team's, oldest first. Never a secret.
+    pub async fn list_keys(&self, team_id: Option<&str>) -> Result<Vec<KeyView>, TenancyError> {
+        let base = format!("SELECT {KEY_COLUMNS} FROM api_keys k JOIN teams t ON t.id = k.team_id");
+        let rows = match team_id {
+            Some(team) => {
+                let sql = format!(
+                    "{base} WHERE k.team_id = {} ORDER BY k.created_at, k.id",
+                    self.p(1)
+                );
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(team)
+                    .fetch_all(self.db.pool())
+                    .await?
+            }
+            None => {
+                sqlx::query(AssertSqlSafe(format!("{base} ORDER BY k.created_at, k.id")))
+                    .fetch_all(self.db.pool())
+                    .await?
+            }
+        };
+        Ok(rows.iter().map(key_view).collect::<Result<_, _>>()?)
+    }
+
+    /// One key.
+    pub async fn key(&self, id: &str) -> Result<KeyView, TenancyError> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys k JOIN teams t ON t.id = k.team_id WHERE k.id = {}",
+            self.p(1)
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        Ok(key_view(&row.ok_or_else(|| {
+            TenancyError::NotFound("key", id.to_owned())
+        })?)?)
+    }
+
+    /// Revokes a key (idempotent). Returns it, and its hash for cache invalidation.
+    pub async fn revoke_key(&self, id: &str) -> Result<(KeyView, String), TenancyError> {
+        let now = now_ms();
+        let sql = format!(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, {}), updated_at = {} WHERE id = {}",
+            self.p(1), self.p(2), self.p(3)
+        );
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .bind(now)
+            .bind(now)
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(TenancyError::NotFound("key", id.to_owned()));
+        }
+        let sql = format!("SELECT key_hash FROM api_keys WHERE id = {}", self.p(1));
+        let hash: String = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_one(self.db.pool())
+            .await?
+            .try_get("key_hash")?;
+        Ok((self.key(id).await?, hash))
+    }
+
+    /// The key with this secret hash, for the auth cache.
+    pub async fn key_by_hash(&self, hash: &str) -> Result<Option<KeyInfo>, DbError> {
+        let sql = format!(
+            "SELECT k.id, k.team_id, t.org_id, k.name, k.key_prefix, k.allowed_models, k.expires_at, k.revoked_at \
+             FROM api_keys k JOIN teams t ON t.id = k.team_id WHERE k.key_hash = {}",
+            self.p(1)
+        );
+        let Some(row) = sqlx::query(AssertSqlSafe(sql))
+            .bind(hash)
+            .fetch_optional(self.db.pool())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let allowed: Option<String> = row.try_get("allowed_models")?;
+        Ok(Some(KeyInfo {
+            id: row.try_get("id")?,
+            team_id: row.try_get("team_id")?,
+            org_id: row.try_get("org_id")?,
+            name: row.try_get("name")?,
+            prefix: row.try_get("key_prefix")?,
+            allowed_models: allowed.and_then(|a| serde_json::from_str(&a).ok()),
+            expires_at_ms: row.try_get("expires_at")?,
+            revoked: row.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+        }))
+    }
+
+    /// Keys changed after `since_ms`: each one's secret hash and change time.
+    pub async fn keys_changed_since(&self, since_ms: i64) -> Result<Vec<(String, i64)>, DbError> {
+        let sql = format!(
+            "SELECT key_hash, updated_at FROM api_keys WHERE updated_at > {}",
+            self.p(1)
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(since_ms)
+            .fetch_all(self.db.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>("key_hash")?,
+                    r.try_get::<i64, _>("updated_at")?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(DbError::from)
+    }
+}
+
+/// A shared handle.
+pub type SharedTenancy = Arc<Tenancy>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_long_random_and_url_safe() {
+        let a = generate_secret();
+        let b = generate_secret();
+        assert_ne!(a, b);
+        assert!(a.starts_with("tg-"));
+        assert_eq!(a.len(), 3 + 43);
+        assert!(a[3..]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert_eq!(hash_secret(&a).len(), 64);
+    }
+
+    #[test]
+    fn timestamps_round_trip() {
+        let ms = 1_795_272_000_123;
+        assert_eq!(parse_rfc3339(&rfc3339(ms)), Some(ms));
+        assert_eq!(
+            parse_rfc3339("2026-12-31T00:00:00Z"),
+            Some(1_798_675_200_000)
+        );
+        assert_eq!(parse_rfc3339("tomorrow"), None);
+    }
+
+    #[test]
+    fn allowed_models_gate_keys() {
+        let mut k = KeyInfo {
+            id: "k".into(),
+            team_id: "t".into(),
+            org_id: "o".into(),
+            name: None,
+            prefix: "tg-x".into(),
+            allowed_models: None,
+            expires_at_ms: Some(1000),
+            revoked: false,
+        };
+        assert!(k.allows("anything"));
+        k.allowed_models = Some(vec!["a".into()]);
+        assert!(k.allows("a") && !k.allows("b"));
+        assert!(k.expired_at(1000) && !k.expired_at(999));
+    }
+}

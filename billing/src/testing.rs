@@ -1,0 +1,140 @@
+//! Test support (feature `testing`): fresh databases on both backends.
+//!
+//! SQLite always runs, in a temporary directory. Postgres runs when
+//! `DATABASE_URL` names a server: each test gets a database of its own,
+//! dropped afterwards. Without `DATABASE_URL` the Postgres variant is skipped
+//! with a printed reason, except under `CI`, where it fails.
+
+#![allow(clippy::expect_used, clippy::disallowed_methods)]
+
+use sqlx::{AssertSqlSafe, Connection};
+
+use crate::db::Db;
+
+/// A database for one test.
+pub struct TestDb {
+    /// The pool, migrated.
+    pub db: Db,
+    /// Its URL.
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    drop_pg: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for TestDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestDb").field("url", &self.url).finish()
+    }
+}
+
+/// A migrated SQLite database in a temporary directory.
+pub async fn sqlite() -> TestDb {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("tollgate.db").display());
+    let db = Db::connect(&url).await.expect("sqlite connects");
+    db.migrate().await.expect("sqlite migrates");
+    TestDb {
+        db,
+        url,
+        _dir: Some(dir),
+        drop_pg: None,
+    }
+}
+
+/// `url` with its database name replaced.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let (scheme, rest) = base.split_once("://").unwrap_or(("postgres", base));
+    let host = rest.split('/').next().unwrap_or(rest);
+    match query {
+        Some(q) => format!("{scheme}://{host}/{name}?{q}"),
+        None => format!("{scheme}://{host}/{name}"),
+    }
+}
+
+/// The Postgres server URL tests use, if any. Panics under `CI` without one.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+    {
+        Some(u) => Some(u),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but DATABASE_URL names no Postgres server: Postgres tests must run in CI")
+        }
+        None => {
+            eprintln!("skipping the Postgres variant: set DATABASE_URL=postgres://... to run it");
+            None
+        }
+    }
+}
+
+/// A fresh, migrated Postgres database, or `None` when no server is configured.
+pub async fn postgres() -> Option<TestDb> {
+    let admin = postgres_url()?;
+    let name = format!("tollgate_test_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::postgres::PgConnection::connect(&admin)
+        .await
+        .expect("the Postgres server in DATABASE_URL answers");
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("a test database can be created");
+    let _ = conn.close().await;
+    let url = with_database(&admin, &name);
+    let db = Db::connect(&url).await.expect("the test database connects");
+    db.migrate().await.expect("postgres migrates");
+    Some(TestDb {
+        db,
+        url,
+        _dir: None,
+        drop_pg: Some((admin, name)),
+    })
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((admin, name)) = self.drop_pg.take() else {
+            return;
+        };
+        // Drop runs outside async: drop the database from a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::postgres::PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                    let _ = conn.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_names_are_swapped_in_urls() {
+        assert_eq!(
+            super::with_database("postgres://root@127.0.0.1:5432/test", "x"),
+            "postgres://root@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            super::with_database("postgres://u:p@h/db?sslmode=disable", "x"),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+        assert_eq!(super::with_database("postgres://h", "x"), "postgres://h/x");
+    }
+}

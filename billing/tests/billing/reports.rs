@@ -1,0 +1,104 @@
+//! Reports agree with the raw rows, for every grouping and for ranges that
+//! do and do not fall on hour boundaries.
+
+use std::collections::BTreeMap;
+
+use billing::ledger::{insert_batch, LedgerRow};
+use billing::reports::{spend, GroupBy, SpendFilter};
+use billing::tenancy::rfc3339;
+use billing::testing::TestDb;
+
+use crate::helpers::row;
+
+const HOUR: i64 = 3_600_000;
+
+fn group_of(r: &LedgerRow, by: GroupBy) -> Option<String> {
+    let opt = |s: &Option<String>| s.clone();
+    match by {
+        GroupBy::Org => opt(&r.org_id),
+        GroupBy::Team => opt(&r.team_id),
+        GroupBy::Key => opt(&r.key_id),
+        GroupBy::Model => Some(r.requested_model.clone()),
+        GroupBy::Provider => Some(r.provider.clone()),
+        GroupBy::Day => Some(rfc3339(r.started_at_ms.div_euclid(24 * HOUR) * 24 * HOUR)),
+        GroupBy::Hour => Some(rfc3339(r.hour_ms())),
+    }
+}
+
+async fn reports_agree(t: &TestDb) {
+    // 600 rows over three days, three keys plus master-key traffic.
+    let base = 1_795_000_000_000 / (24 * HOUR) * (24 * HOUR);
+    let keys = [
+        Some(("o1", "t1", "k1")),
+        Some(("o1", "t2", "k2")),
+        Some(("o2", "t3", "k3")),
+        None,
+    ];
+    let rows: Vec<LedgerRow> = (0..600u64)
+        .map(|i| {
+            let at = base + (i as i64 * 7_777_777) % (72 * HOUR);
+            let model = ["kimi-k2.5", "glm-5", "deepseek-v4-pro"][i as usize % 3];
+            let provider = ["kimi", "glm"][i as usize % 2];
+            row(i, at, keys[i as usize % 4], model, provider)
+        })
+        .collect();
+    for chunk in rows.chunks(100) {
+        insert_batch(&t.db, chunk).await.unwrap();
+    }
+    let ranges = [
+        (base, base + 72 * HOUR),
+        (base + 1_234_567, base + 50 * HOUR + 999),
+        (base + 10 * HOUR + 5, base + 10 * HOUR + 3_000_000),
+    ];
+    let filters: [(Option<&str>, Option<&str>); 3] =
+        [(None, None), (Some("o1"), None), (None, Some("glm-5"))];
+    for by in [
+        GroupBy::Org,
+        GroupBy::Team,
+        GroupBy::Key,
+        GroupBy::Model,
+        GroupBy::Provider,
+        GroupBy::Day,
+        GroupBy::Hour,
+    ] {
+        for (from, to) in ranges {
+            for (org, model) in filters {
+                let f = SpendFilter {
+                    from_ms: from,
+                    to_ms: to,
+                    org_id: org.map(str::to_owned),
+                    model: model.map(str::to_owned),
+                    ..Default::default()
+                };
+                let mut want: BTreeMap<Option<String>, (i64, i64, i64)> = BTreeMap::new();
+                for r in rows.iter().filter(|r| {
+                    r.started_at_ms >= from
+                        && r.started_at_ms < to
+                        && org.is_none_or(|o| r.org_id.as_deref() == Some(o))
+                        && model.is_none_or(|m| r.requested_model == m)
+                }) {
+                    let e = want.entry(group_of(r, by)).or_default();
+                    e.0 += 1;
+                    e.1 += r.usage.input as i64 + r.usage.cached_input as i64;
+                    e.2 += r.cost_picousd;
+                }
+                let got = spend(&t.db, by, &f).await.unwrap();
+                let got: BTreeMap<Option<String>, (i64, i64, i64)> = got
+                    .into_iter()
+                    .map(|r| {
+                        (
+                            r.group,
+                            (
+                                r.requests,
+                                r.input_tokens + r.cached_input_tokens,
+                                r.cost_picousd,
+                            ),
+                        )
+                    })
+                    .collect();
+                assert_eq!(got, want, "{by:?} {from}..{to} org={org:?} model={model:?}");
+            }
+        }
+    }
+}
+both_backends!(reports_agree_with_the_raw_rows, super::reports_agree);

@@ -1,0 +1,137 @@
+//! Organizations, teams, keys and the key cache.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use billing::keys::KeyCache;
+use billing::tenancy::{hash_secret, KeySpec, Tenancy, TenancyError};
+use billing::testing::TestDb;
+use serde_json::json;
+
+use crate::helpers::eventually;
+
+async fn tenancy_round_trip(t: &TestDb) {
+    let ten = Tenancy::new(t.db.clone());
+    let org = ten
+        .create_org("acme", Some(json!({"cost_center": "42"})))
+        .await
+        .unwrap();
+    assert!(matches!(
+        ten.create_org("acme", None).await,
+        Err(TenancyError::Conflict(_))
+    ));
+    assert!(matches!(
+        ten.create_team("nope", "x", None).await,
+        Err(TenancyError::NotFound(..))
+    ));
+    let team = ten.create_team(&org.id, "search", None).await.unwrap();
+    let renamed = ten
+        .update_team(
+            &team.id,
+            Some("search-infra"),
+            Some(json!({"slack": "#search"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(renamed.name, "search-infra");
+    assert_eq!(renamed.metadata["slack"], "#search");
+    assert_eq!(ten.list_teams(Some(&org.id)).await.unwrap(), vec![renamed]);
+    assert_eq!(
+        ten.list_orgs().await.unwrap()[0].metadata["cost_center"],
+        "42"
+    );
+
+    let created = ten
+        .create_key(KeySpec {
+            team_id: team.id.clone(),
+            name: Some("ci".into()),
+            expires_at_ms: Some(4_102_444_800_000),
+            allowed_models: Some(vec!["kimi-k2.5".into()]),
+            metadata: None,
+        })
+        .await
+        .unwrap();
+    assert!(created.key.starts_with(&created.view.prefix));
+    let listed = ten.list_keys(Some(&team.id)).await.unwrap();
+    assert_eq!(listed, vec![created.view.clone()]);
+    let dump = serde_json::to_string(&listed).unwrap();
+    assert!(
+        !dump.contains(&created.key),
+        "a listing never carries the secret"
+    );
+    assert!(!dump.contains(&hash_secret(&created.key)), "nor its hash");
+
+    let info = ten
+        .key_by_hash(&hash_secret(&created.key))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (info.org_id.as_str(), info.team_id.as_str()),
+        (org.id.as_str(), team.id.as_str())
+    );
+    assert!(info.allows("kimi-k2.5") && !info.allows("glm-5"));
+    assert!(!info.revoked);
+
+    let (revoked, hash) = ten.revoke_key(&created.view.id).await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert_eq!(hash, hash_secret(&created.key));
+    let again = ten.revoke_key(&created.view.id).await.unwrap().0;
+    assert_eq!(
+        again.revoked_at, revoked.revoked_at,
+        "revoking twice keeps the first time"
+    );
+    assert!(ten.key_by_hash(&hash).await.unwrap().unwrap().revoked);
+    assert!(matches!(
+        ten.revoke_key("missing").await,
+        Err(TenancyError::NotFound(..))
+    ));
+}
+both_backends!(tenancy_round_trips, super::tenancy_round_trip);
+
+async fn cache_sees_revocations(t: &TestDb) {
+    let ten = Arc::new(Tenancy::new(t.db.clone()));
+    let org = ten.create_org("o", None).await.unwrap();
+    let team = ten.create_team(&org.id, "t", None).await.unwrap();
+    let key = ten
+        .create_key(KeySpec {
+            team_id: team.id,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Two caches: this replica's and another's that only learns by watching.
+    let here = KeyCache::new(ten.clone(), 1000);
+    let there = KeyCache::new(ten.clone(), 1000);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let watcher = tokio::spawn(there.clone().watch(Duration::from_millis(100), async {
+        let _ = stop_rx.await;
+    }));
+    assert!(!here.lookup(&key.key).await.unwrap().unwrap().revoked);
+    assert!(!there.lookup(&key.key).await.unwrap().unwrap().revoked);
+    assert!(here
+        .lookup("tg-nobody-issued-this")
+        .await
+        .unwrap()
+        .is_none());
+
+    let (_, hash) = ten.revoke_key(&key.view.id).await.unwrap();
+    here.invalidate(&hash).await;
+    assert!(
+        here.lookup(&key.key).await.unwrap().unwrap().revoked,
+        "this replica sees it at once"
+    );
+    let started = std::time::Instant::now();
+    eventually("the other replica to see the revocation", || async {
+        there.lookup(&key.key).await.unwrap().unwrap().revoked
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "within one second: {:?}",
+        started.elapsed()
+    );
+    let _ = stop_tx.send(());
+    watcher.await.unwrap();
+}
+both_backends!(key_caches_see_revocations, super::cache_sees_revocations);

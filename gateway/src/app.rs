@@ -11,6 +11,7 @@ use axum::Router;
 use router::provider::{MockProvider, OpenAiProvider};
 use router::{Catalog, ModelEntry, Provider, ProviderError};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
 use crate::config::{Config, ProviderKind};
@@ -117,6 +118,7 @@ impl App {
                 metrics: metrics.clone(),
                 max_body_bytes: config.server.max_body_bytes,
                 catalog_loaded_at,
+                shutdown: CancellationToken::new(),
             },
             auth: Arc::new(Authenticator::new(&config.server.master_key)),
             metrics,
@@ -188,7 +190,14 @@ impl App {
                 result
             }
             () = grace_expired => {
-                tracing::warn!(in_flight = in_flight.get(), "grace period over; exiting with requests still in flight");
+                tracing::warn!(in_flight = in_flight.get(), "grace period over; ending open streams");
+                // Open streams end with an error event and record themselves;
+                // give them a moment to do so.
+                self.state.proxy.shutdown.cancel();
+                let settle = tokio::time::Instant::now() + Duration::from_secs(2);
+                while in_flight.get() > 0 && tokio::time::Instant::now() < settle {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
                 Ok(())
             }
         }

@@ -134,6 +134,13 @@ impl ApiError {
                 "upstream_unreachable",
                 "The upstream could not be reached.",
             ),
+            ProviderError::Shutdown => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "gateway_shutdown",
+                "The gateway is shutting down; retry the request.",
+            ),
+            ProviderError::Oversized(_) => Self::upstream_malformed(),
             ProviderError::Transport(_) | ProviderError::Build(_) => Self::new(
                 StatusCode::BAD_GATEWAY,
                 "server_error",

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 use router::Catalog;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
 use crate::metrics::Metrics;
@@ -37,6 +38,8 @@ pub struct ProxyState {
     pub max_body_bytes: usize,
     /// When the catalog was loaded (unix seconds), shown as models' `created`.
     pub catalog_loaded_at: u64,
+    /// Cancelled when the shutdown grace period is over: open streams end.
+    pub shutdown: CancellationToken,
 }
 
 /// Ready until shutdown starts; `/readyz` turns 503 while draining so load

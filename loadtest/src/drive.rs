@@ -198,7 +198,12 @@ pub async fn run(opts: DriveOptions) -> Result<Report, String> {
             }
         }
     });
-    futures_util::future::join_all(workers).await;
+    // Each client on its own task, so the driver uses every core.
+    let mut set = tokio::task::JoinSet::new();
+    for w in workers {
+        set.spawn(w);
+    }
+    while set.join_next().await.is_some() {}
     let elapsed = started.elapsed().as_secs_f64();
     let t = tally.lock().await;
     Ok(Report {

@@ -154,16 +154,6 @@ fn main() -> ExitCode {
         },
         api_key: a.api_key,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     match runtime.block_on(mock::serve(a.listen, options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -34,14 +34,68 @@ pub fn warm_up() {
     let _ = bpe();
 }
 
-/// Counts the tokens of one text.
+/// Texts are tokenized in pieces of at most this many bytes, cut after
+/// whitespace where there is some: the tokenizer's cost grows faster than
+/// linearly on long whitespace runs, and it fails outright on very long ones.
+const PIECE_BYTES: usize = 16 * 1024;
+/// Past this size a text is sampled: its first part is tokenized and the
+/// count scaled by size, which bounds the time one estimate can take.
+const SAMPLE_BYTES: usize = 256 * 1024;
+
+fn floor_char_boundary(text: &str, mut i: usize) -> usize {
+    while i > 0 && !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Splits `text` into pieces of at most `max` bytes, each ending after a
+/// whitespace character when the window holds one.
+fn pieces(text: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let cut = if rest.len() <= max {
+            rest.len()
+        } else {
+            let window = floor_char_boundary(rest, max);
+            match rest[..window].rfind(char::is_whitespace) {
+                Some(ws) if ws > 0 => ws + rest[ws..].chars().next().map_or(1, char::len_utf8),
+                _ => window.max(rest.chars().next().map_or(1, char::len_utf8)),
+            }
+        };
+        let (piece, tail) = rest.split_at(cut);
+        rest = tail;
+        Some(piece)
+    })
+}
+
+fn bytes_estimate(text: &str) -> u64 {
+    (text.len() as u64).div_ceil(4)
+}
+
+/// Counts the tokens of one text. Never panics: a piece the tokenizer fails
+/// on is counted at four bytes a token.
 pub fn count_text(text: &str) -> u64 {
     if text.is_empty() {
         return 0;
     }
-    match bpe() {
-        Some(bpe) => bpe.encode_ordinary(text).len() as u64,
-        None => (text.len() as u64).div_ceil(4),
+    let Some(bpe) = bpe() else {
+        return bytes_estimate(text);
+    };
+    let sample = &text[..floor_char_boundary(text, SAMPLE_BYTES.min(text.len()))];
+    let counted: u64 = pieces(sample, PIECE_BYTES)
+        .map(|piece| {
+            std::panic::catch_unwind(|| bpe.encode_ordinary(piece).len() as u64)
+                .unwrap_or_else(|_| bytes_estimate(piece))
+        })
+        .sum();
+    if sample.len() == text.len() || sample.is_empty() {
+        counted
+    } else {
+        (counted as f64 * text.len() as f64 / sample.len() as f64).ceil() as u64
     }
 }
 
@@ -137,6 +191,26 @@ mod tests {
         assert_eq!(count_text(""), 0);
         assert_eq!(count_text("hello world"), 2);
         assert!(count_text(&"lorem ipsum dolor ".repeat(100)) >= 300);
+    }
+
+    #[test]
+    fn pathological_and_huge_texts_are_counted_without_panicking() {
+        let spaces = format!("{}x", " ".repeat(2_000_000));
+        assert!(count_text(&spaces) > 0);
+        let words = "hello world ".repeat(200_000);
+        let n = count_text(&words);
+        // 400k real tokens; the sampled estimate lands close.
+        assert!((390_000..=410_000).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn pieces_cover_the_text_and_respect_char_boundaries() {
+        let text = "héllo wörld ".repeat(5000);
+        let parts: Vec<&str> = pieces(&text, 1000).collect();
+        assert_eq!(parts.concat(), text);
+        assert!(parts.iter().all(|p| p.len() <= 1000));
+        let solid = "é".repeat(3000);
+        assert_eq!(pieces(&solid, 1001).collect::<Vec<_>>().concat(), solid);
     }
 
     #[test]

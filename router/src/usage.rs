@@ -28,12 +28,14 @@ pub struct Usage {
 impl Usage {
     /// All prompt-side tokens: what OpenAI calls `prompt_tokens`.
     pub fn prompt_total(&self) -> u64 {
-        self.input + self.cached_input + self.cache_write
+        self.input
+            .saturating_add(self.cached_input)
+            .saturating_add(self.cache_write)
     }
 
     /// Prompt and completion tokens together.
     pub fn total(&self) -> u64 {
-        self.prompt_total() + self.output
+        self.prompt_total().saturating_add(self.output)
     }
 
     /// Each token kind with its metric label, in a fixed order.
@@ -110,7 +112,7 @@ pub fn from_openai(usage: &Value) -> Option<Usage> {
     })
     .unwrap_or(0);
     let prompt = prompt
-        .or_else(|| cache_hit.zip(cache_miss).map(|(h, m)| h + m))
+        .or_else(|| cache_hit.zip(cache_miss).map(|(h, m)| h.saturating_add(m)))
         .or_else(|| total.zip(completion).map(|(t, c)| t.saturating_sub(c)))
         .unwrap_or(0);
     // Never more cached or cache-written tokens than the prompt had.
@@ -271,6 +273,16 @@ mod tests {
     fn embeddings_usage_has_no_completion_tokens() {
         let u = from_openai(&json!({"prompt_tokens": 12, "total_tokens": 12})).unwrap();
         assert_eq!((u.input, u.output), (12, 0));
+    }
+
+    #[test]
+    fn absurd_numbers_saturate_instead_of_overflowing() {
+        let u = from_openai(&json!({
+            "completion_tokens": 1e20, "prompt_cache_hit_tokens": 1e20, "prompt_cache_miss_tokens": 1e20
+        }))
+        .unwrap();
+        assert_eq!(u.prompt_total(), u64::MAX);
+        assert_eq!(u.total(), u64::MAX);
     }
 
     #[test]

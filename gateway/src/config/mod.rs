@@ -123,6 +123,17 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// A URL with any `user:password@` replaced, for messages.
+fn redact_userinfo(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        (None, Some(at)) => format!("***@{}", &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
 struct Checker {
     problems: Vec<Problem>,
 }
@@ -224,7 +235,7 @@ impl Checker {
                     {
                         self.fail(
                             format!("{prefix}.base_url"),
-                            format!("'{u}' is not an http:// or https:// URL"),
+                            format!("'{}' is not an http:// or https:// URL", redact_userinfo(u)),
                         );
                         return None;
                     }
@@ -418,7 +429,8 @@ impl Config {
         };
         let table: toml::Table =
             toml::from_str(text).map_err(|e| whole(e.to_string().trim_end().to_owned()))?;
-        let mut tree = toml::Value::Table(table);
+        let as_written = toml::Value::Table(table);
+        let mut tree = as_written.clone();
         let mut problems = Vec::new();
         env::expand_tree(&mut tree, &mut Vec::new(), lookup, &mut problems);
         if !problems.is_empty() {
@@ -430,13 +442,23 @@ impl Config {
                     .collect(),
             });
         }
-        let raw: RawConfig = serde_path_to_error::deserialize(tree).map_err(|e| ConfigError {
-            file: file.to_owned(),
-            problems: vec![Problem {
-                key: e.path().to_string().replace("?", ""),
-                problem: e.inner().to_string(),
-            }],
-        })?;
+        let raw: RawConfig = match serde_path_to_error::deserialize(tree) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let key = e.path().to_string().replace('?', "");
+                // Serde quotes the offending value. Describe the error as the
+                // file has it, so a value expanded from the environment (a
+                // secret, perhaps) is never echoed.
+                let problem = match serde_path_to_error::deserialize::<_, RawConfig>(as_written) {
+                    Err(w) if w.path().to_string().replace('?', "") == key => w.inner().to_string(),
+                    _ => "has the wrong type for this setting".to_owned(),
+                };
+                return Err(ConfigError {
+                    file: file.to_owned(),
+                    problems: vec![Problem { key, problem }],
+                });
+            }
+        };
         from_raw(raw, file)
     }
 }

@@ -162,3 +162,24 @@ fn timeouts_must_be_durations() {
         "{p:?}"
     );
 }
+
+#[test]
+fn type_errors_after_expansion_never_echo_the_expanded_value() {
+    let e =
+        parse("[server]\nmaster_key = \"12345678\"\nmax_body_bytes = \"${MOONSHOT_API_KEY}\"\n")
+            .unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("server.max_body_bytes"), "{text}");
+    assert!(!text.contains("sk-moonshot-secret"), "{text}");
+    assert!(
+        text.contains("${MOONSHOT_API_KEY}"),
+        "the message shows what the file says: {text}"
+    );
+}
+
+#[test]
+fn url_credentials_are_not_echoed() {
+    let p = problems("[server]\nmaster_key = \"12345678\"\n[providers.a]\nkind = \"openai\"\nbase_url = \"ftp://user:hunter2@host\"\n");
+    assert!(p[0].1.contains("ftp://***@host"), "{p:?}");
+    assert!(!p[0].1.contains("hunter2"));
+}

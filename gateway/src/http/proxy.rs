@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use bytes::Bytes;
 use router::provider::{ReplyBody, UpstreamReply};
-use router::relay::{self, End, StreamOptions, Summary};
+use router::relay::{self, End, MalformedBody, StreamOptions, Summary};
 use router::wire::openai::{self, error_body, ParsedRequest};
 use router::{estimate, Operation, Timeouts, Usage, UsageSource};
 use tokio::time::Instant;
@@ -204,7 +204,18 @@ async fn forward(
             *entry.provider.timeouts(),
         )
     } else {
-        relay_upstream_error(proxy, entry.provider.name(), reply, pending)
+        let body = match reply.body {
+            ReplyBody::Full(b) => b,
+            ReplyBody::Stream(_) => Bytes::new(),
+        };
+        relay_upstream_error(
+            proxy,
+            entry.provider.name(),
+            reply.status,
+            reply.retry_after,
+            body,
+            pending,
+        )
     };
     for (name, value) in headers {
         if let Some(v) = value {
@@ -240,7 +251,21 @@ fn relay_success(
                 });
                 ([(header::CONTENT_TYPE, "application/json")], relayed.body).into_response()
             }
-            Err(_) => {
+            Err(MalformedBody::ErrorObject) => {
+                let provider = pending
+                    .ctx()
+                    .map(|c| c.provider.clone())
+                    .unwrap_or_default();
+                relay_upstream_error(
+                    proxy,
+                    &provider,
+                    StatusCode::BAD_GATEWAY,
+                    reply.retry_after,
+                    bytes,
+                    pending,
+                )
+            }
+            Err(MalformedBody::NotJson) => {
                 if let Some(ctx) = pending.ctx() {
                     proxy
                         .metrics
@@ -268,6 +293,7 @@ fn relay_success(
                 idle: timeouts.idle,
                 deadline: started + timeouts.total,
                 started,
+                shutdown: proxy.shutdown.clone(),
             };
             let metrics = proxy.metrics.clone();
             let stream = relay::relay_stream(upstream, opts, move |summary: Summary| {
@@ -302,7 +328,7 @@ fn relay_success(
 
 fn upstream_failure_label(end: &End) -> Option<&'static str> {
     match end {
-        End::Complete | End::ClientDisconnected => None,
+        End::Complete | End::ClientDisconnected | End::Shutdown => None,
         End::UpstreamDisconnected(_) => Some("stream_interrupted"),
         End::UpstreamError => Some("stream_error_event"),
         End::Malformed(_) => Some("malformed"),
@@ -310,60 +336,78 @@ fn upstream_failure_label(end: &End) -> Option<&'static str> {
     }
 }
 
-/// The upstream answered with an error status: its status and body pass
-/// through. A body that is not OpenAI-style error JSON (an HTML page from a
-/// proxy, say) is wrapped in one, so clients still get an error they can read.
+/// The upstream answered with an error: its status and body pass through,
+/// with two exceptions. A 401 or 403 means the upstream refused Tollgate's own
+/// credentials, not the client's, so the client gets a 502 that says so (and
+/// nothing of the vendor's message, which may quote the vendor key). A body
+/// that is not OpenAI-style error JSON (an HTML page from a proxy, say) is
+/// wrapped in one, so clients still get an error they can read.
 fn relay_upstream_error(
     proxy: &ProxyState,
     provider: &str,
-    reply: UpstreamReply,
+    status: StatusCode,
+    retry_after: Option<String>,
+    bytes: Bytes,
     pending: Pending,
 ) -> Response {
-    let status = reply.status;
-    let label = if status.as_u16() == 429 {
-        "http_429"
-    } else if status.is_server_error() {
-        "http_5xx"
-    } else {
-        "http_4xx"
+    let label = match status.as_u16() {
+        401 | 403 => "auth",
+        429 => "http_429",
+        s if s >= 500 => "http_5xx",
+        _ => "http_4xx",
     };
     proxy
         .metrics
         .upstream_errors
         .with_label_values(&[provider, label])
         .inc();
-    let bytes = match reply.body {
-        ReplyBody::Full(b) => b,
-        ReplyBody::Stream(_) => Bytes::new(),
-    };
-    let is_error_json = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .is_some_and(|v| v.get("error").is_some());
-    let body = if is_error_json {
-        bytes
-    } else {
-        let text = String::from_utf8_lossy(&bytes);
-        let snippet: String = text.chars().take(512).collect();
-        let message = format!(
-            "The upstream answered HTTP {}: {}",
-            status.as_u16(),
-            snippet.trim()
+    let (status, body) = if label == "auth" {
+        tracing::error!(
+            provider,
+            upstream_status = status.as_u16(),
+            "the upstream rejected the provider's API key"
         );
-        Bytes::from(
-            error_body(&message, "upstream_error", None, Some("upstream_error")).to_string(),
-        )
+        let message = format!("The upstream provider '{provider}' rejected the gateway's credentials. This is a gateway configuration problem, not your key.");
+        let body = error_body(&message, "server_error", None, Some("upstream_auth_failed"));
+        (StatusCode::BAD_GATEWAY, Bytes::from(body.to_string()))
+    } else {
+        let is_error_json = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .is_some_and(|v| v.get("error").is_some());
+        if is_error_json {
+            (status, bytes)
+        } else {
+            let text = String::from_utf8_lossy(&bytes);
+            let snippet: String = text.chars().take(512).collect();
+            let message = format!(
+                "The upstream answered HTTP {}: {}",
+                status.as_u16(),
+                snippet.trim()
+            );
+            (
+                status,
+                Bytes::from(
+                    error_body(&message, "upstream_error", None, Some("upstream_error"))
+                        .to_string(),
+                ),
+            )
+        }
     };
     pending.finish(Outcome {
         status,
         end: End::UpstreamError,
-        error: Some("upstream_status"),
+        error: Some(if label == "auth" {
+            "upstream_auth_failed"
+        } else {
+            "upstream_status"
+        }),
         usage: None,
         charged: false,
         output_text: String::new(),
         ttft: None,
     });
     let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
-    if let Some(v) = reply.retry_after.as_deref().and_then(header_value) {
+    if let Some(v) = retry_after.as_deref().and_then(header_value) {
         resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
     resp

@@ -313,3 +313,56 @@ async fn an_upstream_that_drops_a_non_streaming_answer_is_502() {
     let err = openai_error(app.chat(chat_body("m")).await, 502).await;
     assert_eq!(err["code"], "upstream_failed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_rejects_the_vendor_key_is_502_not_401() {
+    let mock = spawn_mock(MockOptions {
+        sim: fast_sim(),
+        api_key: Some("right".into()),
+        ..Default::default()
+    })
+    .await;
+    let mut app = spawn_app(upstream_config(&mock, "api_key = \"wrong-vendor-key\"")).await;
+    let err = openai_error(app.chat(chat_body("m")).await, 502).await;
+    assert_eq!(err["code"], "upstream_auth_failed");
+    assert!(
+        !err["message"]
+            .as_str()
+            .unwrap()
+            .contains("Incorrect API key"),
+        "the vendor's message stays out"
+    );
+    assert_eq!(app.next_record().await.error, Some("upstream_auth_failed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_object_sent_with_200_is_a_502() {
+    let addr = serve_raw(
+        200,
+        "application/json",
+        r#"{"error":{"message":"quota exhausted","type":"billing"}}"#,
+    )
+    .await;
+    let app = spawn_app(raw_config(addr)).await;
+    for stream in [false, true] {
+        let mut body = chat_body("m");
+        body["stream"] = json!(stream);
+        let resp = app.chat(body).await;
+        assert_eq!(resp.status(), 502, "stream={stream}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["message"], "quota exhausted");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pathological_prompt_is_answered_and_metered() {
+    // Two megabytes of spaces: the tokenizer's worst case.
+    let mut app = spawn_app(config(
+        "[providers.demo]\nkind = \"mock\"\nttft = \"0s\"\ntokens_per_second = 0\n[models.demo]\nprovider = \"demo\"\n",
+    ))
+    .await;
+    let mut body = chat_body("demo");
+    body["messages"][0]["content"] = json!(format!("{}x", " ".repeat(2_000_000)));
+    assert_eq!(app.chat(body).await.status(), 200);
+    assert!(app.next_record().await.usage.input > 0);
+}

@@ -122,8 +122,16 @@ async fn sigterm_exits_zero_when_the_grace_period_runs_out() {
         .await
         .unwrap();
     let mut stream = resp.bytes_stream();
-    next_piece(&mut stream).await.unwrap();
+    let mut seen = String::from_utf8(next_piece(&mut stream).await.unwrap().to_vec()).unwrap();
     gw.terminate();
+    while let Some(Ok(piece)) = stream.next().await {
+        seen.push_str(std::str::from_utf8(&piece).unwrap());
+    }
+    let last: serde_json::Value = serde_json::from_str(sse_data(&seen).last().unwrap()).unwrap();
+    assert_eq!(
+        last["error"]["code"], "gateway_shutdown",
+        "the cut stream says why"
+    );
     let status = tokio::task::spawn_blocking(move || gw.wait())
         .await
         .unwrap();

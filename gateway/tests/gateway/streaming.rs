@@ -291,3 +291,139 @@ async fn an_upstream_error_event_after_200_passes_through() {
     assert_eq!(rec.end, End::UpstreamError);
     assert_eq!(rec.usage_source, UsageSource::Estimated);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_vendor_stream_reaches_the_client_in_openai_shape() {
+    use router::sim::UsageShape;
+    for shape in UsageShape::ALL
+        .into_iter()
+        .filter(|s| *s != UsageShape::None)
+    {
+        let sim = router::sim::SimConfig {
+            usage_shape: shape,
+            cached_tokens: 2,
+            ..fast_sim()
+        };
+        let mock = spawn_mock(MockOptions {
+            sim,
+            ..Default::default()
+        })
+        .await;
+        let mut app = spawn_app(upstream_config(&mock, "")).await;
+
+        // Not asked: no usage anywhere, no empty trailer, no empty roles.
+        let events = json_events(&read_sse(app.chat(stream_body(None)).await).await);
+        for e in &events {
+            assert!(e.get("usage").is_none(), "{shape:?}: {e}");
+            let choices = e["choices"].as_array().unwrap();
+            assert!(!choices.is_empty(), "{shape:?}: {e}");
+            assert!(
+                choices.iter().all(|c| c.get("usage").is_none()),
+                "{shape:?}: {e}"
+            );
+            assert_ne!(e["choices"][0]["delta"]["role"], "", "{shape:?}: {e}");
+        }
+        app.next_record().await;
+
+        // Asked: top-level usage in OpenAI's shape, whatever the vendor did.
+        let events = json_events(&read_sse(app.chat(stream_body(Some(true))).await).await);
+        let with_usage: Vec<&Value> = events
+            .iter()
+            .filter(|e| e.get("usage").is_some_and(|u| !u.is_null()))
+            .collect();
+        assert_eq!(with_usage.len(), 1, "{shape:?}: {events:?}");
+        let usage = &with_usage[0]["usage"];
+        assert_eq!(usage["completion_tokens"], 8, "{shape:?}");
+        let cached = usage["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .or_else(|| usage["cached_tokens"].as_u64())
+            .or_else(|| usage["prompt_cache_hit_tokens"].as_u64());
+        assert_eq!(cached, Some(2), "{shape:?}: {usage}");
+        app.next_record().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_client_reads_a_minimax_stream() {
+    let sim = router::sim::SimConfig {
+        usage_shape: router::sim::UsageShape::MiniMax,
+        ..fast_sim()
+    };
+    let mock = spawn_mock(MockOptions {
+        sim,
+        ..Default::default()
+    })
+    .await;
+    let app = spawn_app(upstream_config(&mock, "")).await;
+    let request = CreateChatCompletionRequestArgs::default()
+        .model("m")
+        .messages([ChatCompletionRequestUserMessageArgs::default()
+            .content("hi")
+            .build()
+            .unwrap()
+            .into()])
+        .build()
+        .unwrap();
+    let mut stream = app.openai().chat().create_stream(request).await.unwrap();
+    let mut words = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.expect("MiniMax's empty roles do not reach the client");
+        words += chunk
+            .choices
+            .iter()
+            .filter(|c| c.delta.content.as_deref().is_some_and(|t| !t.is_empty()))
+            .count();
+    }
+    assert_eq!(words, 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_answer_to_a_stream_request_is_relayed_as_json() {
+    use axum::routing::post;
+    let answer = r#"{"id":"x","object":"chat.completion","model":"up","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+    let upstream = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(move || async move { ([("content-type", "application/json")], answer) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, upstream).await });
+    let mut app = spawn_app(config(&format!(
+        "[providers.up]\nkind = \"openai\"\nbase_url = \"http://{addr}/v1\"\n[models.m]\nprovider = \"up\"\n"
+    )))
+    .await;
+    let resp = app.chat(stream_body(None)).await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["model"], "m");
+    let rec = app.next_record().await;
+    assert_eq!((rec.usage.input, rec.usage.output), (3, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_still_open_when_the_grace_period_ends_get_an_error_event() {
+    let mock = mock_with(Faults {
+        hold_after: Some(3),
+        ..Default::default()
+    })
+    .await;
+    let mut cfg = upstream_config(&mock, "");
+    cfg.server.shutdown_grace = std::time::Duration::from_millis(200);
+    let mut app = spawn_app(cfg).await;
+    let resp = app.chat(stream_body(None)).await;
+    let mut body = resp.bytes_stream();
+    let mut seen = String::new();
+    while sse_data(&seen).len() < 3 {
+        seen.push_str(std::str::from_utf8(&next_piece(&mut body).await.unwrap()).unwrap());
+    }
+    app.begin_shutdown();
+    while let Some(piece) = next_piece(&mut body).await {
+        seen.push_str(std::str::from_utf8(&piece).unwrap());
+    }
+    let last: Value = serde_json::from_str(sse_data(&seen).last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "gateway_shutdown");
+    let rec = app.next_record().await;
+    assert_eq!(rec.end, End::Shutdown);
+    assert_eq!(rec.usage_source, UsageSource::Estimated);
+    app.shutdown().await.unwrap();
+}

@@ -99,6 +99,12 @@ pub enum ProviderError {
     /// The provider could not be set up (bad TLS setup, bad base URL).
     #[error("the provider could not be built: {0}")]
     Build(String),
+    /// A streamed event grew past the size limit without ending.
+    #[error("the upstream sent an event larger than {0} bytes")]
+    Oversized(usize),
+    /// The gateway is shutting down and its grace period is over.
+    #[error("the gateway is shutting down")]
+    Shutdown,
 }
 
 impl ProviderError {
@@ -109,6 +115,8 @@ impl ProviderError {
             Self::Timeout(_) => "timeout",
             Self::Transport(_) => "transport",
             Self::Build(_) => "build",
+            Self::Oversized(_) => "malformed",
+            Self::Shutdown => "shutdown",
         }
     }
 

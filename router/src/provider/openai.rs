@@ -10,6 +10,33 @@ use tokio::time::Instant;
 
 use super::{tls, Operation, ProviderError, ReplyBody, TimeoutPhase, Timeouts, UpstreamReply};
 
+/// The largest whole answer read from an upstream; past it the answer fails.
+const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
+/// The most of an error body kept; the rest is dropped.
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// Reads a body up to `limit` bytes. A success body past the limit is an
+/// error; an error body is cut at the limit.
+async fn read_capped(resp: reqwest::Response, limit: usize) -> Result<Bytes, ProviderError> {
+    let is_error = !resp.status().is_success();
+    let mut body = resp.bytes_stream();
+    let mut out = bytes::BytesMut::new();
+    while let Some(piece) = futures_util::StreamExt::next(&mut body).await {
+        let piece = piece.map_err(|e| ProviderError::Transport(super::error_chain(&e)))?;
+        if out.len() + piece.len() > limit {
+            if is_error {
+                out.extend_from_slice(&piece[..limit - out.len()]);
+                break;
+            }
+            return Err(ProviderError::Transport(format!(
+                "the answer is larger than {limit} bytes"
+            )));
+        }
+        out.extend_from_slice(&piece);
+    }
+    Ok(out.freeze())
+}
+
 /// An OpenAI-compatible upstream with its shared connection pool.
 #[derive(Debug)]
 pub struct OpenAiProvider {
@@ -44,6 +71,8 @@ impl OpenAiProvider {
             .connect_timeout(timeouts.connect)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
+            // A redirect would turn the POST into a bodiless GET elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ProviderError::Build(e.to_string()))?;
@@ -96,16 +125,27 @@ impl OpenAiProvider {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = if stream && status.is_success() {
+        let is_sse = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.contains("text/event-stream"));
+        // A stream request answered 2xx with a plain body (some servers send
+        // errors that way) is read whole, like a non-streaming answer.
+        let body = if stream && status.is_success() && is_sse {
             ReplyBody::Stream(Box::pin(
                 resp.bytes_stream()
                     .map_err(|e| ProviderError::Transport(super::error_chain(&e))),
             ))
         } else {
-            let bytes = tokio::time::timeout_at(deadline, resp.bytes())
+            let limit = if status.is_success() {
+                MAX_BODY_BYTES
+            } else {
+                MAX_ERROR_BODY_BYTES
+            };
+            let bytes = tokio::time::timeout_at(deadline, read_capped(resp, limit))
                 .await
-                .map_err(|_| ProviderError::Timeout(TimeoutPhase::Total))?
-                .map_err(|e| ProviderError::Transport(super::error_chain(&e)))?;
+                .map_err(|_| ProviderError::Timeout(TimeoutPhase::Total))??;
             ReplyBody::Full(bytes)
         };
         Ok(UpstreamReply {

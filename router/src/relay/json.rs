@@ -6,10 +6,16 @@ use serde_json::Value;
 use super::collect_choice_text;
 use crate::usage::{self, Usage};
 
-/// The upstream answered 2xx with a body that is not a JSON object.
+/// A 2xx answer that is not a usable result.
 #[derive(Debug, thiserror::Error)]
-#[error("the upstream answered with a body that is not a JSON object")]
-pub struct MalformedBody;
+pub enum MalformedBody {
+    /// Not a JSON object at all.
+    #[error("the upstream answered with a body that is not a JSON object")]
+    NotJson,
+    /// An error object sent with a success status (some servers do).
+    #[error("the upstream answered with an error object")]
+    ErrorObject,
+}
 
 /// A relayed JSON answer.
 #[derive(Debug)]
@@ -25,8 +31,12 @@ pub struct JsonRelayed {
 /// Rewrites `model` to the client's name and extracts usage from a 2xx JSON
 /// answer (chat completion or embeddings). Every other field passes untouched.
 pub fn relay_json(body: &[u8], client_model: &str) -> Result<JsonRelayed, MalformedBody> {
-    let mut value: Value = serde_json::from_slice(body).map_err(|_| MalformedBody)?;
-    let obj = value.as_object_mut().ok_or(MalformedBody)?;
+    let mut value: Value = serde_json::from_slice(body).map_err(|_| MalformedBody::NotJson)?;
+    let obj = value.as_object_mut().ok_or(MalformedBody::NotJson)?;
+    let is_error = obj.get("error").is_some_and(|e| !e.is_null());
+    if is_error && !obj.contains_key("choices") && !obj.contains_key("data") {
+        return Err(MalformedBody::ErrorObject);
+    }
     if let Some(m) = obj.get_mut("model") {
         *m = Value::String(client_model.to_owned());
     }
@@ -37,7 +47,7 @@ pub fn relay_json(body: &[u8], client_model: &str) -> Result<JsonRelayed, Malfor
             collect_choice_text(c, "message", &mut output_text);
         }
     }
-    let body = serde_json::to_vec(&value).map_err(|_| MalformedBody)?;
+    let body = serde_json::to_vec(&value).map_err(|_| MalformedBody::NotJson)?;
     Ok(JsonRelayed {
         body: Bytes::from(body),
         usage,
@@ -63,7 +73,18 @@ mod tests {
 
     #[test]
     fn non_object_bodies_are_malformed() {
-        assert!(relay_json(b"[]", "m").is_err());
-        assert!(relay_json(b"<html>", "m").is_err());
+        assert!(matches!(
+            relay_json(b"[]", "m"),
+            Err(MalformedBody::NotJson)
+        ));
+        assert!(matches!(
+            relay_json(b"<html>", "m"),
+            Err(MalformedBody::NotJson)
+        ));
+        let err = br#"{"error":{"message":"quota","type":"x"}}"#;
+        assert!(matches!(
+            relay_json(err, "m"),
+            Err(MalformedBody::ErrorObject)
+        ));
     }
 }

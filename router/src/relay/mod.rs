@@ -29,6 +29,8 @@ pub enum End {
     Malformed(String),
     /// A timeout fired mid-answer.
     Timeout(TimeoutPhase),
+    /// The gateway's shutdown grace period ended the answer.
+    Shutdown,
 }
 
 impl End {
@@ -41,6 +43,7 @@ impl End {
             Self::UpstreamError => "upstream_error",
             Self::Malformed(_) => "upstream_malformed",
             Self::Timeout(_) => "upstream_timeout",
+            Self::Shutdown => "gateway_shutdown",
         }
     }
 

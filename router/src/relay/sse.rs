@@ -9,6 +9,7 @@ use eventsource_stream::{Event, EventStreamError, Eventsource};
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::timed::Timed;
 use super::{collect_choice_text, End, Summary};
@@ -33,6 +34,9 @@ pub struct StreamOptions {
     pub deadline: Instant,
     /// When the request started, for time to first token.
     pub started: Instant,
+    /// Cancelled when the gateway's shutdown grace period is over: the stream
+    /// then ends with an error event.
+    pub shutdown: CancellationToken,
 }
 
 type Events = Pin<Box<dyn Stream<Item = Result<Event, EventStreamError<ProviderError>>> + Send>>;
@@ -56,7 +60,7 @@ pub fn relay_stream(
     opts: StreamOptions,
     on_end: impl FnOnce(Summary) + Send + 'static,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
-    let timed = Timed::new(upstream, opts.idle, opts.deadline);
+    let timed = Timed::new(upstream, opts.idle, opts.deadline, opts.shutdown.clone());
     let relay = Relay {
         events: Box::pin(timed.eventsource()),
         opts,
@@ -88,6 +92,10 @@ impl Relay {
 
     fn fail(&mut self, end: End) -> Bytes {
         let (message, code) = match &end {
+            End::Shutdown => (
+                "The gateway is shutting down; retry the request.".to_owned(),
+                "gateway_shutdown",
+            ),
             End::Timeout(phase) => (
                 format!("The upstream exceeded its {phase} timeout."),
                 "upstream_timeout",
@@ -107,9 +115,6 @@ impl Relay {
     }
 
     fn mark_forwarded(&mut self) {
-        if self.ttft.is_none() {
-            self.ttft = Some(self.opts.started.elapsed());
-        }
         self.forwarded += 1;
     }
 
@@ -121,6 +126,12 @@ impl Relay {
                 Some(Ok(event)) => event,
                 Some(Err(EventStreamError::Transport(ProviderError::Timeout(phase)))) => {
                     return Some(self.fail(End::Timeout(phase)))
+                }
+                Some(Err(EventStreamError::Transport(ProviderError::Shutdown))) => {
+                    return Some(self.fail(End::Shutdown))
+                }
+                Some(Err(EventStreamError::Transport(e @ ProviderError::Oversized(_)))) => {
+                    return Some(self.fail(End::Malformed(e.to_string())))
                 }
                 Some(Err(EventStreamError::Transport(e))) => {
                     return Some(self.fail(End::UpstreamDisconnected(e.to_string())))
@@ -168,26 +179,69 @@ impl Relay {
         if let Some(u) = usage::from_openai_body(chunk) {
             self.usage = Some(u);
         }
+        let obj = chunk.as_object_mut()?;
         let mut has_choices = false;
-        if let Some(choices) = chunk.get("choices").and_then(Value::as_array) {
+        let mut choice_usage = None;
+        if let Some(choices) = obj.get_mut("choices").and_then(Value::as_array_mut) {
             has_choices = !choices.is_empty();
-            for c in choices {
+            for c in choices.iter_mut() {
                 self.saw_finish |= collect_choice_text(c, "delta", &mut self.output_text);
+                if let Some(c) = c.as_object_mut() {
+                    // Kimi puts usage inside the choice: lifted to where OpenAI
+                    // clients look for it, below.
+                    if let Some(u) = c.remove("usage").filter(|u| !u.is_null()) {
+                        choice_usage = Some(u);
+                    }
+                    // MiniMax sends `"role": ""`, which typed clients reject.
+                    if let Some(delta) = c.get_mut("delta").and_then(Value::as_object_mut) {
+                        if delta.get("role").and_then(Value::as_str) == Some("") {
+                            delta.remove("role");
+                        }
+                    }
+                }
             }
         }
-        let obj = chunk.as_object_mut()?;
         if let Some(m) = obj.get_mut("model") {
             *m = Value::String(self.opts.client_model.clone());
         }
-        if !self.opts.include_usage {
-            let usage_only = !has_choices && obj.get("usage").is_some_and(|u| !u.is_null());
-            if usage_only {
+        let top_usage = obj.get("usage").is_some_and(|u| !u.is_null());
+        if self.opts.include_usage {
+            if let (false, Some(u)) = (
+                top_usage,
+                choice_usage.as_ref().and_then(usage::from_openai),
+            ) {
+                obj.insert("usage".into(), openai_usage(&u));
+            }
+        } else {
+            // As OpenAI does without `include_usage`: no usage anywhere, and no
+            // chunk that only carried usage (or an empty trailer).
+            obj.remove("usage");
+            let only_envelope = obj.keys().all(|k| {
+                matches!(
+                    k.as_str(),
+                    "id" | "object" | "created" | "model" | "system_fingerprint" | "choices"
+                )
+            });
+            if !has_choices && only_envelope {
                 return None;
             }
-            obj.remove("usage");
+        }
+        if has_choices && self.ttft.is_none() {
+            self.ttft = Some(self.opts.started.elapsed());
         }
         Some(encode(event, chunk))
     }
+}
+
+/// A normalized usage in OpenAI's shape.
+fn openai_usage(u: &Usage) -> Value {
+    serde_json::json!({
+        "prompt_tokens": u.prompt_total(),
+        "completion_tokens": u.output,
+        "total_tokens": u.total(),
+        "prompt_tokens_details": {"cached_tokens": u.cached_input},
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning},
+    })
 }
 
 impl Drop for Relay {

@@ -257,6 +257,15 @@ impl Tenancy {
         })
     }
 
+    /// One organization.
+    pub async fn org(&self, id: &str) -> Result<Org, TenancyError> {
+        self.list_orgs()
+            .await?
+            .into_iter()
+            .find(|o| o.id == id)
+            .ok_or_else(|| TenancyError::NotFound("organization", id.to_owned()))
+    }
+
     /// Every organization, oldest first.
     pub async fn list_orgs(&self) -> Result<Vec<Org>, TenancyError> {
         let rows = sqlx::query(

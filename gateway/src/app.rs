@@ -8,17 +8,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::serve::ListenerExt;
 use axum::Router;
+use billing::keys::KeyCache;
+use billing::ledger::{LedgerStats, Spool, Writer, WriterConfig};
+use billing::tenancy::Tenancy;
+use billing::Db;
 use router::provider::{MockProvider, OpenAiProvider};
 use router::{Catalog, ModelEntry, Provider, ProviderError};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
 use crate::config::{Config, ProviderKind};
 use crate::http::build_router;
+use crate::ledger::LedgerSink;
 use crate::metrics::Metrics;
 use crate::record::{RecordSink, Recorder};
-use crate::state::{AppState, ProxyState, Readiness};
+use crate::state::{AdminState, AppState, ProxyState, Readiness};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +49,21 @@ pub enum BuildError {
     /// The metrics registry refused a metric (a bug).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The database could not be opened or migrated.
+    #[error("database {url}: {source}")]
+    Database {
+        /// The URL, password redacted.
+        url: String,
+        /// Why.
+        source: billing::DbError,
+    },
+    /// The ledger spool could not be opened.
+    #[error("ledger spool: {0}")]
+    Spool(#[from] billing::ledger::SpoolError),
 }
+
+/// How long the ledger writer may take to drain at shutdown.
+const LEDGER_DRAIN: Duration = Duration::from_secs(5);
 
 /// Builds the model catalog, with one provider (and one HTTP client) each.
 pub fn build_catalog(config: &Config) -> Result<Catalog, BuildError> {
@@ -72,6 +93,7 @@ pub fn build_catalog(config: &Config) -> Result<Catalog, BuildError> {
             name: name.clone(),
             provider: providers.get(&m.provider)?.clone(),
             upstream_model: m.upstream_model.clone(),
+            price: m.price.clone(),
         })
     });
     Ok(Catalog::new(entries))
@@ -83,6 +105,10 @@ pub struct App {
     router: Router,
     state: AppState,
     shutdown_grace: Duration,
+    /// The owned background tasks (ledger writer, key watcher), stopped by
+    /// `background_stop` after the server has drained.
+    background: JoinSet<()>,
+    background_stop: CancellationToken,
 }
 
 impl std::fmt::Debug for App {
@@ -91,6 +117,22 @@ impl std::fmt::Debug for App {
             .field("addr", &self.local_addr())
             .finish()
     }
+}
+
+/// Opens the configured database and applies its migrations.
+pub async fn open_database(config: &Config) -> Result<Db, BuildError> {
+    let url = config.database.url.expose();
+    let db = Db::connect(url)
+        .await
+        .map_err(|source| BuildError::Database {
+            url: billing::db::redact_url(url),
+            source,
+        })?;
+    db.migrate().await.map_err(|source| BuildError::Database {
+        url: billing::db::redact_url(url),
+        source,
+    })?;
+    Ok(db)
 }
 
 impl App {
@@ -104,9 +146,48 @@ impl App {
         config: Config,
         sinks: Vec<Arc<dyn RecordSink>>,
     ) -> Result<App, BuildError> {
+        let db = open_database(&config).await?;
         let catalog = Arc::new(build_catalog(&config)?);
+        for m in catalog.iter().filter(|m| m.price.is_none()) {
+            tracing::warn!(model = %m.name, "no known price: requests are charged billing.default_price; set input_per_mtok and output_per_mtok");
+        }
         let metrics = Arc::new(Metrics::new()?);
-        let recorder = Recorder::new(metrics.clone(), sinks);
+
+        let spool = Arc::new(Spool::open(&config.ledger.spool_dir)?);
+        let wake = Arc::new(Notify::new());
+        let stats = Arc::new(LedgerStats::default());
+        metrics.attach_ledger(stats.clone());
+        let tenancy = Arc::new(Tenancy::new(db.clone()));
+        let keys = KeyCache::new(tenancy.clone(), 100_000);
+
+        let background_stop = CancellationToken::new();
+        let mut background = JoinSet::new();
+        let writer_cfg = WriterConfig {
+            batch_rows: config.ledger.batch_rows,
+            flush_interval: config.ledger.flush_interval,
+            ..WriterConfig::default()
+        };
+        let writer = Writer::new(
+            db.clone(),
+            spool.clone(),
+            wake.clone(),
+            writer_cfg,
+            stats.clone(),
+        );
+        background.spawn(writer.run(background_stop.clone().cancelled_owned(), LEDGER_DRAIN));
+        background.spawn(keys.clone().watch(
+            config.billing.key_refresh_interval,
+            background_stop.clone().cancelled_owned(),
+        ));
+
+        let mut all_sinks: Vec<Arc<dyn RecordSink>> = vec![Arc::new(LedgerSink::new(
+            spool,
+            wake,
+            stats,
+            metrics.clone(),
+        ))];
+        all_sinks.extend(sinks);
+        let recorder = Recorder::new(metrics.clone(), all_sinks);
         let catalog_loaded_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -119,22 +200,27 @@ impl App {
                 max_body_bytes: config.server.max_body_bytes,
                 catalog_loaded_at,
                 shutdown: CancellationToken::new(),
+                default_price: Arc::new(config.billing.default_price.clone()),
+                max_ledger_backlog: config.ledger.max_backlog_bytes,
             },
-            auth: Arc::new(Authenticator::new(&config.server.master_key)),
+            auth: Arc::new(Authenticator::new(&config.server.master_key, keys.clone())),
             metrics,
             readiness: Readiness::default(),
+            admin: AdminState { tenancy, db, keys },
         };
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| BuildError::Bind { addr, source })?;
         // Estimates need the tokenizer; load it now, not on a request.
-        tokio::task::spawn_blocking(router::estimate::warm_up);
+        background.spawn_blocking(router::estimate::warm_up);
         Ok(App {
             router: build_router(state.clone()),
             listener,
             state,
             shutdown_grace: config.server.shutdown_grace,
+            background,
+            background_stop,
         })
     }
 
@@ -184,11 +270,8 @@ impl App {
             }
             tokio::time::sleep(grace).await;
         };
-        tokio::select! {
-            result = server => {
-                tracing::info!("shutdown complete");
-                result
-            }
+        let result = tokio::select! {
+            result = server => result,
             () = grace_expired => {
                 tracing::warn!(in_flight = in_flight.get(), "grace period over; ending open streams");
                 // Open streams end with an error event and record themselves;
@@ -200,7 +283,22 @@ impl App {
                 }
                 Ok(())
             }
+        };
+        // Every request has recorded itself by now: let the ledger writer
+        // drain the spool into the database, then stop the rest.
+        self.background_stop.cancel();
+        let mut background = self.background;
+        let stopped = tokio::time::timeout(LEDGER_DRAIN + Duration::from_secs(1), async {
+            while background.join_next().await.is_some() {}
+        })
+        .await;
+        if stopped.is_err() {
+            tracing::warn!(
+                "background tasks did not stop in time; unwritten ledger rows stay in the spool"
+            );
         }
+        tracing::info!("shutdown complete");
+        result
     }
 }
 

@@ -1,7 +1,12 @@
 //! Who is calling: credentials from `Authorization: Bearer` or `x-api-key`,
-//! checked in constant time against the master key.
+//! either the master key (compared in constant time) or a virtual key
+//! (served from the in-memory key cache, so no database query per request).
+
+use std::sync::Arc;
 
 use axum::http::HeaderMap;
+use billing::keys::KeyCache;
+use billing::tenancy::KeyInfo;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -11,8 +16,10 @@ use crate::error::ApiError;
 /// The authenticated caller, carried in the request context.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    /// The holder of the master key.
+    /// The holder of the master key: every endpoint, no tenant.
     Master,
+    /// A team's virtual key.
+    Key(Arc<KeyInfo>),
 }
 
 impl Caller {
@@ -20,7 +27,21 @@ impl Caller {
     pub fn label(&self) -> &'static str {
         match self {
             Self::Master => "master",
+            Self::Key(_) => "key",
         }
+    }
+
+    /// The virtual key, when the caller used one.
+    pub fn key(&self) -> Option<&KeyInfo> {
+        match self {
+            Self::Master => None,
+            Self::Key(k) => Some(k),
+        }
+    }
+
+    /// Whether the caller may use `model`.
+    pub fn allows(&self, model: &str) -> bool {
+        self.key().is_none_or(|k| k.allows(model))
     }
 }
 
@@ -28,6 +49,7 @@ impl Caller {
 #[derive(Debug)]
 pub struct Authenticator {
     master_digest: [u8; 32],
+    keys: KeyCache,
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -44,16 +66,28 @@ pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
     headers.get("x-api-key")?.to_str().ok().map(str::trim)
 }
 
+/// Whether `token` is the master key whose digest is `master`, in constant time.
+fn is_master(master: &[u8; 32], token: &str) -> bool {
+    // Comparing digests keeps the time independent of the token's length too.
+    bool::from(digest(token).ct_eq(master))
+}
+
 impl Authenticator {
-    /// Accepts the master key.
-    pub fn new(master_key: &Secret) -> Self {
+    /// Accepts the master key and the keys in `keys`.
+    pub fn new(master_key: &Secret, keys: KeyCache) -> Self {
         Self {
             master_digest: digest(master_key.expose()),
+            keys,
         }
     }
 
+    /// The key cache.
+    pub fn keys(&self) -> &KeyCache {
+        &self.keys
+    }
+
     /// Authenticates a request by its headers.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let token = presented_token(headers)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
@@ -61,13 +95,29 @@ impl Authenticator {
                     "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
                 )
             })?;
-        // Comparing digests keeps the comparison constant-time whatever the
-        // length of the presented token.
-        if bool::from(digest(token).ct_eq(&self.master_digest)) {
-            Ok(Caller::Master)
-        } else {
-            Err(ApiError::unauthorized("Incorrect API key provided."))
+        if is_master(&self.master_digest, token) {
+            return Ok(Caller::Master);
         }
+        if !token.starts_with("tg-") {
+            return Err(ApiError::unauthorized("Incorrect API key provided."));
+        }
+        let key = self.keys.lookup(token).await.map_err(|e| {
+            tracing::error!(error = %e, "key lookup failed");
+            ApiError::unavailable(
+                "key_store_unavailable",
+                "Keys cannot be checked right now; retry shortly.",
+            )
+        })?;
+        let Some(key) = key else {
+            return Err(ApiError::unauthorized("Incorrect API key provided."));
+        };
+        if key.revoked {
+            return Err(ApiError::unauthorized("This API key has been revoked."));
+        }
+        if key.expired_at(billing::db::now_ms()) {
+            return Err(ApiError::unauthorized("This API key has expired."));
+        }
+        Ok(Caller::Key(key))
     }
 }
 
@@ -83,37 +133,29 @@ mod tests {
     }
 
     #[test]
-    fn accepts_the_master_key_as_bearer_or_x_api_key() {
-        let auth = Authenticator::new(&Secret::new("master-key-1"));
+    fn tokens_come_from_bearer_or_x_api_key() {
         assert_eq!(
-            auth.authenticate(&headers("authorization", "Bearer master-key-1"))
-                .unwrap(),
-            Caller::Master
+            presented_token(&headers("authorization", "Bearer abc")),
+            Some("abc")
         );
         assert_eq!(
-            auth.authenticate(&headers("authorization", "bearer  master-key-1 "))
-                .unwrap(),
-            Caller::Master
+            presented_token(&headers("authorization", "bearer  abc ")),
+            Some("abc")
         );
+        assert_eq!(presented_token(&headers("x-api-key", "abc")), Some("abc"));
         assert_eq!(
-            auth.authenticate(&headers("x-api-key", "master-key-1"))
-                .unwrap(),
-            Caller::Master
+            presented_token(&headers("authorization", "Basic abc")),
+            None
         );
+        assert_eq!(presented_token(&headers("authorization", "abc")), None);
+        assert_eq!(presented_token(&HeaderMap::new()), None);
     }
 
     #[test]
-    fn rejects_missing_wrong_and_malformed_credentials() {
-        let auth = Authenticator::new(&Secret::new("master-key-1"));
-        for h in [
-            HeaderMap::new(),
-            headers("authorization", "Bearer master-key-2"),
-            headers("authorization", "Basic master-key-1"),
-            headers("authorization", "master-key-1"),
-            headers("authorization", "Bearer "),
-        ] {
-            let e = auth.authenticate(&h).unwrap_err();
-            assert_eq!(e.status(), axum::http::StatusCode::UNAUTHORIZED);
-        }
+    fn only_the_master_key_matches_its_digest() {
+        let master = digest("master-key-1");
+        assert!(is_master(&master, "master-key-1"));
+        assert!(!is_master(&master, "master-key-2"));
+        assert!(!is_master(&master, ""));
     }
 }

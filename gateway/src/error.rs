@@ -60,6 +60,70 @@ impl ApiError {
         )
     }
 
+    /// 403: the key may not use this model.
+    pub fn model_not_allowed(model: &str) -> Self {
+        let mut e = Self::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "model_not_allowed",
+            format!("This API key may not use the model '{model}'."),
+        );
+        e.param = Some("model".into());
+        e
+    }
+
+    /// 403: only the master key may do this.
+    pub fn master_only() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "master_key_required",
+            "This endpoint needs the master key.",
+        )
+    }
+
+    /// 503: something the gateway needs is unavailable for now.
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            code,
+            message,
+        )
+    }
+
+    /// 400 for an admin request the gateway cannot act on.
+    pub fn invalid(param: Option<&str>, message: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_value",
+            message,
+        );
+        e.param = param.map(str::to_owned);
+        e
+    }
+
+    /// 404 for a thing the admin API does not have.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "not_found",
+            message,
+        )
+    }
+
+    /// 409: a name already taken.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "invalid_request_error",
+            "conflict",
+            message,
+        )
+    }
+
     /// 404: a model Tollgate does not serve.
     pub fn model_not_found(model: &str) -> Self {
         let mut e = Self::new(
@@ -194,5 +258,33 @@ impl IntoResponse for ApiError {
         }
         resp.extensions_mut().insert(ErrorLabel(self.code));
         resp
+    }
+}
+
+impl From<billing::tenancy::TenancyError> for ApiError {
+    fn from(e: billing::tenancy::TenancyError) -> Self {
+        use billing::tenancy::TenancyError as T;
+        match e {
+            T::NotFound(..) => Self::not_found(e.to_string()),
+            T::Conflict(m) => Self::conflict(m),
+            T::Invalid(m) => Self::invalid(None, m),
+            T::Db(db) => {
+                tracing::error!(error = %db, "admin operation failed");
+                Self::unavailable(
+                    "database_unavailable",
+                    "The database cannot be reached right now.",
+                )
+            }
+        }
+    }
+}
+
+impl From<billing::DbError> for ApiError {
+    fn from(e: billing::DbError) -> Self {
+        tracing::error!(error = %e, "database query failed");
+        Self::unavailable(
+            "database_unavailable",
+            "The database cannot be reached right now.",
+        )
     }
 }

@@ -8,6 +8,7 @@
 //! - [`auth`]: credentials and the [`Caller`](auth::Caller).
 //! - [`context`]: the per-request [`RequestContext`](context::RequestContext).
 //! - [`record`]: the end-of-request record and its sinks.
+//! - [`ledger`]: the sink that turns records into spooled ledger rows.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`error`]: [`ApiError`](error::ApiError), rendered in the client's wire shape.
 //! - [`state`]: shared state.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod http;
+pub mod ledger;
 pub mod metrics;
 pub mod record;
 pub mod state;

@@ -3,8 +3,13 @@
 //! Labels are low-cardinality: model and provider come from config, never
 //! from what a client typed.
 
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+use billing::ledger::LedgerStats;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric the gateway exports.
@@ -29,6 +34,16 @@ pub struct Metrics {
     pub usage_estimated: IntCounterVec,
     /// Proxied requests in flight.
     pub in_flight: IntGauge,
+    /// Spend in USD by model and provider (for dashboards; the ledger is exact).
+    pub cost_usd: CounterVec,
+    /// Requests of models with no known price, charged the default price.
+    pub unpriced_requests: IntCounterVec,
+    /// Ledger rows that could not be written to the spool.
+    pub ledger_spool_errors: IntCounter,
+    /// Ledger figures, refreshed from the writer's counters at each scrape.
+    pub ledger_backlog_bytes: IntGauge,
+    pub ledger_rows: IntGaugeVec,
+    ledger_stats: OnceLock<Arc<LedgerStats>>,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -67,6 +82,32 @@ impl Metrics {
         let in_flight =
             IntGauge::new("tollgate_requests_in_flight", "Proxied requests in flight.")?;
         registry.register(Box::new(in_flight.clone()))?;
+        let cost_usd = CounterVec::new(
+            Opts::new(
+                "tollgate_cost_usd_total",
+                "Spend in USD by model and provider.",
+            ),
+            &["model", "provider"],
+        )?;
+        registry.register(Box::new(cost_usd.clone()))?;
+        let ledger_spool_errors = IntCounter::new(
+            "tollgate_ledger_spool_errors_total",
+            "Ledger rows that could not be written to the spool.",
+        )?;
+        registry.register(Box::new(ledger_spool_errors.clone()))?;
+        let ledger_backlog_bytes = IntGauge::new(
+            "tollgate_ledger_backlog_bytes",
+            "Spooled ledger bytes not yet in the database: the writer's queue depth.",
+        )?;
+        registry.register(Box::new(ledger_backlog_bytes.clone()))?;
+        let ledger_rows = IntGaugeVec::new(
+            Opts::new(
+                "tollgate_ledger_rows",
+                "Ledger rows since start by state: appended to the spool, inserted, duplicate (replayed), bad_line, failed_batches.",
+            ),
+            &["state"],
+        )?;
+        registry.register(Box::new(ledger_rows.clone()))?;
         Ok(Self {
             http_requests: counter(&registry, "tollgate_http_requests_total", "HTTP requests by route and status.", &["route", "status"])?,
             requests: counter(&registry, "tollgate_requests_total", "Proxied requests by endpoint, model, provider and status.", &["endpoint", "model", "provider", "status"])?,
@@ -77,12 +118,46 @@ impl Metrics {
             streams: counter(&registry, "tollgate_streams_total", "Streams by model, provider and how they ended.", &["model", "provider", "end"])?,
             usage_estimated: counter(&registry, "tollgate_usage_estimated_total", "Requests whose usage was estimated with the tokenizer.", &["model", "provider"])?,
             in_flight,
+            cost_usd,
+            unpriced_requests: counter(&registry, "tollgate_unpriced_requests_total", "Requests of models with no known price, charged the default price.", &["model"])?,
+            ledger_spool_errors,
+            ledger_backlog_bytes,
+            ledger_rows,
+            ledger_stats: OnceLock::new(),
             registry,
         })
     }
 
+    /// Reports the ledger writer's counters from now on.
+    pub fn attach_ledger(&self, stats: Arc<LedgerStats>) {
+        let _ = self.ledger_stats.set(stats);
+    }
+
+    /// The ledger writer's queue depth in bytes.
+    pub fn ledger_backlog(&self) -> u64 {
+        self.ledger_stats
+            .get()
+            .map(|s| s.backlog_bytes.load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        if let Some(s) = self.ledger_stats.get() {
+            let n = |a: &std::sync::atomic::AtomicU64| {
+                i64::try_from(a.load(Ordering::Relaxed)).unwrap_or(i64::MAX)
+            };
+            self.ledger_backlog_bytes.set(n(&s.backlog_bytes));
+            for (state, v) in [
+                ("appended", &s.appended),
+                ("inserted", &s.inserted),
+                ("duplicate", &s.duplicates),
+                ("bad_line", &s.bad_lines),
+                ("failed_batches", &s.failed_batches),
+            ] {
+                self.ledger_rows.with_label_values(&[state]).set(n(v));
+            }
+        }
         let mut buf = Vec::new();
         // Encoding gathered metric families into a Vec does not fail.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use billing::Picodollars;
 use router::relay::End;
 use router::{Usage, UsageSource};
 
@@ -27,6 +28,10 @@ pub struct RequestRecord {
     pub usage: Usage,
     /// Where `usage` came from.
     pub usage_source: UsageSource,
+    /// What the usage cost.
+    pub cost: Picodollars,
+    /// Whether the model had a known price (else the default was charged).
+    pub priced: bool,
     /// Time to the first streamed event.
     pub ttft: Option<Duration>,
     /// Time to the last byte.
@@ -95,6 +100,12 @@ impl Recorder {
                     .inc_by(n);
             }
         }
+        m.cost_usd
+            .with_label_values(&[model, provider])
+            .inc_by(rec.cost.usd_f64());
+        if !rec.priced {
+            m.unpriced_requests.with_label_values(&[model]).inc();
+        }
         if rec.usage_source == UsageSource::Estimated {
             m.usage_estimated
                 .with_label_values(&[model, provider])
@@ -123,6 +134,8 @@ impl Recorder {
             output = rec.usage.output,
             reasoning = rec.usage.reasoning,
             usage_source = ?rec.usage_source,
+            cost_usd = %rec.cost.usd(),
+            key_id = ctx.caller.key().map(|k| k.id.as_str()).unwrap_or(""),
             ttft_ms = rec.ttft.map(|d| d.as_millis() as u64),
             latency_ms = rec.latency.as_millis() as u64,
             "request finished"

@@ -5,6 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::FromRef;
+use billing::keys::KeyCache;
+use billing::tenancy::Tenancy;
+use billing::Db;
+use router::price::Price;
 use router::Catalog;
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +27,19 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Whether the gateway takes new work.
     pub readiness: Readiness,
+    /// What the admin API needs.
+    pub admin: AdminState,
+}
+
+/// The state of the admin API and `/v1/me`.
+#[derive(Clone)]
+pub struct AdminState {
+    /// Organizations, teams and keys.
+    pub tenancy: Arc<Tenancy>,
+    /// The database, for reports.
+    pub db: Db,
+    /// The key cache, invalidated on revocation.
+    pub keys: KeyCache,
 }
 
 /// The state of the proxy endpoints.
@@ -40,6 +57,10 @@ pub struct ProxyState {
     pub catalog_loaded_at: u64,
     /// Cancelled when the shutdown grace period is over: open streams end.
     pub shutdown: CancellationToken,
+    /// Charged for models without a known price.
+    pub default_price: Arc<Price>,
+    /// Past this many unwritten ledger bytes new requests are refused.
+    pub max_ledger_backlog: u64,
 }
 
 /// Ready until shutdown starts; `/readyz` turns 503 while draining so load

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::price::Price;
 use crate::provider::Provider;
 
 /// One model clients can ask for.
@@ -15,6 +16,8 @@ pub struct ModelEntry {
     pub provider: Arc<Provider>,
     /// The model name sent upstream.
     pub upstream_model: String,
+    /// Its price; `None` when none is known (billing then charges its default).
+    pub price: Option<Price>,
 }
 
 /// Every model Tollgate serves, by client-facing name.

@@ -5,6 +5,7 @@
 //! the runtime type the rest of the gateway uses.
 
 mod env;
+mod metering;
 mod raw;
 mod secret;
 
@@ -17,6 +18,9 @@ use std::time::Duration;
 use router::sim::{SimConfig, UsageShape};
 use router::Timeouts;
 
+pub use metering::{
+    BillingConfig, DatabaseConfig, LedgerConfig, DEFAULT_DATABASE_URL, DEFAULT_SPOOL_DIR,
+};
 pub use secret::Secret;
 
 use raw::{RawConfig, RawProvider, RawTimeouts};
@@ -37,6 +41,12 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
     /// Client-facing model names.
     pub models: BTreeMap<String, ModelConfig>,
+    /// Where tenancy and the ledger live.
+    pub database: DatabaseConfig,
+    /// How ledger rows reach the database.
+    pub ledger: LedgerConfig,
+    /// Prices and keys.
+    pub billing: BillingConfig,
 }
 
 /// `[server]`.
@@ -82,6 +92,8 @@ pub struct ModelConfig {
     pub provider: String,
     /// The name sent upstream.
     pub upstream_model: String,
+    /// Its price; `None` when none is known (the default price is charged).
+    pub price: Option<router::price::Price>,
 }
 
 /// One problem in a config file.
@@ -304,7 +316,11 @@ impl Checker {
     }
 }
 
-fn from_raw(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
+fn from_raw(
+    raw: RawConfig,
+    file: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
     let mut c = Checker {
         problems: Vec::new(),
     };
@@ -370,15 +386,20 @@ fn from_raw(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
             );
             continue;
         }
-        let upstream_model = m.upstream_model.unwrap_or_else(|| name.clone());
+        let upstream_model = m.upstream_model.clone().unwrap_or_else(|| name.clone());
+        let price = c.model_price(&name, &upstream_model, &m);
         models.insert(
             name,
             ModelConfig {
                 provider: m.provider,
                 upstream_model,
+                price,
             },
         );
     }
+    let database = c.database(&raw.database, lookup);
+    let ledger = c.ledger(&raw.ledger);
+    let billing = c.billing(&raw.billing);
     if c.problems.is_empty() {
         Ok(Config {
             server: ServerConfig {
@@ -389,6 +410,9 @@ fn from_raw(raw: RawConfig, file: &str) -> Result<Config, ConfigError> {
             },
             providers,
             models,
+            database,
+            ledger,
+            billing,
         })
     } else {
         Err(ConfigError {
@@ -459,7 +483,7 @@ impl Config {
                 });
             }
         };
-        from_raw(raw, file)
+        from_raw(raw, file, lookup)
     }
 }
 

@@ -14,6 +14,66 @@ pub struct RawConfig {
     pub providers: BTreeMap<String, RawProvider>,
     #[serde(default)]
     pub models: BTreeMap<String, RawModel>,
+    #[serde(default)]
+    pub database: RawDatabase,
+    #[serde(default)]
+    pub ledger: RawLedger,
+    #[serde(default)]
+    pub billing: RawBilling,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLedger {
+    pub spool_dir: Option<String>,
+    pub batch_rows: Option<usize>,
+    pub flush_interval: Option<String>,
+    pub max_backlog_bytes: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBilling {
+    pub default_price: Option<RawRates>,
+    pub key_refresh_interval: Option<String>,
+}
+
+/// Prices in USD per million tokens.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRates {
+    pub input_per_mtok: Option<f64>,
+    pub cached_input_per_mtok: Option<f64>,
+    pub cache_write_per_mtok: Option<f64>,
+    pub output_per_mtok: Option<f64>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTier {
+    pub above_input_tokens: u64,
+    pub input_per_mtok: Option<f64>,
+    pub cached_input_per_mtok: Option<f64>,
+    pub cache_write_per_mtok: Option<f64>,
+    pub output_per_mtok: Option<f64>,
+}
+
+impl RawTier {
+    /// The tier's price fields.
+    pub fn rates(&self) -> RawRates {
+        RawRates {
+            input_per_mtok: self.input_per_mtok,
+            cached_input_per_mtok: self.cached_input_per_mtok,
+            cache_write_per_mtok: self.cache_write_per_mtok,
+            output_per_mtok: self.output_per_mtok,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -61,4 +121,21 @@ pub struct RawProvider {
 pub struct RawModel {
     pub provider: String,
     pub upstream_model: Option<String>,
+    pub input_per_mtok: Option<f64>,
+    pub cached_input_per_mtok: Option<f64>,
+    pub cache_write_per_mtok: Option<f64>,
+    pub output_per_mtok: Option<f64>,
+    pub tiers: Option<Vec<RawTier>>,
+}
+
+impl RawModel {
+    /// The model's own price fields.
+    pub fn rates(&self) -> RawRates {
+        RawRates {
+            input_per_mtok: self.input_per_mtok,
+            cached_input_per_mtok: self.cached_input_per_mtok,
+            cache_write_per_mtok: self.cache_write_per_mtok,
+            output_per_mtok: self.output_per_mtok,
+        }
+    }
 }

@@ -7,7 +7,8 @@ use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::error::ErrorLabel;
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorLabel};
 use crate::state::AppState;
 
 /// The request's id (UUIDv7), in the request's extensions.
@@ -64,11 +65,20 @@ pub async fn access_log(State(state): State<AppState>, req: Request, next: Next)
 /// Rejects requests without valid credentials; puts the [`Caller`](crate::auth::Caller)
 /// in the request's extensions.
 pub async fn require_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    match state.auth.authenticate(req.headers()) {
+    match state.auth.authenticate(req.headers()).await {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Lets only the master key through (the admin API).
+pub async fn require_master(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match state.auth.authenticate(req.headers()).await {
+        Ok(Caller::Master) => next.run(req).await,
+        Ok(Caller::Key(_)) => ApiError::master_only().into_response(),
         Err(e) => e.into_response(),
     }
 }

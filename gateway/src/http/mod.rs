@@ -1,6 +1,8 @@
 //! The HTTP edge: routes, middleware and handlers.
 
+mod admin;
 mod health;
+mod me;
 mod middleware;
 mod models;
 mod proxy;
@@ -8,7 +10,7 @@ mod proxy;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::Router;
 
 pub use middleware::RequestId;
@@ -27,15 +29,32 @@ pub fn build_router(state: AppState) -> Router {
         .route("/v1/embeddings", post(proxy::embeddings))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*model}", get(models::retrieve))
+        .route("/v1/me", get(me::me))
         // Auth guards every route above; as a route layer it runs only on a
         // match, so an unknown path is a 404, not a 401.
         .route_layer(from_fn_with_state(state.clone(), middleware::require_auth));
+    let admin = Router::new()
+        .route("/admin/orgs", post(admin::create_org).get(admin::list_orgs))
+        .route(
+            "/admin/teams",
+            post(admin::create_team).get(admin::list_teams),
+        )
+        .route("/admin/teams/{id}", patch(admin::update_team))
+        .route("/admin/keys", post(admin::create_key).get(admin::list_keys))
+        .route("/admin/keys/{id}/revoke", post(admin::revoke_key))
+        .route("/admin/spend", get(admin::spend))
+        // The admin API takes the master key only.
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            middleware::require_master,
+        ));
     let public = Router::new()
         .route(PUBLIC_ROUTES[0], get(health::healthz))
         .route(PUBLIC_ROUTES[1], get(health::readyz))
         .route(PUBLIC_ROUTES[2], get(health::metrics));
     public
         .merge(protected)
+        .merge(admin)
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         // Innermost: bounds what the body extractors will buffer (413 past it).

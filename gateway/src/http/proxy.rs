@@ -9,11 +9,14 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
+use billing::Picodollars;
 use bytes::Bytes;
 use router::provider::{ReplyBody, UpstreamReply};
 use router::relay::{self, End, MalformedBody, StreamOptions, Summary};
 use router::wire::openai::{self, error_body, ParsedRequest};
+use router::ModelEntry;
 use router::{estimate, Operation, Timeouts, Usage, UsageSource};
+use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::middleware::RequestId;
@@ -27,6 +30,8 @@ use crate::state::ProxyState;
 pub const PROVIDER_HEADER: &str = "x-tollgate-provider";
 /// Response header naming the upstream model that served the request.
 pub const MODEL_HEADER: &str = "x-tollgate-model";
+/// Response header with the cost of a non-streaming request, exact USD.
+pub const COST_HEADER: &str = "x-tollgate-cost-usd";
 
 /// `POST /v1/chat/completions`.
 pub async fn chat_completions(
@@ -71,15 +76,22 @@ struct Outcome {
 struct Pending {
     proxy: ProxyState,
     ctx: Option<RequestContext>,
+    model: Arc<ModelEntry>,
     upstream_body: Bytes,
 }
 
 impl Pending {
-    fn new(proxy: &ProxyState, ctx: RequestContext, upstream_body: Bytes) -> Self {
+    fn new(
+        proxy: &ProxyState,
+        ctx: RequestContext,
+        model: Arc<ModelEntry>,
+        upstream_body: Bytes,
+    ) -> Self {
         proxy.metrics.in_flight.inc();
         Self {
             proxy: proxy.clone(),
             ctx: Some(ctx),
+            model,
             upstream_body,
         }
     }
@@ -88,12 +100,15 @@ impl Pending {
         self.ctx.as_ref()
     }
 
-    fn finish(mut self, outcome: Outcome) {
-        self.record(outcome);
+    /// Records the outcome; returns what the request cost.
+    fn finish(mut self, outcome: Outcome) -> Picodollars {
+        self.record(outcome)
     }
 
-    fn record(&mut self, o: Outcome) {
-        let Some(ctx) = self.ctx.take() else { return };
+    fn record(&mut self, o: Outcome) -> Picodollars {
+        let Some(ctx) = self.ctx.take() else {
+            return Picodollars::ZERO;
+        };
         self.proxy.metrics.in_flight.dec();
         let (usage, usage_source) = match o.usage {
             Some(u) => (u, UsageSource::Provider),
@@ -104,6 +119,11 @@ impl Pending {
             None => (Usage::default(), UsageSource::Provider),
         };
         let latency = ctx.started.elapsed();
+        let (price, priced) = match &self.model.price {
+            Some(p) => (p, true),
+            None => (self.proxy.default_price.as_ref(), false),
+        };
+        let cost = billing::cost(&usage, price);
         self.proxy.recorder.record(RequestRecord {
             ctx,
             status: o.status.as_u16(),
@@ -111,9 +131,12 @@ impl Pending {
             error: o.error,
             usage,
             usage_source,
+            cost,
+            priced,
             ttft: o.ttft,
             latency,
         });
+        cost
     }
 }
 
@@ -145,6 +168,16 @@ async fn forward(
         .get(&request.model)
         .cloned()
         .ok_or_else(|| ApiError::model_not_found(&request.model))?;
+    if !caller.allows(&request.model) {
+        return Err(ApiError::model_not_allowed(&request.model));
+    }
+    if proxy.metrics.ledger_backlog() > proxy.max_ledger_backlog {
+        // Serving now would mean serving unbilled: refuse until the ledger catches up.
+        return Err(ApiError::unavailable(
+            "ledger_backlog",
+            "The gateway cannot record usage right now; retry shortly.",
+        ));
+    }
     let ctx = RequestContext {
         id,
         caller,
@@ -159,7 +192,7 @@ async fn forward(
     };
     let started = ctx.started;
     let upstream_body = request.upstream_body(&entry.upstream_model);
-    let pending = Pending::new(proxy, ctx, upstream_body.clone());
+    let pending = Pending::new(proxy, ctx, entry.clone(), upstream_body.clone());
     let sent = entry
         .provider
         .send(op, upstream_body, request.stream, started)
@@ -240,7 +273,7 @@ fn relay_success(
     match reply.body {
         ReplyBody::Full(bytes) => match relay::relay_json(&bytes, &request.model) {
             Ok(relayed) => {
-                pending.finish(Outcome {
+                let cost = pending.finish(Outcome {
                     status: StatusCode::OK,
                     end: End::Complete,
                     error: None,
@@ -249,7 +282,12 @@ fn relay_success(
                     output_text: relayed.output_text,
                     ttft: None,
                 });
-                ([(header::CONTENT_TYPE, "application/json")], relayed.body).into_response()
+                let mut resp =
+                    ([(header::CONTENT_TYPE, "application/json")], relayed.body).into_response();
+                if let Some(v) = header_value(&cost.usd()) {
+                    resp.headers_mut().insert(COST_HEADER, v);
+                }
+                resp
             }
             Err(MalformedBody::ErrorObject) => {
                 let provider = pending

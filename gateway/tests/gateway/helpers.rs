@@ -78,14 +78,37 @@ impl RecordSink for ChannelSink {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
+    /// The database the gateway uses (opened separately, for assertions).
+    pub db: billing::Db,
     records: mpsc::UnboundedReceiver<RequestRecord>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
+    /// Holds the SQLite file and the spool.
+    pub dir: tempfile::TempDir,
 }
 
-/// Starts the gateway on port 0 with `config`.
-pub async fn spawn_app(config: Config) -> TestApp {
+/// Starts the gateway on port 0 with `config`. A config that keeps the
+/// default database and spool gets a fresh SQLite file and spool directory.
+pub async fn spawn_app(mut config: Config) -> TestApp {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    if config.database.url.expose() == gateway::config::DEFAULT_DATABASE_URL {
+        let url = format!("sqlite://{}", dir.path().join("tollgate.db").display());
+        config.database.url = gateway::config::Secret::new(url);
+    }
+    if config.ledger.spool_dir == std::path::Path::new(gateway::config::DEFAULT_SPOOL_DIR) {
+        config.ledger.spool_dir = dir.path().join("spool");
+    }
+    // Rows reach the database quickly in tests.
+    config.ledger.flush_interval = Duration::from_millis(5);
+    spawn_app_in(config, dir).await
+}
+
+/// Starts the gateway with `config` as it is, keeping `dir` alive with it.
+pub async fn spawn_app_in(config: Config, dir: tempfile::TempDir) -> TestApp {
     router::provider::ensure_tls_provider();
+    let db = billing::Db::connect(config.database.url.expose())
+        .await
+        .expect("the test database opens");
     let (tx, records) = mpsc::unbounded_channel();
     let app = App::build_with_sinks(config, vec![Arc::new(ChannelSink(tx))])
         .await
@@ -98,9 +121,11 @@ pub async fn spawn_app(config: Config) -> TestApp {
     TestApp {
         addr,
         http: reqwest::Client::new(),
+        db,
         records,
         shutdown: Some(shutdown_tx),
         server: Some(server),
+        dir,
     }
 }
 

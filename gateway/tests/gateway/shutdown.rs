@@ -66,8 +66,10 @@ fn write_config(
     output_tokens: u32,
 ) -> std::path::PathBuf {
     let path = dir.path().join("tollgate.toml");
+    let dir = dir.path().display();
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nmaster_key = \"{MASTER_KEY}\"\nshutdown_grace = \"{grace}\"\n\
+         [database]\nurl = \"sqlite://{dir}/tollgate.db\"\n[ledger]\nspool_dir = \"{dir}/spool\"\n\
          [providers.demo]\nkind = \"mock\"\nttft = \"0s\"\ntokens_per_second = {tokens_per_second}\noutput_tokens = {output_tokens}\n\
          [models.demo]\nprovider = \"demo\"\n"
     );

@@ -1,0 +1,46 @@
+//! `GET /v1/me`: who the caller is, and what its key spent today and this
+//! month (UTC).
+
+use axum::extract::State;
+use axum::{Extension, Json};
+use billing::reports::{self, SpendFilter};
+use serde_json::{json, Value};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AdminState;
+
+pub async fn me(
+    State(admin): State<AdminState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(key) = caller.key() else {
+        return Ok(Json(json!({"object": "caller", "type": "master"})));
+    };
+    let now = billing::db::now_ms();
+    let (day, month) = reports::day_and_month_start(now);
+    let spend = |from| SpendFilter {
+        from_ms: from,
+        to_ms: now + 1,
+        key_id: Some(key.id.clone()),
+        ..Default::default()
+    };
+    let today = reports::total(&admin.db, &spend(day)).await?;
+    let this_month = reports::total(&admin.db, &spend(month)).await?;
+    let team = admin.tenancy.team(&key.team_id).await?;
+    let org = admin.tenancy.org(&key.org_id).await?;
+    Ok(Json(json!({
+        "object": "caller",
+        "type": "key",
+        "key": {
+            "id": key.id,
+            "name": key.name,
+            "prefix": key.prefix,
+            "allowed_models": key.allowed_models,
+            "expires_at": key.expires_at_ms.map(billing::tenancy::rfc3339),
+        },
+        "team": {"id": team.id, "name": team.name},
+        "org": {"id": org.id, "name": org.name},
+        "spend": {"today": today, "month": this_month},
+    })))
+}

@@ -4,6 +4,18 @@ use std::fmt::Write as _;
 
 use crate::config::{Config, ProviderKind};
 
+/// Rates as USD per million tokens.
+fn rates(r: &router::price::Rates) -> String {
+    let usd = |m: u64| m as f64 / 1e6;
+    format!(
+        "in ${} cached ${} write ${} out ${} per Mtok",
+        usd(r.input),
+        usd(r.cached_input),
+        usd(r.cache_write),
+        usd(r.output)
+    )
+}
+
 fn secs(d: std::time::Duration) -> String {
     humantime::format_duration(d).to_string()
 }
@@ -52,7 +64,41 @@ pub fn describe(config: &Config) -> String {
     }
     let _ = writeln!(out, "models ({})", config.models.len());
     for (name, m) in &config.models {
-        let _ = writeln!(out, "  {name} -> {} / {}", m.provider, m.upstream_model);
+        let price = match &m.price {
+            Some(p) => {
+                rates(&p.base)
+                    + &if p.tiers.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({} tiers)", p.tiers.len())
+                    }
+            }
+            None => "no known price: charged the default".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "  {name} -> {} / {}  [{price}]",
+            m.provider, m.upstream_model
+        );
     }
+    let _ = writeln!(
+        out,
+        "database\n  url             {}",
+        billing::db::redact_url(config.database.url.expose())
+    );
+    let l = &config.ledger;
+    let _ = writeln!(
+        out,
+        "ledger\n  spool_dir       {}\n  batch_rows      {}\n  flush_interval  {}\n  max_backlog     {} bytes",
+        l.spool_dir.display(),
+        l.batch_rows,
+        secs(l.flush_interval),
+        l.max_backlog_bytes
+    );
+    let _ = writeln!(
+        out,
+        "billing\n  default_price   {}",
+        rates(&config.billing.default_price.base)
+    );
     out
 }

@@ -1,8 +1,9 @@
-//! The command line: `tollgate serve` and `tollgate check-config`.
+//! The command line: `serve`, `check-config`, `migrate`, and the admin
+//! operations on organizations, teams and keys against the configured database.
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// Tollgate: a token-metering LLM gateway and router.
 #[derive(Debug, Parser)]
@@ -13,20 +14,114 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The config file, for every subcommand.
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The config file.
+    #[arg(long, short, env = "TOLLGATE_CONFIG")]
+    pub config: PathBuf,
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway.
-    Serve {
-        /// The config file.
-        #[arg(long, short, env = "TOLLGATE_CONFIG")]
-        config: PathBuf,
-    },
+    Serve(ConfigArg),
     /// Validate a config file and print the resolved providers and models,
     /// secrets redacted. Exits non-zero on any problem.
-    CheckConfig {
-        /// The config file.
-        #[arg(long, short, env = "TOLLGATE_CONFIG")]
-        config: PathBuf,
+    CheckConfig(ConfigArg),
+    /// Apply the database migrations and exit.
+    Migrate(ConfigArg),
+    /// Organizations.
+    Orgs {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        action: OrgAction,
+    },
+    /// Teams.
+    Teams {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        action: TeamAction,
+    },
+    /// Virtual keys.
+    Keys {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        action: KeyAction,
+    },
+}
+
+/// `tollgate orgs ...`
+#[derive(Debug, Subcommand)]
+pub enum OrgAction {
+    /// Create an organization.
+    Create {
+        /// Its name (unique).
+        name: String,
+        /// Metadata, a JSON object.
+        #[arg(long)]
+        metadata: Option<String>,
+    },
+    /// List organizations.
+    List,
+}
+
+/// `tollgate teams ...`
+#[derive(Debug, Subcommand)]
+pub enum TeamAction {
+    /// Create a team in an organization.
+    Create {
+        /// The organization's id.
+        #[arg(long)]
+        org: String,
+        /// Its name (unique in the organization).
+        name: String,
+        /// Metadata, a JSON object.
+        #[arg(long)]
+        metadata: Option<String>,
+    },
+    /// List teams.
+    List {
+        /// Only this organization's.
+        #[arg(long)]
+        org: Option<String>,
+    },
+}
+
+/// `tollgate keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeyAction {
+    /// Create a key; its secret is printed once.
+    Create {
+        /// The team's id.
+        #[arg(long)]
+        team: String,
+        /// A name to recognize it by.
+        #[arg(long)]
+        name: Option<String>,
+        /// When it stops working, RFC 3339.
+        #[arg(long)]
+        expires_at: Option<String>,
+        /// The models it may use, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        allowed_models: Option<Vec<String>>,
+        /// Metadata, a JSON object.
+        #[arg(long)]
+        metadata: Option<String>,
+    },
+    /// List keys (never their secrets).
+    List {
+        /// Only this team's.
+        #[arg(long)]
+        team: Option<String>,
+    },
+    /// Revoke a key.
+    Revoke {
+        /// The key's id.
+        id: String,
     },
 }

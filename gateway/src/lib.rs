@@ -12,8 +12,10 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`error`]: [`ApiError`](error::ApiError), rendered in the client's wire shape.
 //! - [`state`]: shared state.
-//! - [`cli`], [`check`]: the command line and `check-config`.
+//! - [`cli`], [`check`], [`admin_cli`]: the command line, `check-config`, and
+//!   the admin subcommands.
 
+pub mod admin_cli;
 pub mod app;
 pub mod auth;
 pub mod check;

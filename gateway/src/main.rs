@@ -1,9 +1,11 @@
 //! The `tollgate` binary: telemetry, config, `App::build`, run.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
+use gateway::admin_cli::{self, AdminCommand};
 use gateway::app::shutdown_signal;
 use gateway::cli::{Cli, Command};
 use gateway::{App, Config};
@@ -25,48 +27,79 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
+#[allow(clippy::print_stdout)]
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_telemetry();
-    match cli.command {
-        Command::CheckConfig { config } => match Config::load(&config) {
-            Ok(c) => {
-                #[allow(clippy::print_stdout)]
-                {
-                    println!("{}: ok\n{}", config.display(), gateway::check::describe(&c));
+    let (path, admin) = match cli.command {
+        Command::CheckConfig(c) => {
+            return match load(&c.config) {
+                Ok(cfg) => {
+                    println!(
+                        "{}: ok\n{}",
+                        c.config.display(),
+                        gateway::check::describe(&cfg)
+                    );
+                    ExitCode::SUCCESS
                 }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(2)
-            }
-        },
-        Command::Serve { config } => {
-            let config = match Config::load(&config) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => code,
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+        }
+        Command::Serve(c) => {
+            let config = match load(&c.config) {
+                Ok(cfg) => cfg,
+                Err(code) => return code,
+            };
+            let rt = match runtime() {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
-            match runtime.block_on(serve(config)) {
+            return match rt.block_on(serve(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
                     ExitCode::FAILURE
                 }
-            }
+            };
+        }
+        Command::Migrate(c) => (c.config, AdminCommand::Migrate),
+        Command::Orgs { config, action } => (config.config, AdminCommand::Org(action)),
+        Command::Teams { config, action } => (config.config, AdminCommand::Team(action)),
+        Command::Keys { config, action } => (config.config, AdminCommand::Key(action)),
+    };
+    let config = match load(&path) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(admin_cli::run(&config, admin)) {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -7,6 +7,7 @@
 mod helpers;
 mod process;
 
+mod billing;
 mod chat;
 mod cli;
 mod embeddings;

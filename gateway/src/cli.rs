@@ -14,12 +14,22 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The config file, for every subcommand.
+/// The config file, for every subcommand (accepted before or after the
+/// subcommand's own arguments).
 #[derive(Debug, Args)]
 pub struct ConfigArg {
-    /// The config file.
-    #[arg(long, short, env = "TOLLGATE_CONFIG")]
-    pub config: PathBuf,
+    /// The config file (required).
+    #[arg(long, short, env = "TOLLGATE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    /// The config file, or the message for its absence.
+    pub fn path(&self) -> Result<&PathBuf, &'static str> {
+        self.config
+            .as_ref()
+            .ok_or("the config file is required: pass --config PATH or set TOLLGATE_CONFIG")
+    }
 }
 
 /// The subcommands.

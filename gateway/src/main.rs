@@ -1,13 +1,12 @@
 //! The `tollgate` binary: telemetry, config, `App::build`, run.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
 use gateway::admin_cli::{self, AdminCommand};
 use gateway::app::shutdown_signal;
-use gateway::cli::{Cli, Command};
+use gateway::cli::{Cli, Command, ConfigArg};
 use gateway::{App, Config};
 
 fn init_telemetry() {
@@ -27,7 +26,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load(path: &Path) -> Result<Config, ExitCode> {
+fn load(arg: &ConfigArg) -> Result<Config, ExitCode> {
+    let path = arg.path().map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })?;
     Config::load(path).map_err(|e| {
         eprintln!("{e}");
         ExitCode::from(2)
@@ -50,20 +53,20 @@ fn main() -> ExitCode {
     init_telemetry();
     let (path, admin) = match cli.command {
         Command::CheckConfig(c) => {
-            return match load(&c.config) {
+            return match load(&c) {
                 Ok(cfg) => {
-                    println!(
-                        "{}: ok\n{}",
-                        c.config.display(),
-                        gateway::check::describe(&cfg)
-                    );
+                    let path = c
+                        .path()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default();
+                    println!("{path}: ok\n{}", gateway::check::describe(&cfg));
                     ExitCode::SUCCESS
                 }
                 Err(code) => code,
             };
         }
         Command::Serve(c) => {
-            let config = match load(&c.config) {
+            let config = match load(&c) {
                 Ok(cfg) => cfg,
                 Err(code) => return code,
             };
@@ -79,10 +82,10 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Command::Migrate(c) => (c.config, AdminCommand::Migrate),
-        Command::Orgs { config, action } => (config.config, AdminCommand::Org(action)),
-        Command::Teams { config, action } => (config.config, AdminCommand::Team(action)),
-        Command::Keys { config, action } => (config.config, AdminCommand::Key(action)),
+        Command::Migrate(c) => (c, AdminCommand::Migrate),
+        Command::Orgs { config, action } => (config, AdminCommand::Org(action)),
+        Command::Teams { config, action } => (config, AdminCommand::Team(action)),
+        Command::Keys { config, action } => (config, AdminCommand::Key(action)),
     };
     let config = match load(&path) {
         Ok(cfg) => cfg,

@@ -20,6 +20,12 @@ pub const MASTER_KEY: &str = "test-master-key-0123";
 /// How long a test waits for something that should happen at once.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
+/// A plain HTTP client (the TLS provider installed first, as reqwest needs).
+pub fn http_client() -> reqwest::Client {
+    router::provider::ensure_tls_provider();
+    reqwest::Client::new()
+}
+
 /// A fast, unpaced simulated model.
 pub fn fast_sim() -> SimConfig {
     SimConfig {
@@ -120,7 +126,7 @@ pub async fn spawn_app_in(config: Config, dir: tempfile::TempDir) -> TestApp {
     }));
     TestApp {
         addr,
-        http: reqwest::Client::new(),
+        http: http_client(),
         db,
         records,
         shutdown: Some(shutdown_tx),

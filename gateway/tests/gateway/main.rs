@@ -10,6 +10,7 @@ mod process;
 mod billing;
 mod chat;
 mod cli;
+mod durability;
 mod embeddings;
 mod errors;
 mod models;

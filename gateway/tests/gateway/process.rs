@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::helpers::DEADLINE;
@@ -13,6 +13,8 @@ use crate::helpers::DEADLINE;
 pub struct Gateway {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Every line it logged so far.
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 /// The `tollgate` binary built for these tests.
@@ -23,19 +25,27 @@ pub fn tollgate() -> Command {
 impl Gateway {
     /// Starts `tollgate serve --config PATH` and waits for it to listen.
     pub fn start(config: &Path) -> Gateway {
+        Self::start_logging(config, "info")
+    }
+
+    /// Like [`Gateway::start`] with a `RUST_LOG` filter.
+    pub fn start_logging(config: &Path, filter: &str) -> Gateway {
         let mut child = tollgate()
             .args(["serve", "--config"])
             .arg(config)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("tollgate starts");
         let stderr = child.stderr.take().expect("stderr is piped");
         let (tx, rx) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let keep = log.clone();
         // Drain stderr for the life of the process, so logging never blocks it.
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                keep.lock().unwrap().push(line.clone());
                 let _ = tx.send(line);
             }
         });
@@ -54,7 +64,18 @@ impl Gateway {
                 }
             }
         };
-        Gateway { child, addr }
+        Gateway { child, addr, log }
+    }
+
+    /// Kills the process outright (SIGKILL): no shutdown, no flush.
+    pub fn kill_9(&mut self) {
+        self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+    }
+
+    /// Everything logged so far, one string.
+    pub fn logged(&self) -> String {
+        self.log.lock().unwrap().join("\n")
     }
 
     /// Sends SIGTERM.

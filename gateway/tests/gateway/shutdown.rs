@@ -31,6 +31,7 @@ async fn shutdown_lets_an_in_flight_stream_finish_and_refuses_new_connections() 
     // New connections are refused once shutdown has begun.
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
+        router::provider::ensure_tls_provider();
         let fresh = reqwest::Client::builder()
             .pool_max_idle_per_host(0)
             .build()
@@ -82,7 +83,7 @@ async fn sigterm_lets_an_in_flight_stream_finish_then_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     // About a second of streaming: long enough to be mid-stream at SIGTERM.
     let mut gw = Gateway::start(&write_config(&dir, "30s", 40, 40));
-    let client = reqwest::Client::new();
+    let client = http_client();
     let resp = client
         .post(format!("http://{}/v1/chat/completions", gw.addr))
         .bearer_auth(MASTER_KEY)
@@ -115,7 +116,7 @@ async fn sigterm_exits_zero_when_the_grace_period_runs_out() {
     let dir = tempfile::tempdir().unwrap();
     // A stream far longer than the grace period.
     let mut gw = Gateway::start(&write_config(&dir, "200ms", 2, 1000));
-    let client = reqwest::Client::new();
+    let client = http_client();
     let resp = client
         .post(format!("http://{}/v1/chat/completions", gw.addr))
         .bearer_auth(MASTER_KEY)

@@ -121,8 +121,8 @@ mod tests {
         )
     }
 
-    #[test]
-    fn event_sizes_are_tracked_across_pieces() {
+    #[tokio::test]
+    async fn event_sizes_are_tracked_across_pieces() {
         let mut t = timed();
         assert!(t.measure(b"data: 1\n"));
         assert!(t.measure(b"\ndata: 22"));

@@ -1,0 +1,330 @@
+//! The ledger survives crashes and outages: `kill -9` under load, and a
+//! database that goes away while the gateway keeps serving. Secrets never
+//! reach the log.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use crate::billing::ledger;
+use crate::helpers::*;
+use crate::process::{tollgate, Gateway};
+
+fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("tollgate.toml");
+    let d = dir.display();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nmaster_key = \"{MASTER_KEY}\"\n\
+         [database]\nurl = \"sqlite://{d}/tollgate.db\"\n[ledger]\nspool_dir = \"{d}/spool\"\nflush_interval = \"5ms\"\n\
+         [providers.demo]\nkind = \"mock\"\nttft = \"0s\"\ntokens_per_second = 400\noutput_tokens = 12\n\
+         [models.demo]\nprovider = \"demo\"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n{extra}"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn rollup_requests(db: &billing::Db) -> i64 {
+    sqlx::query("SELECT CAST(COALESCE(SUM(requests), 0) AS BIGINT) AS n FROM spend_hourly")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_and_duplicates_no_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let mut gw = Gateway::start(&config);
+    let url = format!("http://{}/v1/chat/completions", gw.addr);
+    let completed = Arc::new(Mutex::new(HashSet::new()));
+    let started = Arc::new(Mutex::new(HashSet::new()));
+    let workers: Vec<_> = (0..16)
+        .map(|w| {
+            let (url, completed, started) = (url.clone(), completed.clone(), started.clone());
+            tokio::spawn(async move {
+                let client = http_client();
+                for i in 0.. {
+                    let body = json!({"model": "demo", "stream": (w + i) % 2 == 0, "messages": [{"role": "user", "content": format!("w{w} i{i}")}]});
+                    let Ok(resp) = client.post(&url).bearer_auth(MASTER_KEY).json(&body).send().await else { return };
+                    let id = resp.headers()["x-tollgate-request-id"].to_str().unwrap().to_owned();
+                    started.lock().unwrap().insert(id.clone());
+                    let Ok(text) = resp.text().await else { return };
+                    // A stream is complete when [DONE] arrived; a plain answer when read whole.
+                    if !text.contains("data:") || text.contains("[DONE]") {
+                        completed.lock().unwrap().insert(id);
+                    }
+                }
+            })
+        })
+        .collect();
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while completed.lock().unwrap().len() < 150 {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "load did not get going"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gw.kill_9();
+    for w in workers {
+        let _ = w.await;
+    }
+    let completed = completed.lock().unwrap().clone();
+    let started = started.lock().unwrap().clone();
+
+    // Restart on the same database and spool: the spool is replayed.
+    let gw = Gateway::start(&config);
+    let db = billing::Db::connect(&format!("sqlite://{}/tollgate.db", dir.path().display()))
+        .await
+        .unwrap();
+    let until = tokio::time::Instant::now() + DEADLINE;
+    let rows = loop {
+        let rows = ledger(&db).await;
+        let ids: HashSet<String> = rows.iter().map(|r| r.request_id.clone()).collect();
+        if completed.is_subset(&ids) {
+            break rows;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "{} completed requests never reached the ledger",
+            completed.difference(&ids).count()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let ids: HashSet<&String> = rows.iter().map(|r| &r.request_id).collect();
+    assert_eq!(ids.len(), rows.len(), "no request twice");
+    assert!(
+        rows.iter().all(|r| started.contains(&r.request_id)),
+        "no row for a request that never started"
+    );
+    assert_eq!(
+        rollup_requests(&db).await,
+        rows.len() as i64,
+        "the rollup counts each row once, replay or not"
+    );
+    drop(gw);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_serves_while_postgres_is_away_and_every_row_arrives() {
+    let Some(pg) = billing::testing::postgres().await else {
+        return;
+    };
+    let server = {
+        let url = billing::testing::postgres_url().unwrap();
+        let host = url
+            .split("://")
+            .nth(1)
+            .unwrap()
+            .rsplit('@')
+            .next()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let host = if host.contains(':') {
+            host
+        } else {
+            format!("{host}:5432")
+        };
+        tokio::net::lookup_host(host).await.unwrap().next().unwrap()
+    };
+    let fwd = loadtest::forward::Forwarder::start(server).await.unwrap();
+    let via = pg
+        .url
+        .replacen(&server.to_string(), &fwd.addr().to_string(), 1)
+        .replacen("localhost:5432", &fwd.addr().to_string(), 1);
+    let mut cfg = config("[providers.demo]\nkind = \"mock\"\nttft = \"0s\"\ntokens_per_second = 0\n[models.demo]\nprovider = \"demo\"\n");
+    cfg.database.url = gateway::config::Secret::new(via);
+    let app = spawn_app(cfg).await;
+    let direct = pg.db.clone();
+    let send = |n: usize| {
+        let app = &app;
+        async move {
+            let calls = (0..n).map(|_| async {
+                let mut body = chat_body("demo");
+                body["stream"] = json!(true);
+                let r = app.chat(body).await;
+                assert_eq!(r.status(), 200);
+                r.bytes().await.unwrap();
+            });
+            futures_util::future::join_all(calls).await;
+        }
+    };
+    send(20).await;
+    crate::billing::ledger_with(&direct, 20).await;
+    fwd.cut();
+    send(60).await;
+    // Nothing more can arrive while the database is away...
+    assert_eq!(ledger(&direct).await.len(), 20);
+    fwd.restore();
+    // ...and everything arrives once it is back.
+    crate::billing::ledger_with(&direct, 80).await;
+    assert_eq!(rollup_requests(&direct).await, 80);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_the_log_or_admin_listings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = spawn_mock(loadtest::mock::MockOptions {
+        sim: fast_sim(),
+        api_key: Some("sk-vendor-abcdef123456".into()),
+        ..Default::default()
+    })
+    .await;
+    let extra = format!(
+        "[providers.up]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-vendor-abcdef123456\"\n[models.m]\nprovider = \"up\"\n",
+        mock.base_url()
+    );
+    let mut gw = Gateway::start_logging(&write_config(dir.path(), &extra), "debug");
+    let base = format!("http://{}", gw.addr);
+    let client = http_client();
+    let post = |path: &str, body: Value| {
+        client
+            .post(format!("{base}{path}"))
+            .bearer_auth(MASTER_KEY)
+            .json(&body)
+            .send()
+    };
+    let org: Value = post("/admin/orgs", json!({"name": "acme"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let team: Value = post("/admin/teams", json!({"org_id": org["id"], "name": "t"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key: Value = post("/admin/keys", json!({"team_id": team["id"]}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = key["key"].as_str().unwrap().to_owned();
+    for model in ["m", "demo"] {
+        let r = client
+            .post(format!("{base}/v1/chat/completions"))
+            .bearer_auth(&secret)
+            .json(&chat_body(model))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let wrong = client
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(format!("{secret}x"))
+        .json(&chat_body("m"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let listed = client
+        .get(format!("{base}/admin/keys"))
+        .bearer_auth(MASTER_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let revoked = post(
+        &format!("/admin/keys/{}/revoke", key["id"].as_str().unwrap()),
+        json!({}),
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    gw.terminate();
+    gw.wait();
+    let log = gw.logged();
+    assert!(
+        log.contains("key created"),
+        "the log is being captured: {log}"
+    );
+    let hash = billing::tenancy::hash_secret(&secret);
+    for (what, s) in [
+        ("key secret", secret.as_str()),
+        ("key hash", hash.as_str()),
+        ("master key", MASTER_KEY),
+        ("vendor key", "sk-vendor-abcdef123456"),
+    ] {
+        assert!(!log.contains(s), "the {what} reached the log");
+        assert!(
+            !listed.contains(s) && !revoked.contains(s),
+            "the {what} reached an admin response"
+        );
+    }
+}
+
+#[test]
+fn the_admin_cli_manages_orgs_teams_and_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let run = |args: &[&str]| -> Value {
+        let out = tollgate()
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?} printed no JSON: {e}"))
+    };
+    assert_eq!(run(&["migrate"])["migrated"], true);
+    let org = run(&["orgs", "create", "acme", "--metadata", r#"{"cc": "42"}"#]);
+    assert_eq!(run(&["orgs", "list"]).as_array().unwrap().len(), 1);
+    let team = run(&[
+        "teams",
+        "create",
+        "--org",
+        org["id"].as_str().unwrap(),
+        "search",
+    ]);
+    assert_eq!(
+        run(&["teams", "list", "--org", org["id"].as_str().unwrap()])[0]["name"],
+        "search"
+    );
+    let key = run(&[
+        "keys",
+        "create",
+        "--team",
+        team["id"].as_str().unwrap(),
+        "--name",
+        "ci",
+        "--allowed-models",
+        "a,b",
+    ]);
+    let secret = key["key"].as_str().unwrap();
+    assert!(secret.starts_with("tg-"));
+    assert_eq!(key["allowed_models"], json!(["a", "b"]));
+    let listed = run(&["keys", "list"]);
+    assert!(!listed.to_string().contains(secret));
+    let revoked = run(&["keys", "revoke", key["id"].as_str().unwrap()]);
+    assert!(revoked["revoked_at"].is_string());
+    let out = tollgate()
+        .args(["teams", "create", "--org", "missing", "x", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::serve::ListenerExt;
 use axum::Router;
 use billing::keys::KeyCache;
-use billing::ledger::{LedgerStats, Spool, Writer, WriterConfig};
+use billing::ledger::{Spool, Writer, WriterConfig};
 use billing::tenancy::Tenancy;
 use billing::Db;
 use router::provider::{MockProvider, OpenAiProvider};
@@ -155,8 +155,7 @@ impl App {
 
         let spool = Arc::new(Spool::open(&config.ledger.spool_dir)?);
         let wake = Arc::new(Notify::new());
-        let stats = Arc::new(LedgerStats::default());
-        metrics.attach_ledger(stats.clone());
+        metrics.attach_ledger(spool.stats());
         let tenancy = Arc::new(Tenancy::new(db.clone()));
         let keys = KeyCache::new(tenancy.clone(), 100_000);
 
@@ -167,25 +166,15 @@ impl App {
             flush_interval: config.ledger.flush_interval,
             ..WriterConfig::default()
         };
-        let writer = Writer::new(
-            db.clone(),
-            spool.clone(),
-            wake.clone(),
-            writer_cfg,
-            stats.clone(),
-        );
+        let writer = Writer::new(db.clone(), spool.clone(), wake.clone(), writer_cfg);
         background.spawn(writer.run(background_stop.clone().cancelled_owned(), LEDGER_DRAIN));
         background.spawn(keys.clone().watch(
             config.billing.key_refresh_interval,
             background_stop.clone().cancelled_owned(),
         ));
 
-        let mut all_sinks: Vec<Arc<dyn RecordSink>> = vec![Arc::new(LedgerSink::new(
-            spool,
-            wake,
-            stats,
-            metrics.clone(),
-        ))];
+        let mut all_sinks: Vec<Arc<dyn RecordSink>> =
+            vec![Arc::new(LedgerSink::new(spool, wake, metrics.clone()))];
         all_sinks.extend(sinks);
         let recorder = Recorder::new(metrics.clone(), all_sinks);
         let catalog_loaded_at = SystemTime::now()

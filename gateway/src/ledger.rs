@@ -2,10 +2,9 @@
 //! row appended to the spool, on the request's own task, before the client
 //! sees the end of its answer.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use billing::ledger::{LedgerRow, LedgerStats, Spool};
+use billing::ledger::{LedgerRow, Spool};
 use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
@@ -15,22 +14,15 @@ use crate::record::{RecordSink, RequestRecord};
 pub struct LedgerSink {
     spool: Arc<Spool>,
     wake: Arc<Notify>,
-    stats: Arc<LedgerStats>,
     metrics: Arc<Metrics>,
 }
 
 impl LedgerSink {
     /// A sink over `spool`.
-    pub fn new(
-        spool: Arc<Spool>,
-        wake: Arc<Notify>,
-        stats: Arc<LedgerStats>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(spool: Arc<Spool>, wake: Arc<Notify>, metrics: Arc<Metrics>) -> Self {
         Self {
             spool,
             wake,
-            stats,
             metrics,
         }
     }
@@ -71,10 +63,7 @@ pub fn ledger_row(rec: &RequestRecord) -> LedgerRow {
 impl RecordSink for LedgerSink {
     fn record(&self, rec: &RequestRecord) {
         match self.spool.append(&ledger_row(rec)) {
-            Ok(()) => {
-                self.stats.appended.fetch_add(1, Ordering::Relaxed);
-                self.wake.notify_one();
-            }
+            Ok(()) => self.wake.notify_one(),
             Err(e) => {
                 self.metrics.ledger_spool_errors.inc();
                 tracing::error!(request_id = %rec.ctx.id, error = %e, "ledger row could not be spooled");

@@ -137,7 +137,7 @@ impl Metrics {
     pub fn ledger_backlog(&self) -> u64 {
         self.ledger_stats
             .get()
-            .map(|s| s.backlog_bytes.load(Ordering::Relaxed))
+            .map(|s| s.backlog_bytes())
             .unwrap_or(0)
     }
 
@@ -147,7 +147,8 @@ impl Metrics {
             let n = |a: &std::sync::atomic::AtomicU64| {
                 i64::try_from(a.load(Ordering::Relaxed)).unwrap_or(i64::MAX)
             };
-            self.ledger_backlog_bytes.set(n(&s.backlog_bytes));
+            self.ledger_backlog_bytes
+                .set(i64::try_from(s.backlog_bytes()).unwrap_or(i64::MAX));
             for (state, v) in [
                 ("appended", &s.appended),
                 ("inserted", &s.inserted),

@@ -8,10 +8,11 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use super::LedgerRow;
+use super::{LedgerRow, LedgerStats};
 
 /// A spool failure.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,7 @@ struct Active {
 pub struct Spool {
     dir: PathBuf,
     active: Mutex<Active>,
+    stats: Arc<LedgerStats>,
 }
 
 impl std::fmt::Debug for Spool {
@@ -76,7 +78,16 @@ impl Spool {
     /// Opens (or creates) the spool in `dir` with a fresh active segment.
     pub fn open(dir: &Path) -> Result<Spool, SpoolError> {
         fs::create_dir_all(dir)?;
-        let next = list_segments(dir)?.last().map(|(s, _)| s + 1).unwrap_or(1);
+        let segments = list_segments(dir)?;
+        let next = segments.last().map(|(s, _)| s + 1).unwrap_or(1);
+        let stats = Arc::new(LedgerStats::default());
+        // Rows left by an earlier run are part of the backlog.
+        let left: u64 = segments
+            .iter()
+            .filter_map(|(_, p)| fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        stats.spooled_bytes.store(left, Ordering::Relaxed);
         let file = open_segment(dir, next)?;
         Ok(Spool {
             dir: dir.to_owned(),
@@ -86,7 +97,13 @@ impl Spool {
                 bytes: 0,
                 opened: Instant::now(),
             }),
+            stats,
         })
+    }
+
+    /// The counters of this spool and its writer.
+    pub fn stats(&self) -> Arc<LedgerStats> {
+        self.stats.clone()
     }
 
     /// The spool directory.
@@ -105,6 +122,10 @@ impl Spool {
         let mut active = self.lock();
         active.file.write_all(&line)?;
         active.bytes += line.len() as u64;
+        self.stats
+            .spooled_bytes
+            .fetch_add(line.len() as u64, Ordering::Relaxed);
+        self.stats.appended.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 

@@ -51,8 +51,19 @@ pub struct LedgerStats {
     pub failed_batches: AtomicU64,
     /// Spool lines that could not be read (torn or corrupt) and were skipped.
     pub bad_lines: AtomicU64,
-    /// Spool bytes not yet in the database.
-    pub backlog_bytes: AtomicU64,
+    /// Bytes appended to the spool, counting segments found at start.
+    pub spooled_bytes: AtomicU64,
+    /// Spool bytes the writer has put in the database (or skipped as unreadable).
+    pub written_bytes: AtomicU64,
+}
+
+impl LedgerStats {
+    /// Spool bytes not yet in the database: the writer's queue depth.
+    pub fn backlog_bytes(&self) -> u64 {
+        self.spooled_bytes
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.written_bytes.load(Ordering::Relaxed))
+    }
 }
 
 /// Largest read from a segment at once.
@@ -83,13 +94,8 @@ enum Step {
 
 impl Writer {
     /// A writer over `spool`, woken by `wake` when rows are appended.
-    pub fn new(
-        db: Db,
-        spool: Arc<Spool>,
-        wake: Arc<Notify>,
-        cfg: WriterConfig,
-        stats: Arc<LedgerStats>,
-    ) -> Self {
+    pub fn new(db: Db, spool: Arc<Spool>, wake: Arc<Notify>, cfg: WriterConfig) -> Self {
+        let stats = spool.stats();
         Self {
             db,
             spool,
@@ -109,7 +115,8 @@ impl Writer {
             match self.step().await {
                 Ok(Step::Progress) => {
                     backoff = Duration::from_millis(100);
-                    continue;
+                    // Stay a good neighbour on the runtime between batches.
+                    tokio::task::yield_now().await;
                 }
                 Ok(Step::Idle) => {
                     backoff = Duration::from_millis(100);
@@ -134,18 +141,14 @@ impl Writer {
             }
         }
         let drained = tokio::time::timeout(drain, async {
+            // Seal the active segment, then write and remove every segment.
+            if self.spool.rotate().is_err() {
+                return false;
+            }
             loop {
                 match self.step().await {
-                    Ok(Step::Progress) => {}
-                    Ok(Step::Idle) => {
-                        // Seal the last segment so it is written and removed too.
-                        if self.spool.rotate().is_err() {
-                            return false;
-                        }
-                        if matches!(self.step().await, Ok(Step::Idle)) && self.backlog_empty() {
-                            return true;
-                        }
-                    }
+                    Ok(Step::Progress) => tokio::task::yield_now().await,
+                    Ok(Step::Idle) => return self.backlog_empty(),
                     Err(_) => return false,
                 }
             }
@@ -164,23 +167,11 @@ impl Writer {
         list_segments(self.spool.dir())
             .map(|s| s.len() <= 1)
             .unwrap_or(false)
-            && self.stats.backlog_bytes.load(Ordering::Relaxed) == 0
-    }
-
-    fn update_backlog(&self, segments: &[(u64, PathBuf)]) {
-        let total: u64 = segments
-            .iter()
-            .filter_map(|(_, p)| std::fs::metadata(p).ok().map(|m| m.len()))
-            .sum();
-        let consumed = self.cursor.as_ref().map(|c| c.offset).unwrap_or(0);
-        self.stats
-            .backlog_bytes
-            .store(total.saturating_sub(consumed), Ordering::Relaxed);
+            && self.stats.backlog_bytes() == 0
     }
 
     async fn step(&mut self) -> Result<Step, String> {
         let segments = list_segments(self.spool.dir()).map_err(|e| e.to_string())?;
-        self.update_backlog(&segments);
         let Some((seq, path)) = segments.first().cloned() else {
             return Ok(Step::Idle);
         };
@@ -205,6 +196,9 @@ impl Writer {
                 .fetch_add((rows.len() - inserted) as u64, Ordering::Relaxed);
         }
         if consumed > 0 || torn {
+            self.stats
+                .written_bytes
+                .fetch_add(consumed, Ordering::Relaxed);
             self.cursor = Some(Cursor {
                 seq,
                 offset: offset + consumed,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use billing::db::now_ms;
-use billing::ledger::{insert_batch, LedgerStats, Spool, Writer, WriterConfig};
+use billing::ledger::{insert_batch, Spool, Writer, WriterConfig};
 use billing::testing::TestDb;
 use billing::Db;
 use sqlx::Row;
@@ -60,16 +60,10 @@ both_backends!(
 async fn writer_drains(t: &TestDb) {
     let dir = tempfile::tempdir().unwrap();
     let spool = Arc::new(Spool::open(dir.path()).unwrap());
+    let stats = spool.stats();
     let wake = Arc::new(Notify::new());
-    let stats = Arc::new(LedgerStats::default());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let writer = Writer::new(
-        t.db.clone(),
-        spool.clone(),
-        wake.clone(),
-        fast_writer(),
-        stats.clone(),
-    );
+    let writer = Writer::new(t.db.clone(), spool.clone(), wake.clone(), fast_writer());
     let task = tokio::spawn(writer.run(
         async {
             let _ = stop_rx.await;
@@ -145,14 +139,8 @@ async fn crash_replay(t: &TestDb) {
     drop(torn);
 
     let spool = Arc::new(Spool::open(dir.path()).unwrap());
-    let stats = Arc::new(LedgerStats::default());
-    let writer = Writer::new(
-        t.db.clone(),
-        spool,
-        Arc::new(Notify::new()),
-        fast_writer(),
-        stats.clone(),
-    );
+    let stats = spool.stats();
+    let writer = Writer::new(t.db.clone(), spool, Arc::new(Notify::new()), fast_writer());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(writer.run(
         async {
@@ -220,15 +208,9 @@ async fn rows_wait_in_the_spool_while_postgres_is_away() {
 
     let dir = tempfile::tempdir().unwrap();
     let spool = Arc::new(Spool::open(dir.path()).unwrap());
+    let stats = spool.stats();
     let wake = Arc::new(Notify::new());
-    let stats = Arc::new(LedgerStats::default());
-    let writer = Writer::new(
-        db,
-        spool.clone(),
-        wake.clone(),
-        fast_writer(),
-        stats.clone(),
-    );
+    let writer = Writer::new(db, spool.clone(), wake.clone(), fast_writer());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(writer.run(
         async {

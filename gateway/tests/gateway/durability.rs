@@ -328,3 +328,65 @@ fn the_admin_cli_manages_orgs_teams_and_keys() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_ledger_backlog_refuses_requests_instead_of_serving_them_unbilled() {
+    let Some(pg) = billing::testing::postgres().await else {
+        return;
+    };
+    let server = {
+        let url = billing::testing::postgres_url().unwrap();
+        let host = url
+            .split("://")
+            .nth(1)
+            .unwrap()
+            .rsplit('@')
+            .next()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let host = if host.contains(':') {
+            host
+        } else {
+            format!("{host}:5432")
+        };
+        tokio::net::lookup_host(host).await.unwrap().next().unwrap()
+    };
+    let fwd = loadtest::forward::Forwarder::start(server).await.unwrap();
+    let via = pg
+        .url
+        .replacen(&server.to_string(), &fwd.addr().to_string(), 1)
+        .replacen("localhost:5432", &fwd.addr().to_string(), 1);
+    let mut cfg = config("[providers.demo]\nkind = \"mock\"\nttft = \"0s\"\ntokens_per_second = 0\n[models.demo]\nprovider = \"demo\"\n");
+    cfg.database.url = gateway::config::Secret::new(via);
+    // Room for a few rows only.
+    cfg.ledger.max_backlog_bytes = 2_000;
+    let app = spawn_app(cfg).await;
+    fwd.cut();
+    let mut served = 0;
+    let refusal = loop {
+        let resp = app.chat(chat_body("demo")).await;
+        if resp.status() == 503 {
+            break resp.json::<Value>().await.unwrap();
+        }
+        assert_eq!(resp.status(), 200);
+        served += 1;
+        assert!(served < 100, "the backlog bound never took effect");
+    };
+    assert_eq!(refusal["error"]["code"], "ledger_backlog");
+    assert!(served >= 1);
+    fwd.restore();
+    // Everything served arrives, and service resumes once the backlog drains.
+    crate::billing::ledger_with(&pg.db, served).await;
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if app.chat(chat_body("demo")).await.status() == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < until, "service never resumed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    crate::billing::ledger_with(&pg.db, served + 1).await;
+}

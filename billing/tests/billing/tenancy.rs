@@ -7,8 +7,32 @@ use billing::keys::KeyCache;
 use billing::tenancy::{hash_secret, KeySpec, Tenancy, TenancyError};
 use billing::testing::TestDb;
 use serde_json::json;
+use sqlx::Row;
 
 use crate::helpers::eventually;
+
+async fn migrations_apply_once(t: &TestDb) {
+    // TestDb has migrated already: a second run finds nothing to do.
+    t.db.migrate().await.unwrap();
+    let applied: i64 = sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM _sqlx_migrations")
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap();
+    assert_eq!(applied, 1);
+    for table in ["orgs", "teams", "api_keys", "ledger", "spend_hourly"] {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_one(t.db.pool())
+            .await
+            .unwrap();
+    }
+}
+both_backends!(
+    migrations_apply_once_and_create_every_table,
+    super::migrations_apply_once
+);
 
 async fn tenancy_round_trip(t: &TestDb) {
     let ten = Tenancy::new(t.db.clone());

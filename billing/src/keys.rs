@@ -2,7 +2,6 @@
 //! kept current by a watcher that polls for changed keys, so a revocation on
 //! any replica takes effect within one poll interval.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,9 +10,14 @@ use moka::future::Cache;
 use crate::db::{now_ms, DbError};
 use crate::tenancy::{hash_secret, KeyInfo, Tenancy};
 
-/// How far the watcher looks back past the newest change it saw, so a change
-/// committed late, or stamped by a replica whose clock lags, is not missed.
-const WATCH_OVERLAP_MS: i64 = 10_000;
+/// How far back the watcher looks on every poll, so a change committed late,
+/// or stamped by a replica whose clock lags, is not missed. A change is acted
+/// on at every sighting in this window: a key being loaded while it was
+/// revoked may land in the cache after the first invalidation, and a later
+/// one removes it.
+const WATCH_OVERLAP_MS: i64 = 30_000;
+/// A backstop: a cached key is reloaded at least this often.
+const KEY_TTL: Duration = Duration::from_secs(600);
 
 /// Keys by secret hash.
 #[derive(Clone)]
@@ -36,7 +40,10 @@ impl KeyCache {
     pub fn new(tenancy: Arc<Tenancy>, capacity: u64) -> Self {
         Self {
             tenancy,
-            known: Cache::builder().max_capacity(capacity).build(),
+            known: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(KEY_TTL)
+                .build(),
             // Secrets nobody issued: remembered briefly, so a flood of bad
             // keys does not become a flood of queries.
             unknown: Cache::builder()
@@ -85,12 +92,9 @@ impl KeyCache {
         self.unknown.invalidate(hash).await;
     }
 
-    /// Polls for changed keys every `interval` until `stop` resolves,
-    /// forgetting each key the first time each change of it is seen.
+    /// Polls for changed keys every `interval` until `stop` resolves, and
+    /// forgets every key changed within the overlap window each time.
     pub async fn watch(self, interval: Duration, stop: impl std::future::Future<Output = ()>) {
-        let mut since = now_ms() - WATCH_OVERLAP_MS;
-        // Changes already acted on, by (hash, updated_at), within the overlap.
-        let mut seen: HashMap<String, i64> = HashMap::new();
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(stop);
@@ -99,17 +103,15 @@ impl KeyCache {
                 () = &mut stop => return,
                 _ = tick.tick() => {}
             }
-            let polled_at = now_ms();
-            match self.tenancy.keys_changed_since(since).await {
+            match self
+                .tenancy
+                .keys_changed_since(now_ms() - WATCH_OVERLAP_MS)
+                .await
+            {
                 Ok(changes) => {
-                    for (hash, updated_at) in changes {
-                        if seen.get(&hash) != Some(&updated_at) {
-                            self.invalidate(&hash).await;
-                            seen.insert(hash, updated_at);
-                        }
+                    for (hash, _) in changes {
+                        self.invalidate(&hash).await;
                     }
-                    since = since.max(polled_at - WATCH_OVERLAP_MS);
-                    seen.retain(|_, at| *at > since);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "key watcher could not poll for changes; cached keys stay in use")

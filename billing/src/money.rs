@@ -58,8 +58,16 @@ pub fn cost(usage: &Usage, price: &Price) -> Picodollars {
         .iter()
         .map(|(tokens, rate)| u128::from(*tokens) * u128::from(*rate))
         .sum();
-    Picodollars(i64::try_from(total).unwrap_or(i64::MAX))
+    Picodollars(
+        i64::try_from(total)
+            .unwrap_or(i64::MAX)
+            .min(MAX_REQUEST_COST.0),
+    )
 }
+
+/// The most one request is charged: $10,000. Anything above comes from an
+/// absurd usage report; capping it keeps the rollup's sums far from overflow.
+pub const MAX_REQUEST_COST: Picodollars = Picodollars(10_000 * PER_USD);
 
 #[cfg(test)]
 mod tests {

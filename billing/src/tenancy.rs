@@ -42,9 +42,12 @@ impl From<sqlx::Error> for TenancyError {
     }
 }
 
-/// An RFC 3339 UTC timestamp for a millisecond time.
+/// The last millisecond RFC 3339 can write (9999-12-31T23:59:59.999Z).
+pub const MAX_RFC3339_MS: i64 = 253_402_300_799_999;
+
+/// An RFC 3339 UTC timestamp for a millisecond time (clamped to years 1970 to 9999).
 pub fn rfc3339(ms: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    let t = UNIX_EPOCH + Duration::from_millis(ms.clamp(0, MAX_RFC3339_MS) as u64);
     humantime::format_rfc3339_millis(t).to_string()
 }
 
@@ -259,11 +262,22 @@ impl Tenancy {
 
     /// One organization.
     pub async fn org(&self, id: &str) -> Result<Org, TenancyError> {
-        self.list_orgs()
-            .await?
-            .into_iter()
-            .find(|o| o.id == id)
-            .ok_or_else(|| TenancyError::NotFound("organization", id.to_owned()))
+        let sql = format!(
+            "SELECT id, name, metadata, created_at, updated_at FROM orgs WHERE id = {}",
+            self.p(1)
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let r = row.ok_or_else(|| TenancyError::NotFound("organization", id.to_owned()))?;
+        Ok(Org {
+            id: r.try_get("id")?,
+            name: r.try_get("name")?,
+            metadata: parse_json(&r.try_get::<String, _>("metadata")?),
+            created_at: rfc3339(r.try_get("created_at")?),
+            updated_at: rfc3339(r.try_get("updated_at")?),
+        })
     }
 
     /// Every organization, oldest first.

@@ -173,8 +173,11 @@ impl App {
             background_stop.clone().cancelled_owned(),
         ));
 
-        let mut all_sinks: Vec<Arc<dyn RecordSink>> =
-            vec![Arc::new(LedgerSink::new(spool, wake, metrics.clone()))];
+        let mut all_sinks: Vec<Arc<dyn RecordSink>> = vec![Arc::new(LedgerSink::new(
+            spool.clone(),
+            wake,
+            metrics.clone(),
+        ))];
         all_sinks.extend(sinks);
         let recorder = Recorder::new(metrics.clone(), all_sinks);
         let catalog_loaded_at = SystemTime::now()
@@ -191,6 +194,7 @@ impl App {
                 shutdown: CancellationToken::new(),
                 default_price: Arc::new(config.billing.default_price.clone()),
                 max_ledger_backlog: config.ledger.max_backlog_bytes,
+                spool: spool.clone(),
             },
             auth: Arc::new(Authenticator::new(&config.server.master_key, keys.clone())),
             metrics,

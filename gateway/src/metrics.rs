@@ -133,14 +133,6 @@ impl Metrics {
         let _ = self.ledger_stats.set(stats);
     }
 
-    /// The ledger writer's queue depth in bytes.
-    pub fn ledger_backlog(&self) -> u64 {
-        self.ledger_stats
-            .get()
-            .map(|s| s.backlog_bytes())
-            .unwrap_or(0)
-    }
-
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         if let Some(s) = self.ledger_stats.get() {

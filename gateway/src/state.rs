@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 use billing::keys::KeyCache;
+use billing::ledger::Spool;
 use billing::tenancy::Tenancy;
 use billing::Db;
 use router::price::Price;
@@ -61,6 +62,8 @@ pub struct ProxyState {
     pub default_price: Arc<Price>,
     /// Past this many unwritten ledger bytes new requests are refused.
     pub max_ledger_backlog: u64,
+    /// The ledger spool: its health and backlog gate admission.
+    pub spool: Arc<Spool>,
 }
 
 /// Ready until shutdown starts; `/readyz` turns 503 while draining so load

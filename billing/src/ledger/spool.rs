@@ -8,7 +8,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -20,6 +20,9 @@ pub enum SpoolError {
     /// The file system failed.
     #[error("ledger spool I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// Another process holds the spool directory.
+    #[error("the ledger spool {0} is in use by another process ({1}); give each gateway its own spool_dir")]
+    Busy(PathBuf, String),
     /// A row could not be encoded.
     #[error("ledger row could not be encoded: {0}")]
     Encode(#[from] serde_json::Error),
@@ -37,6 +40,10 @@ pub struct Spool {
     dir: PathBuf,
     active: Mutex<Active>,
     stats: Arc<LedgerStats>,
+    /// Held for the spool's life: one process per spool directory.
+    _lock: File,
+    /// Set when an append failed, cleared when a fresh segment opens.
+    failing: AtomicBool,
 }
 
 impl std::fmt::Debug for Spool {
@@ -76,8 +83,18 @@ pub(super) fn list_segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> 
 
 impl Spool {
     /// Opens (or creates) the spool in `dir` with a fresh active segment.
+    /// Fails when another process holds the directory: two writers on one
+    /// spool would delete each other's segments.
     pub fn open(dir: &Path) -> Result<Spool, SpoolError> {
         fs::create_dir_all(dir)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))?;
+        if let Err(e) = lock.try_lock() {
+            return Err(SpoolError::Busy(dir.to_owned(), e.to_string()));
+        }
         let segments = list_segments(dir)?;
         let next = segments.last().map(|(s, _)| s + 1).unwrap_or(1);
         let stats = Arc::new(LedgerStats::default());
@@ -98,6 +115,8 @@ impl Spool {
                 opened: Instant::now(),
             }),
             stats,
+            _lock: lock,
+            failing: AtomicBool::new(false),
         })
     }
 
@@ -116,17 +135,29 @@ impl Spool {
     }
 
     /// Appends one row. When this returns, the row survives the process.
+    /// A failed write is cut back off the file (so the next row starts on a
+    /// line of its own) and marks the spool unhealthy until it is rotated.
     pub fn append(&self, row: &LedgerRow) -> Result<(), SpoolError> {
         let mut line = serde_json::to_vec(row)?;
         line.push(b'\n');
         let mut active = self.lock();
-        active.file.write_all(&line)?;
+        if let Err(e) = active.file.write_all(&line) {
+            let _ = active.file.set_len(active.bytes);
+            self.failing.store(true, Ordering::SeqCst);
+            return Err(e.into());
+        }
         active.bytes += line.len() as u64;
         self.stats
             .spooled_bytes
             .fetch_add(line.len() as u64, Ordering::Relaxed);
         self.stats.appended.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Whether appends are working. While they are not, the gateway refuses
+    /// new requests rather than serve them unbilled.
+    pub fn healthy(&self) -> bool {
+        !self.failing.load(Ordering::SeqCst)
     }
 
     /// The active segment's number, size in bytes, and age.
@@ -138,7 +169,7 @@ impl Spool {
     /// Seals the active segment and starts a new one, if it holds anything.
     pub(super) fn rotate(&self) -> Result<(), SpoolError> {
         let mut a = self.lock();
-        if a.bytes == 0 {
+        if a.bytes == 0 && !self.failing.load(Ordering::SeqCst) {
             return Ok(());
         }
         a.file.flush()?;
@@ -150,6 +181,7 @@ impl Spool {
             bytes: 0,
             opened: Instant::now(),
         };
+        self.failing.store(false, Ordering::SeqCst);
         Ok(())
     }
 

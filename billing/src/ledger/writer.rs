@@ -66,8 +66,8 @@ impl LedgerStats {
     }
 }
 
-/// Largest read from a segment at once.
-const READ_CHUNK: u64 = 8 * 1024 * 1024;
+/// Largest read from a segment at once: room for a batch of rows.
+const READ_CHUNK: u64 = 1024 * 1024;
 
 struct Cursor {
     seq: u64,
@@ -176,6 +176,15 @@ impl Writer {
             return Ok(Step::Idle);
         };
         let (active_seq, active_bytes, active_age) = self.spool.active();
+        // Seal the active segment on size or age even under steady load, so
+        // a restart replays little; a failed append also asks for a fresh one.
+        let due = active_bytes >= self.cfg.rotate_bytes
+            || (active_bytes > 0 && active_age >= self.cfg.rotate_age)
+            || !self.spool.healthy();
+        if due {
+            self.spool.rotate().map_err(|e| e.to_string())?;
+        }
+        let active_seq = if due { active_seq + 1 } else { active_seq };
         let sealed = seq < active_seq;
         let offset = match &self.cursor {
             Some(c) if c.seq == seq => c.offset,
@@ -211,13 +220,25 @@ impl Writer {
             self.cursor = None;
             return Ok(Step::Progress);
         }
-        let due =
-            offset >= self.cfg.rotate_bytes || (offset > 0 && active_age >= self.cfg.rotate_age);
-        if due && offset == active_bytes {
-            self.spool.rotate().map_err(|e| e.to_string())?;
-            return Ok(Step::Progress);
-        }
         Ok(Step::Idle)
+    }
+}
+
+/// Keeps a line the writer cannot read in `quarantine.jsonl` beside the
+/// segments (which the writer never reads), rather than dropping it.
+fn quarantine(segment: &std::path::Path, line: &[u8]) {
+    let Some(dir) = segment.parent() else { return };
+    let kept = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("quarantine.jsonl"))
+        .and_then(|mut f| {
+            let mut out = line.to_vec();
+            out.push(b'\n');
+            std::io::Write::write_all(&mut f, &out)
+        });
+    if let Err(e) = kept {
+        tracing::error!(error = %e, "could not quarantine an unreadable ledger line");
     }
 }
 
@@ -251,7 +272,8 @@ fn read_rows(
             Ok(row) => rows.push(row),
             Err(e) => {
                 stats.bad_lines.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, file = %path.display(), "skipping an unreadable ledger spool line");
+                quarantine(path, &line[..line.len() - 1]);
+                tracing::error!(error = %e, file = %path.display(), "an unreadable ledger spool line was moved to quarantine.jsonl");
             }
         }
     }
@@ -265,6 +287,7 @@ fn read_rows(
         && !buf[consumed..].contains(&b'\n');
     if torn {
         stats.bad_lines.fetch_add(1, Ordering::Relaxed);
+        quarantine(path, &buf[consumed..]);
         tracing::warn!(file = %path.display(), bytes = rest, "skipping a torn line at the end of a ledger spool segment");
         return Ok((rows, (consumed + rest) as u64, true));
     }

@@ -95,7 +95,11 @@ async fn writer_drains(t: &TestDb) {
     assert_eq!(rollup_requests(&t.db).await, 1000);
     let _ = stop_tx.send(());
     task.await.unwrap();
-    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
     assert!(left.len() <= 1, "written segments are deleted: {left:?}");
     assert_eq!(ledger_count(&t.db).await, 1000);
     assert_eq!(
@@ -121,16 +125,16 @@ async fn crash_replay(t: &TestDb) {
         }
         // The old writer got the first 20 in before the crash...
         insert_batch(&t.db, &rows[..20]).await.unwrap();
-        // ...and the process died mid-append: no `Drop`, no flush beyond what
-        // `write` already did.
-        std::mem::forget(spool);
+        // ...and the process died mid-append. The spool buffers nothing, so
+        // dropping it leaves the files exactly as a crash would (and frees
+        // its directory lock, as the kernel does for a dead process).
+        drop(spool);
     }
     let segment = std::fs::read_dir(dir.path())
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .unwrap();
     let mut torn = std::fs::OpenOptions::new()
         .append(true)
         .open(&segment)
@@ -249,4 +253,17 @@ async fn rows_wait_in_the_spool_while_postgres_is_away() {
     assert_eq!(rollup_requests(&t.db).await, 400);
     let _ = stop_tx.send(());
     task.await.unwrap();
+}
+
+#[test]
+fn a_spool_directory_has_one_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Spool::open(dir.path()).unwrap();
+    let second = Spool::open(dir.path());
+    assert!(
+        matches!(second, Err(billing::ledger::SpoolError::Busy(..))),
+        "{second:?}"
+    );
+    drop(first);
+    Spool::open(dir.path()).expect("free again once the owner is gone");
 }

@@ -2,12 +2,13 @@
 //! keys and spend reports.
 
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use billing::reports::{self, GroupBy, SpendFilter};
-use billing::tenancy::{parse_rfc3339, KeySpec};
+use billing::tenancy::{parse_rfc3339, KeySpec, MAX_RFC3339_MS};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -72,14 +73,26 @@ pub async fn create_team(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TeamFilter {
     org_id: Option<String>,
 }
 
+/// A query string, with a 400 in OpenAI's shape when it does not parse.
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v).map_err(|e| {
+        ApiError::invalid(
+            None,
+            format!("The query string is not valid: {}", e.body_text()),
+        )
+    })
+}
+
 pub async fn list_teams(
     State(admin): State<AdminState>,
-    Query(f): Query<TeamFilter>,
+    f: Result<Query<TeamFilter>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let f = query(f)?;
     Ok(list(admin.tenancy.list_teams(f.org_id.as_deref()).await?))
 }
 
@@ -131,6 +144,12 @@ pub async fn create_key(
             })
         })
         .transpose()?;
+    if expires_at_ms.is_some_and(|e| e <= billing::db::now_ms()) {
+        return Err(ApiError::invalid(
+            Some("expires_at"),
+            "expires_at is in the past.",
+        ));
+    }
     let key = admin
         .tenancy
         .create_key(KeySpec {
@@ -146,14 +165,16 @@ pub async fn create_key(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KeyFilter {
     team_id: Option<String>,
 }
 
 pub async fn list_keys(
     State(admin): State<AdminState>,
-    Query(f): Query<KeyFilter>,
+    f: Result<Query<KeyFilter>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let f = query(f)?;
     Ok(list(admin.tenancy.list_keys(f.team_id.as_deref()).await?))
 }
 
@@ -168,18 +189,20 @@ pub async fn revoke_key(
     Ok(Json(json!(key)))
 }
 
-/// A time given as RFC 3339 or as unix seconds.
+/// A time given as RFC 3339 or as unix seconds, between 1970 and 9999.
 fn time_param(name: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
     let Some(v) = v else { return Ok(None) };
-    if let Ok(secs) = v.parse::<i64>() {
-        return Ok(Some(secs.saturating_mul(1000)));
-    }
-    parse_rfc3339(v).map(Some).ok_or_else(|| {
-        ApiError::invalid(
+    let ms = match v.parse::<i64>() {
+        Ok(secs) => secs.checked_mul(1000),
+        Err(_) => parse_rfc3339(v),
+    };
+    match ms {
+        Some(ms) if (0..=MAX_RFC3339_MS).contains(&ms) => Ok(Some(ms)),
+        _ => Err(ApiError::invalid(
             Some(name),
-            format!("{name} must be an RFC 3339 time or unix seconds."),
-        )
-    })
+            format!("{name} must be an RFC 3339 time or unix seconds between 1970 and 9999."),
+        )),
+    }
 }
 
 #[derive(Deserialize)]
@@ -199,8 +222,22 @@ pub struct SpendQuery {
 /// 30 days), as JSON or CSV.
 pub async fn spend(
     State(admin): State<AdminState>,
-    Query(q): Query<SpendQuery>,
+    q: Result<Query<SpendQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    for (name, v) in [
+        ("org_id", &q.org_id),
+        ("team_id", &q.team_id),
+        ("key_id", &q.key_id),
+        ("model", &q.model),
+    ] {
+        if v.as_deref().is_some_and(str::is_empty) {
+            return Err(ApiError::invalid(
+                Some(name),
+                format!("{name} must not be empty."),
+            ));
+        }
+    }
     let by_text = q.group_by.as_deref().unwrap_or("model");
     let by = GroupBy::parse(by_text).ok_or_else(|| {
         ApiError::invalid(
@@ -209,7 +246,7 @@ pub async fn spend(
         )
     })?;
     let to = time_param("to", q.to.as_deref())?.unwrap_or_else(|| billing::db::now_ms() + 1);
-    let from = time_param("from", q.from.as_deref())?.unwrap_or(to - 30 * 86_400_000);
+    let from = time_param("from", q.from.as_deref())?.unwrap_or((to - 30 * 86_400_000).max(0));
     if from >= to {
         return Err(ApiError::invalid(Some("from"), "from must be before to."));
     }

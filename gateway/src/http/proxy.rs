@@ -171,7 +171,7 @@ async fn forward(
     if !caller.allows(&request.model) {
         return Err(ApiError::model_not_allowed(&request.model));
     }
-    if proxy.metrics.ledger_backlog() > proxy.max_ledger_backlog {
+    if !proxy.spool.healthy() || proxy.spool.stats().backlog_bytes() > proxy.max_ledger_backlog {
         // Serving now would mean serving unbilled: refuse until the ledger catches up.
         return Err(ApiError::unavailable(
             "ledger_backlog",

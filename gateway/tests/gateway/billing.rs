@@ -218,7 +218,25 @@ async fn expired_unknown_and_malformed_keys_are_401_and_other_models_403() {
     let mut cfg = priced_mock_config(&mock);
     cfg.models.insert("other".into(), cfg.models["m"].clone());
     let app = spawn_app(cfg).await;
-    let (expired, _) = new_key(&app, json!({"expires_at": "2020-01-01T00:00:00Z"})).await;
+    // The admin API refuses a past expiry; the store takes one, as a key that
+    // has since expired looks.
+    let past = app
+        .post("/admin/keys")
+        .json(&json!({"team_id": "x", "expires_at": "2020-01-01T00:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(past.status(), 400);
+    let (_, live) = new_key(&app, json!({})).await;
+    let expired = billing::tenancy::Tenancy::new(app.db.clone())
+        .create_key(billing::tenancy::KeySpec {
+            team_id: live["team_id"].as_str().unwrap().to_owned(),
+            expires_at_ms: Some(billing::db::now_ms() - 1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .key;
     let (limited, _) = new_key(&app, json!({"allowed_models": ["m"]})).await;
     let call = |key: String, model: &'static str| {
         app.http
@@ -497,12 +515,22 @@ async fn spend_reports_agree_with_the_ledger_rows() {
     let text = csv.text().await.unwrap();
     assert!(text.starts_with("group,requests,"));
     assert!(text.lines().nth(1).unwrap().starts_with("m,5,"), "{text}");
-    let bad = app
-        .get("/admin/spend?group_by=planet")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), 400);
+    for bad in [
+        "/admin/spend?group_by=planet",
+        "/admin/spend?to=1800000000000",
+        "/admin/spend?to=-9223372036854775808",
+        "/admin/spend?key_id=",
+        "/admin/spend?colour=blue",
+        "/admin/keys?team=x",
+    ] {
+        let resp = app.get(bad).send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{bad}");
+        let err: Value = resp
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{bad}: not JSON: {e}"));
+        assert_eq!(err["error"]["type"], "invalid_request_error", "{bad}");
+    }
     let listed = app
         .get("/admin/keys")
         .send()

@@ -42,7 +42,7 @@ pub fn row(
         cost_picousd: 1_000_003 * (i as i64 + 1),
         latency_ms: 5,
         ttft_ms: Some(1),
-        stream: i % 2 == 0,
+        stream: i.is_multiple_of(2),
         usage_estimated: false,
         priced: true,
     }

@@ -108,6 +108,12 @@ struct MockArgs {
     /// Fault: streams send a malformed event after N frames.
     #[arg(long)]
     malformed_after: Option<usize>,
+    /// Fault: streams send an error event after N frames (after HTTP 200).
+    #[arg(long)]
+    error_event_after: Option<usize>,
+    /// Prompt tokens reported as cache writes (Anthropic answers).
+    #[arg(long, default_value_t = 0)]
+    cache_write_tokens: u32,
 }
 
 fn main() -> ExitCode {
@@ -142,6 +148,7 @@ fn main() -> ExitCode {
             output_tokens: a.output_tokens,
             reasoning_tokens: a.reasoning_tokens,
             cached_tokens: a.cached_tokens,
+            cache_write_tokens: a.cache_write_tokens,
             usage_shape: a.usage_shape,
             ..SimConfig::default()
         },
@@ -151,6 +158,7 @@ fn main() -> ExitCode {
             disconnect_after: a.disconnect_after,
             malformed_after: a.malformed_after,
             hold_after: None,
+            error_event_after: a.error_event_after,
         },
         api_key: a.api_key,
     };

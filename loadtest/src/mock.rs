@@ -3,8 +3,9 @@
 //! process; `loadtest mock` runs it as its own process.
 //!
 //! It answers `POST` on any path ending in `/chat/completions` or
-//! `/embeddings`, so base URLs like GLM's `.../api/paas/v4` work, and keeps the
-//! requests it received for tests to inspect.
+//! `/embeddings` (OpenAI), so base URLs like GLM's `.../api/paas/v4` work, and
+//! on any path ending in `/v1/messages` (Anthropic, `x-api-key` or Bearer).
+//! It keeps the requests it received for tests to inspect.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +37,9 @@ pub struct Faults {
     pub malformed_after: Option<usize>,
     /// Streams pause after this many frames until [`MockHandle::release`].
     pub hold_after: Option<usize>,
+    /// Streams send an error event after this many frames (after HTTP 200),
+    /// then end: Anthropic's `event: error`, or OpenAI's `{"error": ...}` chunk.
+    pub error_event_after: Option<usize>,
 }
 
 /// How the mock behaves.
@@ -56,6 +60,8 @@ pub struct Received {
     pub path: String,
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
+    /// Every request header.
+    pub headers: HeaderMap,
     /// The JSON body.
     pub body: Value,
 }
@@ -175,6 +181,10 @@ async fn handle(
     let path = uri.path().to_owned();
     let is_chat = path.ends_with("/chat/completions");
     let is_embeddings = path.ends_with("/embeddings");
+    let is_messages = path.ends_with("/v1/messages");
+    if is_messages && method == Method::POST {
+        return handle_messages(shared, path, headers, body).await;
+    }
     if method != Method::POST || !(is_chat || is_embeddings) {
         return error(
             StatusCode::NOT_FOUND,
@@ -204,6 +214,7 @@ async fn handle(
         .push(Received {
             path,
             authorization: authorization.clone(),
+            headers: headers.clone(),
             body: request.clone(),
         });
     let options = shared
@@ -256,7 +267,11 @@ async fn handle(
     }
     let frames = sim::chat_frames(&request, &options.sim);
     let released = shared.released.subscribe();
-    let body = faulty_stream(frames, faults.clone(), released);
+    let error_event = Bytes::from(format!(
+        "data: {}\n\n",
+        json!({"error": {"message": "mock fault: overloaded", "type": "server_error", "code": "overloaded"}})
+    ));
+    let body = faulty_stream(frames, faults.clone(), released, error_event);
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
@@ -273,6 +288,7 @@ struct Playback {
     sent: usize,
     faults: Faults,
     released: watch::Receiver<bool>,
+    error_event: Bytes,
     done: bool,
 }
 
@@ -281,12 +297,14 @@ fn faulty_stream(
     frames: Vec<sim::Frame>,
     faults: Faults,
     released: watch::Receiver<bool>,
+    error_event: Bytes,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
     let start = Playback {
         frames: frames.into_iter(),
         sent: 0,
         faults,
         released,
+        error_event,
         done: false,
     };
     futures_util::stream::unfold(start, |mut st| async move {
@@ -296,6 +314,11 @@ fn faulty_stream(
         let sent = Some(st.sent);
         if st.faults.hold_after == sent {
             let _ = st.released.wait_for(|r| *r).await;
+        }
+        if st.faults.error_event_after == sent {
+            st.done = true;
+            let event = st.error_event.clone();
+            return Some((Ok(event), st));
         }
         if st.faults.stall_after == sent {
             std::future::pending::<()>().await;
@@ -323,4 +346,109 @@ fn faulty_stream(
         st.sent += 1;
         Some((Ok(frame.bytes), st))
     })
+}
+
+/// Anthropic's error type for an HTTP status.
+fn anthropic_error_type(status: u16) -> &'static str {
+    match status {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        _ => "api_error",
+    }
+}
+
+fn anthropic_error(status: StatusCode, message: &str) -> Response {
+    let body = sim::anthropic::error_body(anthropic_error_type(status.as_u16()), message);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// `POST .../v1/messages`: the Anthropic Messages API, with the same faults.
+async fn handle_messages(
+    shared: Arc<Shared>,
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    shared.count.fetch_add(1, Ordering::SeqCst);
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return anthropic_error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
+    };
+    let header_text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let authorization = header_text("authorization");
+    shared
+        .received
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(Received {
+            path,
+            authorization: authorization.clone(),
+            headers: headers.clone(),
+            body: request.clone(),
+        });
+    let options = shared
+        .options
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if let Some(key) = &options.api_key {
+        let presented = header_text("x-api-key")
+            .or_else(|| authorization.and_then(|a| a.strip_prefix("Bearer ").map(str::to_owned)));
+        if presented.as_deref() != Some(key.as_str()) {
+            return anthropic_error(StatusCode::UNAUTHORIZED, "invalid x-api-key");
+        }
+    }
+    if request.get("max_tokens").and_then(Value::as_u64).is_none() {
+        return anthropic_error(StatusCode::BAD_REQUEST, "max_tokens: Field required");
+    }
+    tokio::time::sleep(options.sim.latency).await;
+    let faults = &options.faults;
+    if let Some(code) = faults.status {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = anthropic_error(status, &format!("mock fault: HTTP {code}"));
+        if code == 429 {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        return resp;
+    }
+    let stream = request
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if !stream {
+        if faults.stall_after.is_some() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(sim::generation_time(&request, &options.sim)).await;
+        return json_response(&sim::anthropic::message(&request, &options.sim));
+    }
+    let frames = sim::anthropic::frames(&request, &options.sim);
+    let error_event = sim::anthropic::error_event("overloaded_error", "Overloaded");
+    let body = faulty_stream(
+        frames,
+        faults.clone(),
+        shared.released.subscribe(),
+        error_event,
+    );
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }

@@ -134,3 +134,113 @@ async fn the_mock_drops_a_stream_mid_answer() {
         "the body ends with a broken connection"
     );
 }
+
+fn anthropic_body(stream: bool) -> Value {
+    json!({"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": stream,
+           "messages": [{"role": "user", "content": "hello"}]})
+}
+
+/// `(event, data)` pairs of an Anthropic SSE body.
+fn anthropic_events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let mut name = String::new();
+            let mut data = Value::Null;
+            for line in e.lines() {
+                if let Some(n) = line.strip_prefix("event: ") {
+                    name = n.to_owned();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(d).unwrap();
+                }
+            }
+            (name, data)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_mock_speaks_anthropic_messages_with_cache_usage() {
+    let mock = start(&[
+        "--ttft",
+        "0s",
+        "--tokens-per-second",
+        "0",
+        "--output-tokens",
+        "5",
+        "--cached-tokens",
+        "2",
+        "--cache-write-tokens",
+        "1",
+        "--api-key",
+        "sk-ant-test",
+    ]);
+    let url = format!("{}/messages", mock.base_url);
+    let client = client();
+    let denied = client
+        .post(&url)
+        .json(&anthropic_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401);
+    let err: Value = denied.json().await.unwrap();
+    assert_eq!(err["type"], "error");
+    assert_eq!(err["error"]["type"], "authentication_error");
+
+    let whole: Value = client
+        .post(&url)
+        .header("x-api-key", "sk-ant-test")
+        .json(&anthropic_body(false))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(whole["type"], "message");
+    assert_eq!(whole["usage"]["cache_read_input_tokens"], 2);
+    assert_eq!(whole["usage"]["cache_creation_input_tokens"], 1);
+    assert_eq!(whole["usage"]["output_tokens"], 5);
+
+    let text = client
+        .post(&url)
+        .header("x-api-key", "sk-ant-test")
+        .json(&anthropic_body(true))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let names: Vec<String> = anthropic_events(&text)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names.first().map(String::as_str), Some("message_start"));
+    assert_eq!(names.last().map(String::as_str), Some("message_stop"));
+    assert!(names.iter().any(|n| n == "content_block_delta"));
+}
+
+#[tokio::test]
+async fn the_mock_sends_an_anthropic_error_event_after_200() {
+    let mock = start(&[
+        "--ttft",
+        "0s",
+        "--tokens-per-second",
+        "0",
+        "--error-event-after",
+        "3",
+    ]);
+    let resp = client()
+        .post(format!("{}/messages", mock.base_url))
+        .json(&anthropic_body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let events = anthropic_events(&resp.text().await.unwrap());
+    assert_eq!(events.len(), 4, "three events, then the error");
+    assert_eq!(events[3].0, "error");
+    assert_eq!(events[3].1["error"]["type"], "overloaded_error");
+}

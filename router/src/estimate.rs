@@ -148,6 +148,56 @@ pub fn chat_prompt(request: &Value) -> u64 {
     messages + tools + REPLY_PRIMING
 }
 
+/// Estimates the prompt tokens of an Anthropic Messages request body:
+/// `system` (a string or text blocks), every message's content blocks, and
+/// the tool definitions.
+pub fn messages_prompt(request: &Value) -> u64 {
+    let system = request.get("system").map(content_tokens).unwrap_or(0);
+    let messages = request
+        .get("messages")
+        .and_then(Value::as_array)
+        .map(|msgs| {
+            msgs.iter()
+                .map(|m| {
+                    PER_MESSAGE
+                        + match m.get("content") {
+                            Some(Value::Array(blocks)) => blocks.iter().map(block_tokens).sum(),
+                            Some(c) => content_tokens(c),
+                            None => 0,
+                        }
+                })
+                .sum::<u64>()
+        })
+        .unwrap_or(0);
+    let tools = request
+        .get("tools")
+        .map(|t| count_text(&t.to_string()))
+        .unwrap_or(0);
+    system + messages + tools + REPLY_PRIMING
+}
+
+/// One Anthropic content block: text, thinking, tool calls and results, images.
+fn block_tokens(block: &Value) -> u64 {
+    match block.get("type").and_then(Value::as_str) {
+        Some("image") | Some("document") => PER_IMAGE,
+        Some("tool_use") => block
+            .get("input")
+            .map(|i| count_text(&i.to_string()))
+            .unwrap_or(0),
+        Some("tool_result") => block.get("content").map(content_tokens).unwrap_or(0),
+        Some("thinking") => block
+            .get("thinking")
+            .and_then(Value::as_str)
+            .map(count_text)
+            .unwrap_or(0),
+        _ => block
+            .get("text")
+            .and_then(Value::as_str)
+            .map(count_text)
+            .unwrap_or(0),
+    }
+}
+
 /// Estimates the input tokens of an OpenAI embeddings request body.
 pub fn embeddings_input(request: &Value) -> u64 {
     match request.get("input") {
@@ -223,6 +273,23 @@ mod tests {
         assert_eq!(
             chat_prompt(&req),
             2 * PER_MESSAGE + 2 + 2 + PER_IMAGE + REPLY_PRIMING
+        );
+    }
+
+    #[test]
+    fn messages_prompt_counts_system_blocks_and_tool_traffic() {
+        let req = json!({
+            "system": [{"type": "text", "text": "hello world"}],
+            "messages": [
+                {"role": "user", "content": "hello world"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "hello world"},
+                                              {"type": "image", "source": {"type": "url", "url": "x"}}]}
+            ]
+        });
+        assert_eq!(
+            messages_prompt(&req),
+            2 + 3 * PER_MESSAGE + 2 + count_text("{}") + 2 + PER_IMAGE + REPLY_PRIMING
         );
     }
 

@@ -11,7 +11,8 @@
 //!   summary of every exchange.
 //! - [`usage`]: the normalized [`Usage`] record and vendor usage shapes.
 //! - [`estimate`]: tokenizer estimates for exchanges without reported usage.
-//! - [`sim`]: the simulated model behind the `mock` provider and mock upstream.
+//! - [`sim`]: the simulated model behind the `mock` provider and mock upstream,
+//!   in OpenAI's and Anthropic's formats.
 
 pub mod catalog;
 pub mod estimate;

@@ -150,6 +150,40 @@ pub fn from_openai_body(body: &Value) -> Option<Usage> {
     })
 }
 
+/// Normalizes an Anthropic Messages `usage` object. There `input_tokens`
+/// already excludes cache reads (`cache_read_input_tokens`) and cache writes
+/// (`cache_creation_input_tokens`, or the sum of `cache_creation`'s per-TTL
+/// counts), so the three map onto the disjoint input kinds as they are.
+/// Thinking tokens are part of `output_tokens`; Anthropic does not count them
+/// apart. Returns `None` when the object carries no token counts.
+pub fn from_anthropic(usage: &Value) -> Option<Usage> {
+    if !usage.is_object() {
+        return None;
+    }
+    let input = num(usage.get("input_tokens"));
+    let output = num(usage.get("output_tokens"));
+    let read = num(usage.get("cache_read_input_tokens"));
+    let write = num(usage.get("cache_creation_input_tokens")).or_else(|| {
+        let by_ttl = usage.get("cache_creation")?.as_object()?;
+        Some(
+            by_ttl
+                .values()
+                .filter_map(|v| num(Some(v)))
+                .fold(0u64, u64::saturating_add),
+        )
+    });
+    if input.is_none() && output.is_none() && read.is_none() && write.is_none() {
+        return None;
+    }
+    Some(Usage {
+        input: input.unwrap_or(0),
+        cached_input: read.unwrap_or(0),
+        cache_write: write.unwrap_or(0),
+        output: output.unwrap_or(0),
+        reasoning: 0,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +317,46 @@ mod tests {
         .unwrap();
         assert_eq!(u.prompt_total(), u64::MAX);
         assert_eq!(u.total(), u64::MAX);
+    }
+
+    #[test]
+    fn anthropic_input_excludes_cache_so_kinds_map_directly() {
+        let u = from_anthropic(&json!({
+            "input_tokens": 12, "cache_creation_input_tokens": 3000, "cache_read_input_tokens": 40000,
+            "output_tokens": 250
+        }))
+        .unwrap();
+        assert_eq!(
+            u,
+            Usage {
+                input: 12,
+                cached_input: 40000,
+                cache_write: 3000,
+                output: 250,
+                reasoning: 0
+            }
+        );
+        assert_eq!(
+            u.prompt_total(),
+            43012,
+            "prompt = input + cache read + cache creation"
+        );
+    }
+
+    #[test]
+    fn anthropic_cache_creation_by_ttl_is_summed() {
+        let u = from_anthropic(&json!({
+            "input_tokens": 5, "output_tokens": 1,
+            "cache_creation": {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 20}
+        }))
+        .unwrap();
+        assert_eq!(u.cache_write, 120);
+        assert_eq!(
+            from_anthropic(&json!({"output_tokens": 7})).unwrap().output,
+            7
+        );
+        assert_eq!(from_anthropic(&json!({})), None);
+        assert_eq!(from_anthropic(&Value::Null), None);
     }
 
     #[test]

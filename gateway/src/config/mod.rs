@@ -213,6 +213,7 @@ impl Checker {
             ("output_tokens", raw.output_tokens.is_some()),
             ("reasoning_tokens", raw.reasoning_tokens.is_some()),
             ("cached_tokens", raw.cached_tokens.is_some()),
+            ("cache_write_tokens", raw.cache_write_tokens.is_some()),
             ("usage_shape", raw.usage_shape.is_some()),
             ("embedding_dims", raw.embedding_dims.is_some()),
         ];
@@ -297,6 +298,7 @@ impl Checker {
                     output_tokens: raw.output_tokens.unwrap_or(d.output_tokens),
                     reasoning_tokens: raw.reasoning_tokens.unwrap_or(d.reasoning_tokens),
                     cached_tokens: raw.cached_tokens.unwrap_or(d.cached_tokens),
+                    cache_write_tokens: raw.cache_write_tokens.unwrap_or(d.cache_write_tokens),
                     usage_shape,
                     embedding_dims: raw
                         .embedding_dims

@@ -112,6 +112,7 @@ pub struct RawProvider {
     pub output_tokens: Option<u32>,
     pub reasoning_tokens: Option<u32>,
     pub cached_tokens: Option<u32>,
+    pub cache_write_tokens: Option<u32>,
     pub usage_shape: Option<String>,
     pub embedding_dims: Option<u32>,
 }

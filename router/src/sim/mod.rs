@@ -11,6 +11,8 @@ use serde_json::{json, Map, Value};
 
 use crate::estimate;
 
+pub mod anthropic;
+
 /// Whose usage shape the simulator imitates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -76,6 +78,8 @@ pub struct SimConfig {
     pub reasoning_tokens: u32,
     /// How many prompt tokens are reported as cache hits.
     pub cached_tokens: u32,
+    /// How many prompt tokens are reported as cache writes (Anthropic shape).
+    pub cache_write_tokens: u32,
     /// The usage shape to imitate.
     pub usage_shape: UsageShape,
     /// Embedding vector length when the request names no `dimensions`.
@@ -91,6 +95,7 @@ impl Default for SimConfig {
             output_tokens: 32,
             reasoning_tokens: 0,
             cached_tokens: 0,
+            cache_write_tokens: 0,
             usage_shape: UsageShape::OpenAi,
             embedding_dims: 16,
         }
@@ -103,7 +108,7 @@ const VOCAB: [&str; 32] = [
     "streams", "flow", "through", "as", "they", "arrive", "with", "usage", "counted", "exactly",
 ];
 
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
@@ -116,6 +121,8 @@ pub struct Plan {
     pub prompt_tokens: u64,
     /// Of which cache hits.
     pub cached_tokens: u64,
+    /// Of which cache writes.
+    pub cache_write_tokens: u64,
     /// Reasoning tokens, one word each.
     pub reasoning: Vec<&'static str>,
     /// Answer tokens, one word each.
@@ -131,7 +138,7 @@ impl Plan {
     }
 }
 
-fn words(seed: u64, offset: usize, n: usize) -> Vec<&'static str> {
+pub(crate) fn words(seed: u64, offset: usize, n: usize) -> Vec<&'static str> {
     (0..n)
         .map(|i| {
             let h = seed.wrapping_add(((offset + i) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
@@ -142,6 +149,11 @@ fn words(seed: u64, offset: usize, n: usize) -> Vec<&'static str> {
 
 /// Plans the answer to a chat request: deterministic for a given request and config.
 pub fn plan(request: &Value, cfg: &SimConfig) -> Plan {
+    plan_with(request, cfg, estimate::chat_prompt(request))
+}
+
+/// Plans an answer to a request whose prompt has `prompt_tokens` tokens.
+fn plan_with(request: &Value, cfg: &SimConfig, prompt_tokens: u64) -> Plan {
     let seed = fnv1a(
         request
             .get("messages")
@@ -156,17 +168,18 @@ pub fn plan(request: &Value, cfg: &SimConfig) -> Plan {
     let wanted = u64::from(cfg.output_tokens);
     let total = wanted.min(cap) as usize;
     let reasoning = (cfg.reasoning_tokens as usize).min(total);
-    let prompt_tokens = estimate::chat_prompt(request);
+    let cached_tokens = u64::from(cfg.cached_tokens).min(prompt_tokens);
     Plan {
         prompt_tokens,
-        cached_tokens: u64::from(cfg.cached_tokens).min(prompt_tokens),
+        cached_tokens,
+        cache_write_tokens: u64::from(cfg.cache_write_tokens).min(prompt_tokens - cached_tokens),
         reasoning: words(seed, 0, reasoning),
         content: words(seed, reasoning, total - reasoning),
         finish_reason: if wanted > cap { "length" } else { "stop" },
     }
 }
 
-fn text_of(words: &[&str]) -> String {
+pub(crate) fn text_of(words: &[&str]) -> String {
     words.join(" ")
 }
 
@@ -204,14 +217,14 @@ pub fn usage_value(
     }
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
 
-fn model_of(request: &Value) -> Value {
+pub(crate) fn model_of(request: &Value) -> Value {
     request.get("model").cloned().unwrap_or(Value::Null)
 }
 
@@ -256,7 +269,7 @@ pub struct Frame {
     pub bytes: Bytes,
 }
 
-fn frame(delay: Duration, data: &Value) -> Frame {
+pub(crate) fn frame(delay: Duration, data: &Value) -> Frame {
     Frame {
         delay,
         bytes: Bytes::from(format!("data: {data}\n\n")),

@@ -165,8 +165,30 @@ async fn query_part(
     Ok(())
 }
 
-/// Spend grouped by `by` for the rows `filter` selects, sorted by group.
-pub async fn spend(db: &Db, by: GroupBy, filter: &SpendFilter) -> Result<Vec<SpendRow>, DbError> {
+impl SpendRow {
+    /// A row from its sums, in `SUMS` order.
+    fn new(group: Option<String>, t: [i64; 7]) -> Self {
+        SpendRow {
+            group,
+            requests: t[0],
+            input_tokens: t[1],
+            cached_input_tokens: t[2],
+            cache_write_tokens: t[3],
+            output_tokens: t[4],
+            reasoning_tokens: t[5],
+            cost_usd: Picodollars(t[6]).usd(),
+            cost_picousd: t[6],
+        }
+    }
+}
+
+/// The sums per raw group value over the range: whole hours from the
+/// rollup, the partial hours at either end from the rows.
+async fn totals(
+    db: &Db,
+    by: GroupBy,
+    filter: &SpendFilter,
+) -> Result<BTreeMap<String, [i64; 7]>, DbError> {
     let (from, to) = (filter.from_ms, filter.to_ms);
     let whole_from = from.div_euclid(HOUR_MS) * HOUR_MS
         + if from.rem_euclid(HOUR_MS) == 0 {
@@ -183,7 +205,13 @@ pub async fn spend(db: &Db, by: GroupBy, filter: &SpendFilter) -> Result<Vec<Spe
     } else {
         query_part(db, by, filter, false, (from, to), &mut totals).await?;
     }
-    let mut rows: Vec<(Option<i64>, SpendRow)> = totals
+    Ok(totals)
+}
+
+/// Spend grouped by `by` for the rows `filter` selects, sorted by group.
+pub async fn spend(db: &Db, by: GroupBy, filter: &SpendFilter) -> Result<Vec<SpendRow>, DbError> {
+    let mut rows: Vec<(Option<i64>, SpendRow)> = totals(db, by, filter)
+        .await?
         .into_iter()
         .map(|(g, t)| {
             let time = by.is_time().then(|| g.parse::<i64>().unwrap_or(0));
@@ -192,18 +220,7 @@ pub async fn spend(db: &Db, by: GroupBy, filter: &SpendFilter) -> Result<Vec<Spe
                 None if g.is_empty() => None,
                 None => Some(g),
             };
-            let row = SpendRow {
-                group,
-                requests: t[0],
-                input_tokens: t[1],
-                cached_input_tokens: t[2],
-                cache_write_tokens: t[3],
-                output_tokens: t[4],
-                reasoning_tokens: t[5],
-                cost_usd: Picodollars(t[6]).usd(),
-                cost_picousd: t[6],
-            };
-            (time, row)
+            (time, SpendRow::new(group, t))
         })
         .collect();
     rows.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.group.cmp(&b.1.group)));
@@ -212,32 +229,13 @@ pub async fn spend(db: &Db, by: GroupBy, filter: &SpendFilter) -> Result<Vec<Spe
 
 /// Spend of one key (or all traffic) over a range, as one row.
 pub async fn total(db: &Db, filter: &SpendFilter) -> Result<SpendRow, DbError> {
-    let rows = spend(db, GroupBy::Provider, filter).await?;
     let mut t = [0i64; 7];
-    for r in &rows {
-        for (slot, v) in t.iter_mut().zip([
-            r.requests,
-            r.input_tokens,
-            r.cached_input_tokens,
-            r.cache_write_tokens,
-            r.output_tokens,
-            r.reasoning_tokens,
-            r.cost_picousd,
-        ]) {
-            *slot = slot.saturating_add(v);
+    for sums in totals(db, GroupBy::Provider, filter).await?.values() {
+        for (slot, v) in t.iter_mut().zip(sums) {
+            *slot = slot.saturating_add(*v);
         }
     }
-    Ok(SpendRow {
-        group: None,
-        requests: t[0],
-        input_tokens: t[1],
-        cached_input_tokens: t[2],
-        cache_write_tokens: t[3],
-        output_tokens: t[4],
-        reasoning_tokens: t[5],
-        cost_usd: Picodollars(t[6]).usd(),
-        cost_picousd: t[6],
-    })
+    Ok(SpendRow::new(None, t))
 }
 
 /// The start of the UTC day and month containing `now_ms`.

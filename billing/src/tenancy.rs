@@ -206,6 +206,16 @@ fn key_view(row: &sqlx::any::AnyRow) -> Result<KeyView, sqlx::Error> {
     })
 }
 
+fn org(row: &sqlx::any::AnyRow) -> Result<Org, sqlx::Error> {
+    Ok(Org {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        metadata: parse_json(&row.try_get::<String, _>("metadata")?),
+        created_at: rfc3339(row.try_get("created_at")?),
+        updated_at: rfc3339(row.try_get("updated_at")?),
+    })
+}
+
 fn team(row: &sqlx::any::AnyRow) -> Result<Team, sqlx::Error> {
     Ok(Team {
         id: row.try_get("id")?,
@@ -271,13 +281,7 @@ impl Tenancy {
             .fetch_optional(self.db.pool())
             .await?;
         let r = row.ok_or_else(|| TenancyError::NotFound("organization", id.to_owned()))?;
-        Ok(Org {
-            id: r.try_get("id")?,
-            name: r.try_get("name")?,
-            metadata: parse_json(&r.try_get::<String, _>("metadata")?),
-            created_at: rfc3339(r.try_get("created_at")?),
-            updated_at: rfc3339(r.try_get("updated_at")?),
-        })
+        Ok(org(&r)?)
     }
 
     /// Every organization, oldest first.
@@ -287,18 +291,7 @@ impl Tenancy {
         )
         .fetch_all(self.db.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Org {
-                    id: r.try_get("id")?,
-                    name: r.try_get("name")?,
-                    metadata: parse_json(&r.try_get::<String, _>("metadata")?),
-                    created_at: rfc3339(r.try_get("created_at")?),
-                    updated_at: rfc3339(r.try_get("updated_at")?),
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        Ok(rows.iter().map(org).collect::<Result<_, _>>()?)
     }
 
     async fn exists(

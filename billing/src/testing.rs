@@ -55,6 +55,34 @@ pub fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+/// `url` with its host and port replaced by `addr` (to go through a proxy).
+pub fn url_via(url: &str, addr: std::net::SocketAddr) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let (userinfo, hostpath) = match rest.rsplit_once('@') {
+        Some((u, h)) => (format!("{u}@"), h),
+        None => (String::new(), rest),
+    };
+    let tail = hostpath
+        .find(['/', '?'])
+        .map(|i| &hostpath[i..])
+        .unwrap_or("");
+    format!("{scheme}://{userinfo}{addr}{tail}")
+}
+
+/// The socket address of the Postgres server in `DATABASE_URL`, if any.
+pub async fn postgres_server_addr() -> Option<std::net::SocketAddr> {
+    let url = postgres_url()?;
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(&url);
+    let hostpath = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+    let host = hostpath.split(['/', '?']).next().unwrap_or("127.0.0.1");
+    let host = if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    };
+    tokio::net::lookup_host(host).await.ok()?.next()
+}
+
 /// The Postgres server URL tests use, if any. Panics under `CI` without one.
 pub fn postgres_url() -> Option<String> {
     match std::env::var("DATABASE_URL")
@@ -125,6 +153,19 @@ impl Drop for TestDb {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hosts_are_swapped_in_urls() {
+        let addr: std::net::SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        assert_eq!(
+            super::url_via("postgres://u:p@h:5432/db?x=1", addr),
+            "postgres://u:p@127.0.0.1:4000/db?x=1"
+        );
+        assert_eq!(
+            super::url_via("postgres://localhost/db", addr),
+            "postgres://127.0.0.1:4000/db"
+        );
+    }
+
     #[test]
     fn database_names_are_swapped_in_urls() {
         assert_eq!(

@@ -179,35 +179,9 @@ async fn rows_wait_in_the_spool_while_postgres_is_away() {
     let Some(t) = billing::testing::postgres().await else {
         return;
     };
-    let server: std::net::SocketAddr = {
-        let url = billing::testing::postgres_url().unwrap();
-        let host = url
-            .split("://")
-            .nth(1)
-            .unwrap()
-            .rsplit('@')
-            .next()
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned();
-        tokio::net::lookup_host(if host.contains(':') {
-            host
-        } else {
-            format!("{host}:5432")
-        })
-        .await
-        .unwrap()
-        .next()
-        .unwrap()
-    };
+    let server = billing::testing::postgres_server_addr().await.unwrap();
     let fwd = loadtest::forward::Forwarder::start(server).await.unwrap();
-    let via = t
-        .url
-        .replacen(&server.to_string(), &fwd.addr().to_string(), 1)
-        .replacen("localhost:5432", &fwd.addr().to_string(), 1);
-    assert!(via.contains(&fwd.addr().to_string()), "{via}");
+    let via = billing::testing::url_via(&t.url, fwd.addr());
     let db = Db::connect(&via).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();

@@ -116,31 +116,9 @@ async fn the_gateway_serves_while_postgres_is_away_and_every_row_arrives() {
     let Some(pg) = billing::testing::postgres().await else {
         return;
     };
-    let server = {
-        let url = billing::testing::postgres_url().unwrap();
-        let host = url
-            .split("://")
-            .nth(1)
-            .unwrap()
-            .rsplit('@')
-            .next()
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned();
-        let host = if host.contains(':') {
-            host
-        } else {
-            format!("{host}:5432")
-        };
-        tokio::net::lookup_host(host).await.unwrap().next().unwrap()
-    };
+    let server = billing::testing::postgres_server_addr().await.unwrap();
     let fwd = loadtest::forward::Forwarder::start(server).await.unwrap();
-    let via = pg
-        .url
-        .replacen(&server.to_string(), &fwd.addr().to_string(), 1)
-        .replacen("localhost:5432", &fwd.addr().to_string(), 1);
+    let via = billing::testing::url_via(&pg.url, fwd.addr());
     let mut cfg = config("[providers.demo]\nkind = \"mock\"\nttft = \"0s\"\ntokens_per_second = 0\n[models.demo]\nprovider = \"demo\"\n");
     cfg.database.url = gateway::config::Secret::new(via);
     let app = spawn_app(cfg).await;
@@ -334,31 +312,9 @@ async fn a_full_ledger_backlog_refuses_requests_instead_of_serving_them_unbilled
     let Some(pg) = billing::testing::postgres().await else {
         return;
     };
-    let server = {
-        let url = billing::testing::postgres_url().unwrap();
-        let host = url
-            .split("://")
-            .nth(1)
-            .unwrap()
-            .rsplit('@')
-            .next()
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned();
-        let host = if host.contains(':') {
-            host
-        } else {
-            format!("{host}:5432")
-        };
-        tokio::net::lookup_host(host).await.unwrap().next().unwrap()
-    };
+    let server = billing::testing::postgres_server_addr().await.unwrap();
     let fwd = loadtest::forward::Forwarder::start(server).await.unwrap();
-    let via = pg
-        .url
-        .replacen(&server.to_string(), &fwd.addr().to_string(), 1)
-        .replacen("localhost:5432", &fwd.addr().to_string(), 1);
+    let via = billing::testing::url_via(&pg.url, fwd.addr());
     let mut cfg = config("[providers.demo]\nkind = \"mock\"\nttft = \"0s\"\ntokens_per_second = 0\n[models.demo]\nprovider = \"demo\"\n");
     cfg.database.url = gateway::config::Secret::new(via);
     // Room for a few rows only.

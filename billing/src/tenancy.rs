@@ -355,26 +355,31 @@ impl Tenancy {
         Ok(team(&row)?)
     }
 
+    /// Runs `base`, filtered on `column = value` when a value is given, in `order`.
+    async fn fetch_filtered(
+        &self,
+        base: &str,
+        column: &str,
+        value: Option<&str>,
+        order: &str,
+    ) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error> {
+        let filter = match value {
+            Some(_) => format!(" WHERE {column} = {}", self.p(1)),
+            None => String::new(),
+        };
+        let mut q = sqlx::query(AssertSqlSafe(format!("{base}{filter} ORDER BY {order}")));
+        if let Some(v) = value {
+            q = q.bind(v);
+        }
+        q.fetch_all(self.db.pool()).await
+    }
+
     /// Teams, all or one organization's, oldest first.
     pub async fn list_teams(&self, org_id: Option<&str>) -> Result<Vec<Team>, TenancyError> {
         let base = "SELECT id, org_id, name, metadata, created_at, updated_at FROM teams";
-        let rows = match org_id {
-            Some(org) => {
-                let sql = format!(
-                    "{base} WHERE org_id = {} ORDER BY created_at, id",
-                    self.p(1)
-                );
-                sqlx::query(AssertSqlSafe(sql))
-                    .bind(org)
-                    .fetch_all(self.db.pool())
-                    .await?
-            }
-            None => {
-                sqlx::query(AssertSqlSafe(format!("{base} ORDER BY created_at, id")))
-                    .fetch_all(self.db.pool())
-                    .await?
-            }
-        };
+        let rows = self
+            .fetch_filtered(base, "org_id", org_id, "created_at, id")
+            .await?;
         Ok(rows.iter().map(team).collect::<Result<_, _>>()?)
     }
 
@@ -470,23 +475,9 @@ impl Tenancy {
     /// Keys, all or one team's, oldest first. Never a secret.
     pub async fn list_keys(&self, team_id: Option<&str>) -> Result<Vec<KeyView>, TenancyError> {
         let base = format!("SELECT {KEY_COLUMNS} FROM api_keys k JOIN teams t ON t.id = k.team_id");
-        let rows = match team_id {
-            Some(team) => {
-                let sql = format!(
-                    "{base} WHERE k.team_id = {} ORDER BY k.created_at, k.id",
-                    self.p(1)
-                );
-                sqlx::query(AssertSqlSafe(sql))
-                    .bind(team)
-                    .fetch_all(self.db.pool())
-                    .await?
-            }
-            None => {
-                sqlx::query(AssertSqlSafe(format!("{base} ORDER BY k.created_at, k.id")))
-                    .fetch_all(self.db.pool())
-                    .await?
-            }
-        };
+        let rows = self
+            .fetch_filtered(&base, "k.team_id", team_id, "k.created_at, k.id")
+            .await?;
         Ok(rows.iter().map(key_view).collect::<Result<_, _>>()?)
     }
 

@@ -159,7 +159,7 @@ impl Drop for Pending {
 async fn forward(
     proxy: &ProxyState,
     op: Operation,
-    request: ParsedRequest,
+    mut request: ParsedRequest,
     id: uuid::Uuid,
     caller: Caller,
 ) -> Result<Response, ApiError> {

@@ -213,8 +213,11 @@ impl ParsedRequest {
     /// `model`, and for streams `stream_options.include_usage = true`, so the
     /// upstream always reports usage whatever the client asked. Every other
     /// field is passed through as the client sent it.
-    pub fn upstream_body(&self, upstream_model: &str) -> Bytes {
-        let mut body = self.body.clone();
+    ///
+    /// The body moves out of the request (no copy of a possibly large
+    /// prompt): call this once.
+    pub fn upstream_body(&mut self, upstream_model: &str) -> Bytes {
+        let mut body = std::mem::take(&mut self.body);
         body.insert("model".into(), Value::String(upstream_model.to_owned()));
         if self.stream {
             let opts = body
@@ -290,7 +293,7 @@ mod tests {
 
     #[test]
     fn upstream_body_swaps_model_asks_for_usage_and_keeps_unknown_fields() {
-        let r = chat(
+        let mut r = chat(
             r#"{"model":"kimi","messages":[{"role":"user","content":"hi","reasoning_content":"r"}],
                 "stream":true,"thinking":{"type":"enabled"},"reasoning_split":true}"#,
         )
@@ -309,7 +312,7 @@ mod tests {
 
     #[test]
     fn non_stream_body_gets_no_stream_options() {
-        let r = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        let mut r = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
         let up: Value = serde_json::from_slice(&r.upstream_body("u")).unwrap();
         assert!(up.get("stream_options").is_none());
     }

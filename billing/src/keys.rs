@@ -92,8 +92,11 @@ impl KeyCache {
         self.unknown.invalidate(hash).await;
     }
 
-    /// Polls for changed keys every `interval` until `stop` resolves, and
-    /// forgets every key changed within the overlap window each time.
+    /// Polls for changed keys every `interval` until `stop` resolves. Each
+    /// key changed within the overlap window is reloaded into the cache on
+    /// every poll (not just forgotten), so a key cached by a load that raced
+    /// its revocation is corrected on the next poll, and a key in use keeps
+    /// working from memory when the database cannot be reached.
     pub async fn watch(self, interval: Duration, stop: impl std::future::Future<Output = ()>) {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -110,13 +113,27 @@ impl KeyCache {
             {
                 Ok(changes) => {
                     for (hash, _) in changes {
-                        self.invalidate(&hash).await;
+                        self.refresh(&hash).await;
                     }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "key watcher could not poll for changes; cached keys stay in use")
                 }
             }
+        }
+    }
+
+    /// Replaces a cached key with what the database holds now; a key nobody
+    /// has used stays uncached. On a database error the cached copy stays.
+    async fn refresh(&self, hash: &str) {
+        self.unknown.invalidate(hash).await;
+        if !self.known.contains_key(hash) {
+            return;
+        }
+        match self.tenancy.key_by_hash(hash).await {
+            Ok(Some(k)) => self.known.insert(hash.to_owned(), Arc::new(k)).await,
+            Ok(None) => self.known.invalidate(hash).await,
+            Err(e) => tracing::warn!(error = %e, "key watcher could not reload a changed key"),
         }
     }
 }

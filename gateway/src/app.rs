@@ -12,7 +12,7 @@ use billing::keys::KeyCache;
 use billing::ledger::{Spool, Writer, WriterConfig};
 use billing::tenancy::Tenancy;
 use billing::Db;
-use router::provider::{MockProvider, OpenAiProvider};
+use router::provider::{AnthropicProvider, MockProvider, OpenAiProvider};
 use router::{Catalog, ModelEntry, Provider, ProviderError};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -82,6 +82,23 @@ pub fn build_catalog(config: &Config) -> Result<Catalog, BuildError> {
                     source,
                 })?,
             ),
+            ProviderKind::Anthropic {
+                base_url,
+                api_key,
+                auth,
+            } => Provider::Anthropic(
+                AnthropicProvider::new(
+                    name,
+                    base_url,
+                    api_key.as_ref().map(|k| k.expose()),
+                    *auth,
+                    p.timeouts,
+                )
+                .map_err(|source| BuildError::Provider {
+                    name: name.clone(),
+                    source,
+                })?,
+            ),
             ProviderKind::Mock(sim) => {
                 Provider::Mock(MockProvider::new(name, sim.clone(), p.timeouts))
             }
@@ -93,6 +110,7 @@ pub fn build_catalog(config: &Config) -> Result<Catalog, BuildError> {
             name: name.clone(),
             provider: providers.get(&m.provider)?.clone(),
             upstream_model: m.upstream_model.clone(),
+            max_output_tokens: m.max_output_tokens,
             price: m.price.clone(),
         })
     });

@@ -44,6 +44,25 @@ pub fn describe(config: &Config) -> String {
                     "  {name}: kind=openai base_url={base_url} api_key={key}"
                 );
             }
+            ProviderKind::Anthropic {
+                base_url,
+                api_key,
+                auth,
+            } => {
+                let key = if api_key.is_some() {
+                    "*** (set)"
+                } else {
+                    "none"
+                };
+                let auth = match auth {
+                    router::provider::AnthropicAuth::ApiKey => "x-api-key",
+                    router::provider::AnthropicAuth::Bearer => "bearer",
+                };
+                let _ = writeln!(
+                    out,
+                    "  {name}: kind=anthropic base_url={base_url} api_key={key} auth={auth}"
+                );
+            }
             ProviderKind::Mock(sim) => {
                 let _ = writeln!(
                     out,

@@ -10,21 +10,8 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 
-/// The wire format the client speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientFormat {
-    /// OpenAI's chat-completions and embeddings API.
-    OpenAi,
-}
-
-impl ClientFormat {
-    /// A label for logs and metrics.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::OpenAi => "openai",
-        }
-    }
-}
+/// The wire format the client speaks (recorded in the ledger's `client_format`).
+pub type ClientFormat = router::wire::Wire;
 
 /// Everything known about one proxied request.
 #[derive(Debug, Clone)]
@@ -35,7 +22,7 @@ pub struct RequestContext {
     pub caller: Caller,
     /// The client's wire format.
     pub format: ClientFormat,
-    /// Chat completions or embeddings.
+    /// What the upstream is asked to do (in the upstream's format).
     pub operation: Operation,
     /// The `model` the client sent.
     pub requested_model: String,
@@ -54,9 +41,11 @@ pub struct RequestContext {
 impl RequestContext {
     /// The endpoint label for metrics.
     pub fn endpoint(&self) -> &'static str {
-        match self.operation {
-            Operation::ChatCompletions => "chat_completions",
-            Operation::Embeddings => "embeddings",
+        match (self.format, self.operation) {
+            (ClientFormat::Anthropic, Operation::CountTokens) => "count_tokens",
+            (ClientFormat::Anthropic, _) => "messages",
+            (_, Operation::Embeddings) => "embeddings",
+            _ => "chat_completions",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The gateway's edge error: every rejection Tollgate makes itself, rendered
-//! in OpenAI's error shape with the right status.
+//! in OpenAI's error shape with the right status, or in Anthropic's for
+//! Anthropic clients (see [`anthropic_errors`](crate::http::anthropic_errors)).
 
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode};
@@ -237,9 +238,21 @@ impl From<RequestError> for ApiError {
             RequestError::NotJson(_) | RequestError::NotObject => "invalid_json",
             RequestError::Missing(_) => "missing_required_parameter",
             RequestError::Invalid { .. } => "invalid_value",
+            RequestError::Unsupported { .. } => "unsupported_parameter",
         };
         err.param = e.param().map(str::to_owned);
         err
+    }
+}
+
+impl ApiError {
+    /// The error in Anthropic's shape, with Anthropic's error type for the status.
+    pub fn into_anthropic_response(self) -> Response {
+        let kind = router::wire::anthropic::error_type(self.status.as_u16());
+        let body = router::wire::anthropic::error_body(kind, &self.message);
+        let mut resp = (self.status, Json(body)).into_response();
+        resp.extensions_mut().insert(ErrorLabel(self.code));
+        resp
     }
 }
 
@@ -257,6 +270,8 @@ impl IntoResponse for ApiError {
                 .insert("www-authenticate", HeaderValue::from_static("Bearer"));
         }
         resp.extensions_mut().insert(ErrorLabel(self.code));
+        // Kept for the middleware that re-renders errors for Anthropic clients.
+        resp.extensions_mut().insert(self);
         resp
     }
 }

@@ -185,6 +185,26 @@ async fn handle(
     if is_messages && method == Method::POST {
         return handle_messages(shared, path, headers, body).await;
     }
+    if path.ends_with("/v1/messages/count_tokens") && method == Method::POST {
+        let request: Value = match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return anthropic_error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}"))
+            }
+        };
+        shared
+            .received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Received {
+                path,
+                authorization: None,
+                headers,
+                body: request.clone(),
+            });
+        let tokens = router::estimate::messages_prompt(&request);
+        return json_response(&json!({"input_tokens": tokens}));
+    }
     if method != Method::POST || !(is_chat || is_embeddings) {
         return error(
             StatusCode::NOT_FOUND,

@@ -16,8 +16,36 @@ pub struct ModelEntry {
     pub provider: Arc<Provider>,
     /// The model name sent upstream.
     pub upstream_model: String,
+    /// The most output tokens the model can produce (fills a required
+    /// `max_tokens` the client left out).
+    pub max_output_tokens: u64,
     /// Its price; `None` when none is known (billing then charges its default).
     pub price: Option<Price>,
+}
+
+/// The output limit of a known model family, by upstream name; 8,192 for any
+/// other model, a limit every current chat model accepts.
+pub fn default_max_output(upstream_model: &str) -> u64 {
+    let m = upstream_model.to_ascii_lowercase();
+    const KNOWN: &[(&str, u64)] = &[
+        ("claude-opus-4-5", 64_000),
+        ("claude-opus-4", 32_000),
+        ("claude-sonnet-4", 64_000),
+        ("claude-haiku-4", 64_000),
+        ("claude-3-7-sonnet", 64_000),
+        ("claude-3-5", 8_192),
+        ("claude-3", 4_096),
+        ("deepseek-reasoner", 64_000),
+        ("deepseek-chat", 8_192),
+        ("kimi-k2", 32_768),
+        ("glm-4", 32_768),
+        ("minimax-m2", 65_536),
+    ];
+    KNOWN
+        .iter()
+        .find(|(prefix, _)| m.starts_with(prefix))
+        .map(|(_, n)| *n)
+        .unwrap_or(8_192)
 }
 
 /// Every model Tollgate serves, by client-facing name.

@@ -223,6 +223,7 @@ pub fn exchange(op: Operation, request_body: &[u8], output_text: &str) -> Usage 
     let input = match op {
         Operation::ChatCompletions => chat_prompt(&request),
         Operation::Embeddings => embeddings_input(&request),
+        Operation::Messages | Operation::CountTokens => messages_prompt(&request),
     };
     Usage {
         input,

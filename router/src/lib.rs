@@ -2,7 +2,10 @@
 //! bytes that go back to the client.
 //!
 //! # Layout
-//! - [`wire`]: client wire formats (OpenAI), request validation, error shapes.
+//! - [`wire`]: client wire formats (OpenAI, Anthropic), request validation,
+//!   error shapes.
+//! - [`translate`]: OpenAI chat ↔ Anthropic messages, requests, answers and
+//!   streams.
 //! - [`catalog`]: the models clients may ask for and who serves them.
 //! - [`price`]: model prices per token kind, with tiers, and the built-in list.
 //! - [`provider`]: upstream providers (`openai`, `mock`), timeouts, one pooled
@@ -20,6 +23,7 @@ pub mod price;
 pub mod provider;
 pub mod relay;
 pub mod sim;
+pub mod translate;
 pub mod usage;
 pub mod wire;
 

@@ -81,6 +81,16 @@ pub enum ProviderKind {
         /// Sent as `Authorization: Bearer`.
         api_key: Option<Secret>,
     },
+    /// An Anthropic Messages upstream (Anthropic, or a vendor's
+    /// Anthropic-compatible endpoint).
+    Anthropic {
+        /// Joined with `/v1/messages`.
+        base_url: String,
+        /// Sent as `x-api-key`, or as `Authorization: Bearer`.
+        api_key: Option<Secret>,
+        /// How the key is sent.
+        auth: router::provider::AnthropicAuth,
+    },
     /// The in-process simulated model.
     Mock(SimConfig),
 }
@@ -92,6 +102,9 @@ pub struct ModelConfig {
     pub provider: String,
     /// The name sent upstream.
     pub upstream_model: String,
+    /// The most output tokens the model can produce: fills Anthropic's
+    /// required `max_tokens` when an OpenAI client sent none.
+    pub max_output_tokens: u64,
     /// Its price; `None` when none is known (the default price is charged).
     pub price: Option<router::price::Price>,
 }
@@ -220,6 +233,7 @@ impl Checker {
         let openai_keys = [
             ("base_url", raw.base_url.is_some()),
             ("api_key", raw.api_key.is_some()),
+            ("auth", raw.auth.is_some()),
         ];
         let reject = |this: &mut Self, keys: &[(&str, bool)], kind: &str| {
             for (k, set) in keys {
@@ -232,13 +246,16 @@ impl Checker {
             }
         };
         let kind = match raw.kind.as_str() {
-            "openai" => {
-                reject(self, &mock_keys, "openai");
+            kind @ ("openai" | "anthropic") => {
+                reject(self, &mock_keys, kind);
+                if kind == "openai" {
+                    reject(self, &openai_keys[2..], kind);
+                }
                 let base_url = match raw.base_url.as_deref().map(str::trim) {
                     None | Some("") => {
                         self.fail(
                             format!("{prefix}.base_url"),
-                            "is required for kind \"openai\"",
+                            format!("is required for kind \"{kind}\""),
                         );
                         return None;
                     }
@@ -259,7 +276,26 @@ impl Checker {
                     .as_deref()
                     .filter(|k| !k.is_empty())
                     .map(Secret::new);
-                ProviderKind::OpenAi { base_url, api_key }
+                if kind == "openai" {
+                    ProviderKind::OpenAi { base_url, api_key }
+                } else {
+                    let auth = match raw.auth.as_deref() {
+                        None | Some("x-api-key") => router::provider::AnthropicAuth::ApiKey,
+                        Some("bearer") => router::provider::AnthropicAuth::Bearer,
+                        Some(other) => {
+                            self.fail(
+                                format!("{prefix}.auth"),
+                                format!("'{other}' is not \"x-api-key\" or \"bearer\""),
+                            );
+                            router::provider::AnthropicAuth::ApiKey
+                        }
+                    };
+                    ProviderKind::Anthropic {
+                        base_url,
+                        api_key,
+                        auth,
+                    }
+                }
             }
             "mock" => {
                 reject(self, &openai_keys, "mock");
@@ -309,7 +345,7 @@ impl Checker {
             other => {
                 self.fail(
                     format!("{prefix}.kind"),
-                    format!("'{other}' is not a provider kind; use \"openai\" or \"mock\""),
+                    format!("'{other}' is not a provider kind; use \"openai\", \"anthropic\" or \"mock\""),
                 );
                 return None;
             }
@@ -390,11 +426,21 @@ fn from_raw(
         }
         let upstream_model = m.upstream_model.clone().unwrap_or_else(|| name.clone());
         let price = c.model_price(&name, &upstream_model, &m);
+        if m.max_output_tokens == Some(0) {
+            c.fail(
+                format!("models.\"{name}\".max_output_tokens"),
+                "must be a positive number of tokens",
+            );
+        }
+        let max_output_tokens = m
+            .max_output_tokens
+            .unwrap_or_else(|| router::catalog::default_max_output(&upstream_model));
         models.insert(
             name,
             ModelConfig {
                 provider: m.provider,
                 upstream_model,
+                max_output_tokens,
                 price,
             },
         );

@@ -105,6 +105,8 @@ pub struct RawProvider {
     // kind = "openai"
     pub base_url: Option<String>,
     pub api_key: Option<String>,
+    // kind = "anthropic"
+    pub auth: Option<String>,
     // kind = "mock"
     pub latency: Option<String>,
     pub ttft: Option<String>,
@@ -122,6 +124,7 @@ pub struct RawProvider {
 pub struct RawModel {
     pub provider: String,
     pub upstream_model: Option<String>,
+    pub max_output_tokens: Option<u64>,
     pub input_per_mtok: Option<f64>,
     pub cached_input_per_mtok: Option<f64>,
     pub cache_write_per_mtok: Option<f64>,

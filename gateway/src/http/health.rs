@@ -1,4 +1,5 @@
-//! Probes and metrics: `/healthz` (the process answers), `/readyz` (it takes
+//! Probes and metrics: `/` (reachability, for clients that probe it),
+//! `/healthz` (the process answers), `/readyz` (it takes
 //! new work), `/metrics` (Prometheus text).
 
 use std::sync::Arc;
@@ -11,6 +12,11 @@ use serde_json::json;
 
 use crate::metrics::Metrics;
 use crate::state::Readiness;
+
+/// `GET /` and `HEAD /`: a reachability probe (Claude Code sends one at start).
+pub async fn root() -> impl IntoResponse {
+    Json(json!({"name": "tollgate", "status": "ok"}))
+}
 
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))

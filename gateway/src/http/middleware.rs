@@ -82,3 +82,28 @@ pub async fn require_master(State(state): State<AppState>, req: Request, next: N
         Err(e) => e.into_response(),
     }
 }
+
+/// Whether a request comes from an Anthropic client: the Messages paths, or
+/// any path with an `anthropic-version` header (Claude Code's model list).
+pub fn wants_anthropic(req: &Request) -> bool {
+    req.uri().path().starts_with("/v1/messages") || req.headers().contains_key("anthropic-version")
+}
+
+/// Renders every error Tollgate itself makes (auth, validation, unknown
+/// routes, body limits) in Anthropic's shape for Anthropic clients.
+pub async fn anthropic_errors(req: Request, next: Next) -> Response {
+    let anthropic = wants_anthropic(&req);
+    let mut resp = next.run(req).await;
+    if anthropic {
+        if let Some(err) = resp.extensions_mut().remove::<ApiError>() {
+            let mut out = err.into_anthropic_response();
+            for (name, value) in resp.headers() {
+                if name.as_str().starts_with("x-tollgate-") || name == "retry-after" {
+                    out.headers_mut().insert(name.clone(), value.clone());
+                }
+            }
+            return out;
+        }
+    }
+    resp
+}

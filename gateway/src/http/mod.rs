@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, middleware and handlers.
 
 mod admin;
+mod count_tokens;
 mod health;
 mod me;
 mod middleware;
@@ -13,7 +14,7 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, patch, post};
 use axum::Router;
 
-pub use middleware::RequestId;
+pub use middleware::{anthropic_errors, RequestId};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -27,6 +28,11 @@ pub fn build_router(state: AppState) -> Router {
     let protected = Router::new()
         .route("/v1/chat/completions", post(proxy::chat_completions))
         .route("/v1/embeddings", post(proxy::embeddings))
+        .route("/v1/messages", post(proxy::messages))
+        .route(
+            "/v1/messages/count_tokens",
+            post(count_tokens::count_tokens),
+        )
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*model}", get(models::retrieve))
         .route("/v1/me", get(me::me))
@@ -49,6 +55,8 @@ pub fn build_router(state: AppState) -> Router {
             middleware::require_master,
         ));
     let public = Router::new()
+        // Claude Code probes `HEAD /` at start.
+        .route("/", get(health::root).head(health::root))
         .route(PUBLIC_ROUTES[0], get(health::healthz))
         .route(PUBLIC_ROUTES[1], get(health::readyz))
         .route(PUBLIC_ROUTES[2], get(health::metrics));
@@ -62,6 +70,8 @@ pub fn build_router(state: AppState) -> Router {
         // Outside auth and the handlers, so every status, 401s and 404s
         // included, is counted and logged once.
         .layer(from_fn_with_state(state.clone(), middleware::access_log))
+        // Errors for Anthropic clients in Anthropic's shape.
+        .layer(from_fn(middleware::anthropic_errors))
         // Outermost: every response, errors included, carries the request id,
         // and the log line above can name it.
         .layer(from_fn(middleware::request_id))

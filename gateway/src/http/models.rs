@@ -1,33 +1,90 @@
-//! `GET /v1/models` and `GET /v1/models/{model}` in OpenAI's list shape.
+//! `GET /v1/models` and `GET /v1/models/{model}`: in OpenAI's list shape, or
+//! in Anthropic's (`type: model`, `display_name`, `created_at`, paging with
+//! `limit`, `after_id` and `before_id`) when the request carries
+//! `anthropic-version`, as Anthropic's SDKs and Claude Code send.
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::Json;
 use router::ModelEntry;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::state::ProxyState;
 
-fn model_object(m: &ModelEntry, created: u64) -> Value {
+fn openai_model(m: &ModelEntry, created: u64) -> Value {
     json!({"id": m.name, "object": "model", "created": created, "owned_by": m.provider.name()})
 }
 
-pub async fn list(State(proxy): State<ProxyState>) -> Json<Value> {
-    let data: Vec<Value> = proxy
-        .catalog
-        .iter()
-        .map(|m| model_object(m, proxy.catalog_loaded_at))
-        .collect();
-    Json(json!({"object": "list", "data": data}))
+fn anthropic_model(m: &ModelEntry, created: u64) -> Value {
+    let created_at = billing::tenancy::rfc3339(created.saturating_mul(1000) as i64);
+    json!({"type": "model", "id": m.name, "display_name": m.name, "created_at": created_at})
+}
+
+fn is_anthropic(headers: &HeaderMap) -> bool {
+    headers.contains_key("anthropic-version")
+}
+
+/// Anthropic's paging parameters.
+#[derive(Debug, Default, Deserialize)]
+pub struct Paging {
+    limit: Option<usize>,
+    after_id: Option<String>,
+    before_id: Option<String>,
+}
+
+pub async fn list(
+    State(proxy): State<ProxyState>,
+    headers: HeaderMap,
+    paging: Result<Query<Paging>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let created = proxy.catalog_loaded_at;
+    if !is_anthropic(&headers) {
+        let data: Vec<Value> = proxy
+            .catalog
+            .iter()
+            .map(|m| openai_model(m, created))
+            .collect();
+        return Ok(Json(json!({"object": "list", "data": data})));
+    }
+    let Query(paging) = paging.map_err(|e| ApiError::invalid(None, e.body_text()))?;
+    let all: Vec<_> = proxy.catalog.iter().collect();
+    let start = paging
+        .after_id
+        .as_deref()
+        .and_then(|id| all.iter().position(|m| m.name == id).map(|i| i + 1))
+        .unwrap_or(0);
+    let end = paging
+        .before_id
+        .as_deref()
+        .and_then(|id| all.iter().position(|m| m.name == id))
+        .unwrap_or(all.len())
+        .max(start);
+    let limit = paging.limit.unwrap_or(20).clamp(1, 1000);
+    let page = &all[start..end.min(start + limit)];
+    let data: Vec<Value> = page.iter().map(|m| anthropic_model(m, created)).collect();
+    Ok(Json(json!({
+        "data": data,
+        "has_more": start + page.len() < end,
+        "first_id": page.first().map(|m| m.name.clone()),
+        "last_id": page.last().map(|m| m.name.clone()),
+    })))
 }
 
 pub async fn retrieve(
     State(proxy): State<ProxyState>,
+    headers: HeaderMap,
     Path(model): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let m = proxy
         .catalog
         .get(&model)
         .ok_or_else(|| ApiError::model_not_found(&model))?;
-    Ok(Json(model_object(m, proxy.catalog_loaded_at)))
+    Ok(Json(if is_anthropic(&headers) {
+        anthropic_model(m, proxy.catalog_loaded_at)
+    } else {
+        openai_model(m, proxy.catalog_loaded_at)
+    }))
 }

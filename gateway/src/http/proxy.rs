@@ -6,14 +6,17 @@ use std::time::{Duration, SystemTime};
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use billing::Picodollars;
 use bytes::Bytes;
 use router::provider::{ReplyBody, UpstreamReply};
 use router::relay::{self, End, MalformedBody, StreamOptions, Summary};
+use router::translate;
+use router::wire::anthropic::{self, ParsedMessages};
 use router::wire::openai::{self, error_body, ParsedRequest};
+use router::wire::Wire;
 use router::ModelEntry;
 use router::{estimate, Operation, Timeouts, Usage, UsageSource};
 use std::sync::Arc;
@@ -21,7 +24,7 @@ use tokio::time::Instant;
 
 use super::middleware::RequestId;
 use crate::auth::Caller;
-use crate::context::{ClientFormat, RequestContext};
+use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::record::RequestRecord;
 use crate::state::ProxyState;
@@ -42,7 +45,14 @@ pub async fn chat_completions(
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|r| ApiError::from_body_rejection(r, proxy.max_body_bytes))?;
     let request = openai::parse_chat(&body)?;
-    forward(&proxy, Operation::ChatCompletions, request, id, caller).await
+    forward(
+        &proxy,
+        Incoming::Chat(request),
+        id,
+        caller,
+        &HeaderMap::new(),
+    )
+    .await
 }
 
 /// `POST /v1/embeddings`.
@@ -54,7 +64,97 @@ pub async fn embeddings(
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|r| ApiError::from_body_rejection(r, proxy.max_body_bytes))?;
     let request = openai::parse_embeddings(&body)?;
-    forward(&proxy, Operation::Embeddings, request, id, caller).await
+    forward(
+        &proxy,
+        Incoming::Embeddings(request),
+        id,
+        caller,
+        &HeaderMap::new(),
+    )
+    .await
+}
+
+/// `POST /v1/messages`: Anthropic's Messages API, served by any model.
+pub async fn messages(
+    State(proxy): State<ProxyState>,
+    Extension(RequestId(id)): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|r| ApiError::from_body_rejection(r, proxy.max_body_bytes))?;
+    let request = anthropic::parse_messages(&body)?;
+    forward(&proxy, Incoming::Messages(request), id, caller, &headers).await
+}
+
+/// A validated client request, in the client's format.
+pub(super) enum Incoming {
+    Chat(ParsedRequest),
+    Embeddings(ParsedRequest),
+    Messages(ParsedMessages),
+}
+
+impl Incoming {
+    fn model(&self) -> &str {
+        match self {
+            Self::Chat(r) | Self::Embeddings(r) => &r.model,
+            Self::Messages(r) => &r.model,
+        }
+    }
+
+    fn stream(&self) -> bool {
+        match self {
+            Self::Chat(r) | Self::Embeddings(r) => r.stream,
+            Self::Messages(r) => r.stream,
+        }
+    }
+
+    fn include_usage(&self) -> bool {
+        match self {
+            Self::Chat(r) | Self::Embeddings(r) => r.include_usage,
+            Self::Messages(_) => true,
+        }
+    }
+
+    fn client(&self) -> Wire {
+        match self {
+            Self::Chat(_) | Self::Embeddings(_) => Wire::OpenAi,
+            Self::Messages(_) => Wire::Anthropic,
+        }
+    }
+
+    /// The upstream operation and body for `entry`'s provider, translated
+    /// when the formats differ.
+    fn upstream(self, entry: &ModelEntry) -> Result<(Operation, Bytes), ApiError> {
+        let up = entry.upstream_model.as_str();
+        let json = |map: serde_json::Map<String, serde_json::Value>| {
+            Bytes::from(serde_json::to_vec(&map).unwrap_or_default())
+        };
+        Ok(match (self, entry.provider.wire()) {
+            (Self::Chat(mut r), Wire::OpenAi) => (Operation::ChatCompletions, r.upstream_body(up)),
+            (Self::Chat(r), Wire::Anthropic) => (
+                Operation::Messages,
+                json(translate::chat_to_messages(
+                    r.body(),
+                    up,
+                    entry.max_output_tokens,
+                )?),
+            ),
+            (Self::Embeddings(mut r), Wire::OpenAi) => (Operation::Embeddings, r.upstream_body(up)),
+            (Self::Embeddings(_), Wire::Anthropic) => return Err(ApiError::invalid(
+                Some("model"),
+                format!(
+                    "The model '{}' is served by an Anthropic provider, which has no embeddings.",
+                    entry.name
+                ),
+            )),
+            (Self::Messages(mut r), Wire::Anthropic) => (Operation::Messages, r.upstream_body(up)),
+            (Self::Messages(r), Wire::OpenAi) => (
+                Operation::ChatCompletions,
+                json(translate::messages_to_chat(r.body(), up)?),
+            ),
+        })
+    }
 }
 
 /// How an exchange ended, for its record.
@@ -158,18 +258,19 @@ impl Drop for Pending {
 
 async fn forward(
     proxy: &ProxyState,
-    op: Operation,
-    mut request: ParsedRequest,
+    request: Incoming,
     id: uuid::Uuid,
     caller: Caller,
+    client_headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
+    let client_model = request.model().to_owned();
     let entry = proxy
         .catalog
-        .get(&request.model)
+        .get(&client_model)
         .cloned()
-        .ok_or_else(|| ApiError::model_not_found(&request.model))?;
-    if !caller.allows(&request.model) {
-        return Err(ApiError::model_not_allowed(&request.model));
+        .ok_or_else(|| ApiError::model_not_found(&client_model))?;
+    if !caller.allows(&client_model) {
+        return Err(ApiError::model_not_allowed(&client_model));
     }
     if !proxy.spool.healthy() || proxy.spool.stats().backlog_bytes() > proxy.max_ledger_backlog {
         // Serving now would mean serving unbilled: refuse until the ledger catches up.
@@ -178,24 +279,30 @@ async fn forward(
             "The gateway cannot record usage right now; retry shortly.",
         ));
     }
+    let formats = Formats {
+        client: request.client(),
+        upstream: entry.provider.wire(),
+        stream: request.stream(),
+        include_usage: request.include_usage(),
+    };
+    let (op, upstream_body) = request.upstream(&entry)?;
     let ctx = RequestContext {
         id,
         caller,
-        format: ClientFormat::OpenAi,
+        format: formats.client,
         operation: op,
-        requested_model: request.model.clone(),
+        requested_model: client_model.clone(),
         provider: entry.provider.name().to_owned(),
         upstream_model: entry.upstream_model.clone(),
-        stream: request.stream,
+        stream: formats.stream,
         started: Instant::now(),
         started_at: SystemTime::now(),
     };
     let started = ctx.started;
-    let upstream_body = request.upstream_body(&entry.upstream_model);
     let pending = Pending::new(proxy, ctx, entry.clone(), upstream_body.clone());
     let sent = entry
         .provider
-        .send(op, upstream_body, request.stream, started)
+        .send(op, upstream_body, formats.stream, started, client_headers)
         .await;
     let reply = match sent {
         Ok(reply) => reply,
@@ -230,7 +337,8 @@ async fn forward(
     let mut resp = if reply.status.is_success() {
         relay_success(
             proxy,
-            &request,
+            &client_model,
+            formats,
             reply,
             pending,
             started,
@@ -244,6 +352,7 @@ async fn forward(
         relay_upstream_error(
             proxy,
             entry.provider.name(),
+            formats,
             reply.status,
             reply.retry_after,
             body,
@@ -258,76 +367,91 @@ async fn forward(
     Ok(resp)
 }
 
+/// The formats on either side of one exchange.
+#[derive(Debug, Clone, Copy)]
+struct Formats {
+    client: Wire,
+    upstream: Wire,
+    stream: bool,
+    include_usage: bool,
+}
+
 fn header_value(s: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(s).ok()
 }
 
 fn relay_success(
     proxy: &ProxyState,
-    request: &ParsedRequest,
+    client_model: &str,
+    formats: Formats,
     reply: UpstreamReply,
     pending: Pending,
     started: Instant,
     timeouts: Timeouts,
 ) -> Response {
     match reply.body {
-        ReplyBody::Full(bytes) => match relay::relay_json(&bytes, &request.model) {
-            Ok(relayed) => {
-                let cost = pending.finish(Outcome {
-                    status: StatusCode::OK,
-                    end: End::Complete,
-                    error: None,
-                    usage: relayed.usage,
-                    charged: true,
-                    output_text: relayed.output_text,
-                    ttft: None,
-                });
-                let mut resp =
-                    ([(header::CONTENT_TYPE, "application/json")], relayed.body).into_response();
-                if let Some(v) = header_value(&cost.usd()) {
-                    resp.headers_mut().insert(COST_HEADER, v);
+        ReplyBody::Full(bytes) => {
+            match relay::relay_json(&bytes, client_model, formats.client, formats.upstream) {
+                Ok(relayed) => {
+                    let cost = pending.finish(Outcome {
+                        status: StatusCode::OK,
+                        end: End::Complete,
+                        error: None,
+                        usage: relayed.usage,
+                        charged: true,
+                        output_text: relayed.output_text,
+                        ttft: None,
+                    });
+                    let mut resp = ([(header::CONTENT_TYPE, "application/json")], relayed.body)
+                        .into_response();
+                    if let Some(v) = header_value(&cost.usd()) {
+                        resp.headers_mut().insert(COST_HEADER, v);
+                    }
+                    resp
                 }
-                resp
-            }
-            Err(MalformedBody::ErrorObject) => {
-                let provider = pending
-                    .ctx()
-                    .map(|c| c.provider.clone())
-                    .unwrap_or_default();
-                relay_upstream_error(
-                    proxy,
-                    &provider,
-                    StatusCode::BAD_GATEWAY,
-                    reply.retry_after,
-                    bytes,
-                    pending,
-                )
-            }
-            Err(MalformedBody::NotJson) => {
-                if let Some(ctx) = pending.ctx() {
-                    proxy
-                        .metrics
-                        .upstream_errors
-                        .with_label_values(&[&ctx.provider, "malformed"])
-                        .inc();
+                Err(MalformedBody::ErrorObject) => {
+                    let provider = pending
+                        .ctx()
+                        .map(|c| c.provider.clone())
+                        .unwrap_or_default();
+                    relay_upstream_error(
+                        proxy,
+                        &provider,
+                        formats,
+                        StatusCode::BAD_GATEWAY,
+                        reply.retry_after,
+                        bytes,
+                        pending,
+                    )
                 }
-                let err = ApiError::upstream_malformed();
-                pending.finish(Outcome {
-                    status: err.status(),
-                    end: End::Malformed("the body is not a JSON object".into()),
-                    error: Some(err.label()),
-                    usage: None,
-                    charged: true,
-                    output_text: String::new(),
-                    ttft: None,
-                });
-                err.into_response()
+                Err(MalformedBody::NotJson) => {
+                    if let Some(ctx) = pending.ctx() {
+                        proxy
+                            .metrics
+                            .upstream_errors
+                            .with_label_values(&[&ctx.provider, "malformed"])
+                            .inc();
+                    }
+                    let err = ApiError::upstream_malformed();
+                    pending.finish(Outcome {
+                        status: err.status(),
+                        end: End::Malformed("the body is not a JSON object".into()),
+                        error: Some(err.label()),
+                        usage: None,
+                        charged: true,
+                        output_text: String::new(),
+                        ttft: None,
+                    });
+                    err.into_response()
+                }
             }
-        },
+        }
         ReplyBody::Stream(upstream) => {
             let opts = StreamOptions {
-                client_model: request.model.clone(),
-                include_usage: request.include_usage,
+                client_model: client_model.to_owned(),
+                client: formats.client,
+                upstream: formats.upstream,
+                include_usage: formats.include_usage,
                 idle: timeouts.idle,
                 deadline: started + timeouts.total,
                 started,
@@ -374,15 +498,16 @@ fn upstream_failure_label(end: &End) -> Option<&'static str> {
     }
 }
 
-/// The upstream answered with an error: its status and body pass through,
-/// with two exceptions. A 401 or 403 means the upstream refused Tollgate's own
-/// credentials, not the client's, so the client gets a 502 that says so (and
-/// nothing of the vendor's message, which may quote the vendor key). A body
-/// that is not OpenAI-style error JSON (an HTML page from a proxy, say) is
-/// wrapped in one, so clients still get an error they can read.
+/// The upstream answered with an error: its status and body pass through in
+/// the client's format, with two exceptions. A 401 or 403 means the upstream
+/// refused Tollgate's own credentials, not the client's, so the client gets a
+/// 502 that says so (and nothing of the vendor's message, which may quote the
+/// vendor key). A body that is not error JSON (an HTML page from a proxy,
+/// say) is wrapped in one, so clients still get an error they can read.
 fn relay_upstream_error(
     proxy: &ProxyState,
     provider: &str,
+    formats: Formats,
     status: StatusCode,
     retry_after: Option<String>,
     bytes: Bytes,
@@ -406,29 +531,20 @@ fn relay_upstream_error(
             "the upstream rejected the provider's API key"
         );
         let message = format!("The upstream provider '{provider}' rejected the gateway's credentials. This is a gateway configuration problem, not your key.");
-        let body = error_body(&message, "server_error", None, Some("upstream_auth_failed"));
+        let body = match formats.client {
+            Wire::OpenAi => {
+                error_body(&message, "server_error", None, Some("upstream_auth_failed"))
+            }
+            Wire::Anthropic => anthropic::error_body("api_error", &message),
+        };
         (StatusCode::BAD_GATEWAY, Bytes::from(body.to_string()))
     } else {
-        let is_error_json = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .is_some_and(|v| v.get("error").is_some());
-        if is_error_json {
-            (status, bytes)
-        } else {
-            let text = String::from_utf8_lossy(&bytes);
-            let snippet: String = text.chars().take(512).collect();
-            let message = format!(
-                "The upstream answered HTTP {}: {}",
-                status.as_u16(),
-                snippet.trim()
-            );
-            (
+        match formats.client {
+            Wire::OpenAi => openai_error_from_upstream(status, bytes),
+            Wire::Anthropic => (
                 status,
-                Bytes::from(
-                    error_body(&message, "upstream_error", None, Some("upstream_error"))
-                        .to_string(),
-                ),
-            )
+                Bytes::from(anthropic::error_from_upstream(status.as_u16(), &bytes).to_string()),
+            ),
         }
     };
     pending.finish(Outcome {
@@ -449,4 +565,46 @@ fn relay_upstream_error(
         resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
     resp
+}
+
+/// An upstream error for an OpenAI client: OpenAI-style error JSON passes as
+/// it is; Anthropic's error JSON keeps its message and type; anything else is
+/// quoted. Anthropic's non-standard 529 (overloaded) becomes 503.
+fn openai_error_from_upstream(status: StatusCode, bytes: Bytes) -> (StatusCode, Bytes) {
+    let status = if status.as_u16() == 529 {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        status
+    };
+    let parsed = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+    if let Some(v) = &parsed {
+        if v.get("type").and_then(|t| t.as_str()) == Some("error") {
+            let message = v
+                .pointer("/error/message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("The upstream failed.");
+            let kind = v
+                .pointer("/error/type")
+                .and_then(|m| m.as_str())
+                .unwrap_or("api_error");
+            let body = error_body(message, kind, None, Some(kind));
+            return (status, Bytes::from(body.to_string()));
+        }
+        if v.get("error").is_some() {
+            return (status, bytes);
+        }
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let snippet: String = text.chars().take(512).collect();
+    let message = format!(
+        "The upstream answered HTTP {}: {}",
+        status.as_u16(),
+        snippet.trim()
+    );
+    (
+        status,
+        Bytes::from(
+            error_body(&message, "upstream_error", None, Some("upstream_error")).to_string(),
+        ),
+    )
 }

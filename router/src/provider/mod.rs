@@ -1,6 +1,8 @@
 //! Upstream providers: one shared, pooled HTTP client per provider, and the
 //! reply each returns (a full body, or a byte stream to relay).
 
+mod anthropic;
+mod http;
 mod mock;
 mod openai;
 mod tls;
@@ -11,9 +13,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
+use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::StatusCode;
 use tokio::time::Instant;
 
+pub use anthropic::{AnthropicAuth, AnthropicProvider, DEFAULT_VERSION, FORWARDED_HEADERS};
 pub use mock::MockProvider;
 pub use openai::OpenAiProvider;
 pub use tls::ensure_provider as ensure_tls_provider;
@@ -44,23 +48,25 @@ impl Default for Timeouts {
     }
 }
 
-/// Which OpenAI-style operation a request is for.
+/// What a request asks the upstream to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
-    /// `POST /chat/completions`.
+    /// OpenAI's `POST /chat/completions`.
     ChatCompletions,
-    /// `POST /embeddings`.
+    /// OpenAI's `POST /embeddings`.
     Embeddings,
+    /// Anthropic's `POST /v1/messages`.
+    Messages,
+    /// Anthropic's `POST /v1/messages/count_tokens`.
+    CountTokens,
 }
 
-impl Operation {
-    /// The path joined to a provider's base URL.
-    pub fn path(self) -> &'static str {
-        match self {
-            Self::ChatCompletions => "/chat/completions",
-            Self::Embeddings => "/embeddings",
-        }
-    }
+/// A header value marked sensitive, so it never shows in debug output.
+fn sensitive(s: &str) -> Result<HeaderValue, ProviderError> {
+    let mut v = HeaderValue::from_str(s)
+        .map_err(|_| ProviderError::Build("the API key is not a valid header value".into()))?;
+    v.set_sensitive(true);
+    Ok(v)
 }
 
 /// Which timeout fired.
@@ -179,7 +185,9 @@ pub struct UpstreamReply {
 pub enum Provider {
     /// Any OpenAI-compatible HTTP upstream.
     OpenAi(OpenAiProvider),
-    /// The in-process simulated model.
+    /// An Anthropic Messages upstream.
+    Anthropic(AnthropicProvider),
+    /// The in-process simulated model (OpenAI's format).
     Mock(MockProvider),
 }
 
@@ -188,6 +196,7 @@ impl Provider {
     pub fn name(&self) -> &str {
         match self {
             Self::OpenAi(p) => &p.name,
+            Self::Anthropic(p) => &p.name,
             Self::Mock(p) => &p.name,
         }
     }
@@ -196,31 +205,45 @@ impl Provider {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::OpenAi(_) => "openai",
+            Self::Anthropic(_) => "anthropic",
             Self::Mock(_) => "mock",
+        }
+    }
+
+    /// The wire format the provider speaks.
+    pub fn wire(&self) -> crate::wire::Wire {
+        match self {
+            Self::Anthropic(_) => crate::wire::Wire::Anthropic,
+            Self::OpenAi(_) | Self::Mock(_) => crate::wire::Wire::OpenAi,
         }
     }
 
     /// The provider's timeouts.
     pub fn timeouts(&self) -> &Timeouts {
         match self {
-            Self::OpenAi(p) => &p.timeouts,
+            Self::OpenAi(p) => p.timeouts(),
+            Self::Anthropic(p) => p.timeouts(),
             Self::Mock(p) => &p.timeouts,
         }
     }
 
     /// Sends one request upstream. `body` is the upstream JSON body; `stream`
     /// says whether a streamed reply is expected; `started` anchors the total
-    /// timeout. A non-streaming body is read whole before returning.
+    /// timeout; `client_headers` are the client's request headers, of which an
+    /// Anthropic provider forwards `anthropic-version` and `anthropic-beta`.
+    /// A non-streaming body is read whole before returning.
     pub async fn send(
         &self,
         op: Operation,
         body: Bytes,
         stream: bool,
         started: Instant,
+        client_headers: &HeaderMap,
     ) -> Result<UpstreamReply, ProviderError> {
         let deadline = started + self.timeouts().total;
         match self {
             Self::OpenAi(p) => p.send(op, body, stream, deadline).await,
+            Self::Anthropic(p) => p.send(op, body, stream, deadline, client_headers).await,
             Self::Mock(p) => p.send(op, body, stream, deadline).await,
         }
     }

@@ -4,7 +4,9 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::collect_choice_text;
+use crate::translate;
 use crate::usage::{self, Usage};
+use crate::wire::Wire;
 
 /// A 2xx answer that is not a usable result.
 #[derive(Debug, thiserror::Error)]
@@ -28,26 +30,88 @@ pub struct JsonRelayed {
     pub output_text: String,
 }
 
-/// Rewrites `model` to the client's name and extracts usage from a 2xx JSON
-/// answer (chat completion or embeddings). Every other field passes untouched.
-pub fn relay_json(body: &[u8], client_model: &str) -> Result<JsonRelayed, MalformedBody> {
+/// Relays a 2xx JSON answer (chat completion, embeddings or Anthropic
+/// message) in the client's format: `model` becomes the client's name, usage
+/// is extracted, and every other field passes untouched when the formats
+/// match.
+pub fn relay_json(
+    body: &[u8],
+    client_model: &str,
+    client: Wire,
+    upstream: Wire,
+) -> Result<JsonRelayed, MalformedBody> {
     let mut value: Value = serde_json::from_slice(body).map_err(|_| MalformedBody::NotJson)?;
     let obj = value.as_object_mut().ok_or(MalformedBody::NotJson)?;
-    let is_error = obj.get("error").is_some_and(|e| !e.is_null());
-    if is_error && !obj.contains_key("choices") && !obj.contains_key("data") {
-        return Err(MalformedBody::ErrorObject);
-    }
-    if let Some(m) = obj.get_mut("model") {
-        *m = Value::String(client_model.to_owned());
-    }
-    let usage = usage::from_openai_body(&value);
     let mut output_text = String::new();
-    if let Some(choices) = value.get("choices").and_then(Value::as_array) {
-        for c in choices {
-            collect_choice_text(c, "message", &mut output_text);
+    let (usage, out) = match upstream {
+        Wire::OpenAi => {
+            let is_error = obj.get("error").is_some_and(|e| !e.is_null());
+            if is_error && !obj.contains_key("choices") && !obj.contains_key("data") {
+                return Err(MalformedBody::ErrorObject);
+            }
+            let usage = usage::from_openai_body(&value);
+            if let Some(choices) = value.get("choices").and_then(Value::as_array) {
+                for c in choices {
+                    collect_choice_text(c, "message", &mut output_text);
+                }
+            }
+            let out = match client {
+                Wire::OpenAi => {
+                    if let Some(m) = value.get_mut("model") {
+                        *m = Value::String(client_model.to_owned());
+                    }
+                    value
+                }
+                Wire::Anthropic => translate::chat_to_message(&value, client_model),
+            };
+            (usage, out)
         }
-    }
-    let body = serde_json::to_vec(&value).map_err(|_| MalformedBody::NotJson)?;
+        Wire::Anthropic => {
+            if obj.get("type").and_then(Value::as_str) == Some("error")
+                || (obj.get("error").is_some_and(|e| !e.is_null()) && !obj.contains_key("content"))
+            {
+                return Err(MalformedBody::ErrorObject);
+            }
+            if !obj.get("content").is_some_and(Value::is_array) {
+                return Err(MalformedBody::NotJson);
+            }
+            let usage = value.get("usage").and_then(usage::from_anthropic);
+            if let Some(blocks) = value.get("content").and_then(Value::as_array) {
+                for b in blocks {
+                    for key in ["text", "thinking"] {
+                        if let Some(t) = b.get(key).and_then(Value::as_str) {
+                            output_text.push_str(t);
+                        }
+                    }
+                    if let Some(input) = b.get("input") {
+                        output_text.push_str(&input.to_string());
+                    }
+                }
+            }
+            let out = match client {
+                Wire::Anthropic => {
+                    let same = value.get("model").and_then(Value::as_str) == Some(client_model);
+                    if same {
+                        // Nothing to change: the upstream's bytes as they are.
+                        return Ok(JsonRelayed {
+                            body: Bytes::copy_from_slice(body),
+                            usage,
+                            output_text,
+                        });
+                    }
+                    if let Some(m) = value.get_mut("model") {
+                        *m = Value::String(client_model.to_owned());
+                    }
+                    value
+                }
+                Wire::OpenAi => {
+                    translate::message_to_chat(&value, client_model, crate::sim::now_secs())
+                }
+            };
+            (usage, out)
+        }
+    };
+    let body = serde_json::to_vec(&out).map_err(|_| MalformedBody::NotJson)?;
     Ok(JsonRelayed {
         body: Bytes::from(body),
         usage,
@@ -62,7 +126,7 @@ mod tests {
     #[test]
     fn model_is_rewritten_and_vendor_fields_kept() {
         let body = br#"{"id":"x","model":"kimi-k2.5","choices":[{"index":0,"message":{"role":"assistant","content":"hi","reasoning_content":"think"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7,"cached_tokens":1}}"#;
-        let r = relay_json(body, "kimi").unwrap();
+        let r = relay_json(body, "kimi", Wire::OpenAi, Wire::OpenAi).unwrap();
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["model"], "kimi");
         assert_eq!(v["choices"][0]["message"]["reasoning_content"], "think");
@@ -74,16 +138,16 @@ mod tests {
     #[test]
     fn non_object_bodies_are_malformed() {
         assert!(matches!(
-            relay_json(b"[]", "m"),
+            relay_json(b"[]", "m", Wire::OpenAi, Wire::OpenAi),
             Err(MalformedBody::NotJson)
         ));
         assert!(matches!(
-            relay_json(b"<html>", "m"),
+            relay_json(b"<html>", "m", Wire::OpenAi, Wire::OpenAi),
             Err(MalformedBody::NotJson)
         ));
         let err = br#"{"error":{"message":"quota","type":"x"}}"#;
         assert!(matches!(
-            relay_json(err, "m"),
+            relay_json(err, "m", Wire::OpenAi, Wire::OpenAi),
             Err(MalformedBody::ErrorObject)
         ));
     }

@@ -2,6 +2,7 @@
 //! one the client asked for, usage extracted on the way, and a [`Summary`] of
 //! every exchange, complete or not, for metering.
 
+mod codec;
 mod json;
 mod sse;
 mod timed;

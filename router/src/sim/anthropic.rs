@@ -7,27 +7,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::{fnv1a, model_of, plan_with, text_of, words, Frame, Plan, SimConfig};
+use super::{
+    argument_pieces, fnv1a, forced_tools, model_of, plan_with, text_of, tool_input, words, Frame,
+    Plan, SimConfig,
+};
 use crate::estimate;
-
-/// The tool the model calls, when the request makes it call one
-/// (`tool_choice` of `any` or `tool`), by name.
-fn forced_tool(request: &Value) -> Option<String> {
-    let tools = request.get("tools")?.as_array()?;
-    let choice = request.get("tool_choice")?;
-    match choice.get("type").and_then(Value::as_str)? {
-        "tool" => choice
-            .get("name")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        "any" => tools
-            .first()?
-            .get("name")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        _ => None,
-    }
-}
 
 /// Plans the answer to a Messages request.
 pub fn plan(request: &Value, cfg: &SimConfig) -> Plan {
@@ -44,10 +28,10 @@ fn usage(plan: &Plan, output: u64) -> Value {
     })
 }
 
-fn stop_reason(plan: &Plan, tool: &Option<String>) -> &'static str {
-    match (tool, plan.finish_reason) {
-        (Some(_), _) => "tool_use",
-        (None, "length") => "max_tokens",
+fn stop_reason(plan: &Plan, tools: &[String]) -> &'static str {
+    match (tools.is_empty(), plan.finish_reason) {
+        (false, _) => "tool_use",
+        (true, "length") => "max_tokens",
         _ => "end_turn",
     }
 }
@@ -56,22 +40,19 @@ fn message_id(request: &Value) -> String {
     format!("msg_mock_{:016x}", fnv1a(request.to_string().as_bytes()))
 }
 
-/// The tool call's input: the answer's words as one string argument.
-fn tool_input(plan: &Plan) -> Value {
-    json!({"query": text_of(&plan.content)})
-}
-
 /// A non-streaming Messages answer.
 pub fn message(request: &Value, cfg: &SimConfig) -> Value {
     let plan = plan(request, cfg);
-    let tool = forced_tool(request);
+    let tools = forced_tools(request);
     let mut content = Vec::new();
     if !plan.reasoning.is_empty() {
         content.push(json!({"type": "thinking", "thinking": text_of(&plan.reasoning), "signature": "mock-signature"}));
     }
-    match &tool {
-        Some(name) => content.push(json!({"type": "tool_use", "id": "toolu_mock_1", "name": name, "input": tool_input(&plan)})),
-        None => content.push(json!({"type": "text", "text": text_of(&plan.content)})),
+    for (k, name) in tools.iter().enumerate() {
+        content.push(json!({"type": "tool_use", "id": format!("toolu_mock_{}", k + 1), "name": name, "input": tool_input(&plan)}));
+    }
+    if tools.is_empty() {
+        content.push(json!({"type": "text", "text": text_of(&plan.content)}));
     }
     json!({
         "id": message_id(request),
@@ -79,7 +60,7 @@ pub fn message(request: &Value, cfg: &SimConfig) -> Value {
         "role": "assistant",
         "model": model_of(request),
         "content": content,
-        "stop_reason": stop_reason(&plan, &tool),
+        "stop_reason": stop_reason(&plan, &tools),
         "stop_sequence": null,
         "usage": usage(&plan, plan.completion_tokens()),
     })
@@ -97,7 +78,7 @@ fn event(delay: Duration, name: &str, data: &Value) -> Frame {
 /// `message_delta` with the stop reason and cumulative usage, `message_stop`.
 pub fn frames(request: &Value, cfg: &SimConfig) -> Vec<Frame> {
     let plan = plan(request, cfg);
-    let tool = forced_tool(request);
+    let tools = forced_tools(request);
     let per_token = if cfg.tokens_per_second > 0.0 {
         Duration::from_secs_f64(1.0 / cfg.tokens_per_second)
     } else {
@@ -132,35 +113,37 @@ pub fn frames(request: &Value, cfg: &SimConfig) -> Vec<Frame> {
         ));
         index += 1;
     }
-    match &tool {
-        Some(name) => {
-            out.push(event(Duration::ZERO, "content_block_start", &json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": "toolu_mock_1", "name": name, "input": {}}})));
-            // The arguments arrive as partial JSON, in three pieces.
-            let args = tool_input(&plan).to_string();
-            let cuts = [0, args.len() / 3, 2 * args.len() / 3, args.len()];
-            for pair in cuts.windows(2) {
-                let part = args.get(pair[0]..pair[1]).unwrap_or_default();
-                out.push(event(per_token, "content_block_delta", &json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": part}})));
-            }
+    let args = tool_input(&plan).to_string();
+    for (k, name) in tools.iter().enumerate() {
+        out.push(event(Duration::ZERO, "content_block_start", &json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": format!("toolu_mock_{}", k + 1), "name": name, "input": {}}})));
+        // The arguments arrive as partial JSON, in three pieces.
+        for part in argument_pieces(&args) {
+            out.push(event(per_token, "content_block_delta", &json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": part}})));
         }
-        None => {
-            out.push(event(Duration::ZERO, "content_block_start", &json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})));
-            for (i, w) in plan.content.iter().enumerate() {
-                out.push(event(per_token, "content_block_delta", &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece(i, w)}})));
-            }
-        }
+        out.push(event(
+            Duration::ZERO,
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": index}),
+        ));
+        index += 1;
     }
-    out.push(event(
-        Duration::ZERO,
-        "content_block_stop",
-        &json!({"type": "content_block_stop", "index": index}),
-    ));
+    if tools.is_empty() {
+        out.push(event(Duration::ZERO, "content_block_start", &json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})));
+        for (i, w) in plan.content.iter().enumerate() {
+            out.push(event(per_token, "content_block_delta", &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece(i, w)}})));
+        }
+        out.push(event(
+            Duration::ZERO,
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": index}),
+        ));
+    }
     out.push(event(
         Duration::ZERO,
         "message_delta",
         &json!({
             "type": "message_delta",
-            "delta": {"stop_reason": stop_reason(&plan, &tool), "stop_sequence": null},
+            "delta": {"stop_reason": stop_reason(&plan, &tools), "stop_sequence": null},
             "usage": {"output_tokens": plan.completion_tokens()},
         }),
     ));

@@ -228,6 +228,73 @@ pub(crate) fn model_of(request: &Value) -> Value {
     request.get("model").cloned().unwrap_or(Value::Null)
 }
 
+/// The tools a request makes the model call, by name, in either format:
+/// OpenAI's `tool_choice` `required` or a named function, Anthropic's `any`
+/// or a named `tool`. `required`/`any` call every tool at once unless
+/// parallel calls are off (`parallel_tool_calls: false`,
+/// `disable_parallel_tool_use: true`). Once the last turn carries tool
+/// results, the model answers in text.
+pub(crate) fn forced_tools(request: &Value) -> Vec<String> {
+    let Some(tools) = request.get("tools").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let last = request
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| m.last());
+    let answered = last.is_some_and(|m| {
+        m.get("role").and_then(Value::as_str) == Some("tool")
+            || m.get("content").and_then(Value::as_array).is_some_and(|b| {
+                b.iter()
+                    .any(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+            })
+    });
+    if answered {
+        return Vec::new();
+    }
+    let names: Vec<String> = tools
+        .iter()
+        .filter_map(|t| {
+            t.pointer("/function/name")
+                .or_else(|| t.get("name"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .collect();
+    let choice = request.get("tool_choice").unwrap_or(&Value::Null);
+    let single = request.get("parallel_tool_calls").and_then(Value::as_bool) == Some(false)
+        || choice
+            .get("disable_parallel_tool_use")
+            .and_then(Value::as_bool)
+            == Some(true);
+    let named = choice
+        .pointer("/function/name")
+        .or_else(|| choice.get("name"))
+        .and_then(Value::as_str);
+    let all = choice.as_str() == Some("required")
+        || choice.get("type").and_then(Value::as_str) == Some("any");
+    match (named, all) {
+        (Some(name), _) => vec![name.to_owned()],
+        (None, true) if single => names.into_iter().take(1).collect(),
+        (None, true) => names,
+        _ => Vec::new(),
+    }
+}
+
+/// A tool call's input: the answer's words as one string argument.
+pub(crate) fn tool_input(plan: &Plan) -> Value {
+    json!({"query": text_of(&plan.content)})
+}
+
+/// A tool call's arguments cut in three pieces, as streams send them.
+pub(crate) fn argument_pieces(args: &str) -> Vec<&str> {
+    let n = args.len();
+    let cuts = [0, n / 3, 2 * n / 3, n];
+    cuts.windows(2)
+        .map(|w| args.get(w[0]..w[1]).unwrap_or_default())
+        .collect()
+}
+
 fn plan_usage(plan: &Plan, cfg: &SimConfig) -> Option<Value> {
     usage_value(
         cfg.usage_shape,
@@ -241,18 +308,37 @@ fn plan_usage(plan: &Plan, cfg: &SimConfig) -> Option<Value> {
 /// A non-streaming `chat.completion` answer.
 pub fn chat_completion(request: &Value, cfg: &SimConfig) -> Value {
     let plan = plan(request, cfg);
+    let tools = forced_tools(request);
     let mut message = Map::new();
     message.insert("role".into(), json!("assistant"));
-    message.insert("content".into(), json!(text_of(&plan.content)));
+    if tools.is_empty() {
+        message.insert("content".into(), json!(text_of(&plan.content)));
+    } else {
+        message.insert("content".into(), Value::Null);
+    }
     if !plan.reasoning.is_empty() {
         message.insert("reasoning_content".into(), json!(text_of(&plan.reasoning)));
     }
+    if !tools.is_empty() {
+        let args = tool_input(&plan).to_string();
+        let calls: Vec<Value> = tools
+            .iter()
+            .enumerate()
+            .map(|(k, name)| json!({"id": format!("call_mock_{k}"), "type": "function", "function": {"name": name, "arguments": args}}))
+            .collect();
+        message.insert("tool_calls".into(), Value::Array(calls));
+    }
+    let finish = if tools.is_empty() {
+        plan.finish_reason
+    } else {
+        "tool_calls"
+    };
     let mut body = json!({
         "id": format!("chatcmpl-mock-{:016x}", fnv1a(request.to_string().as_bytes())),
         "object": "chat.completion",
         "created": now_secs(),
         "model": model_of(request),
-        "choices": [{"index": 0, "message": message, "finish_reason": plan.finish_reason}],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
     });
     if let (Some(usage), Some(obj)) = (plan_usage(&plan, cfg), body.as_object_mut()) {
         obj.insert("usage".into(), usage);
@@ -311,17 +397,14 @@ pub fn chat_frames(request: &Value, cfg: &SimConfig) -> Vec<Frame> {
         cfg.ttft,
         &chunk(json!({"role": "assistant", "content": ""}), None),
     )];
+    let tools = forced_tools(request);
+    let content: &[&str] = if tools.is_empty() { &plan.content } else { &[] };
     let tokens = plan
         .reasoning
         .iter()
         .enumerate()
         .map(|(i, w)| ("reasoning_content", i, *w))
-        .chain(
-            plan.content
-                .iter()
-                .enumerate()
-                .map(|(i, w)| ("content", i, *w)),
-        );
+        .chain(content.iter().enumerate().map(|(i, w)| ("content", i, *w)));
     for (key, i, word) in tokens {
         let piece = if i == 0 {
             word.to_owned()
@@ -336,8 +419,32 @@ pub fn chat_frames(request: &Value, cfg: &SimConfig) -> Vec<Frame> {
         delta.insert(key.into(), json!(piece));
         frames.push(frame(per_token, &chunk(Value::Object(delta), None)));
     }
+    let args = tool_input(&plan).to_string();
+    for (k, name) in tools.iter().enumerate() {
+        frames.push(frame(
+            per_token,
+            &chunk(
+                json!({"tool_calls": [{"index": k, "id": format!("call_mock_{k}"), "type": "function", "function": {"name": name, "arguments": ""}}]}),
+                None,
+            ),
+        ));
+        for part in argument_pieces(&args) {
+            frames.push(frame(
+                per_token,
+                &chunk(
+                    json!({"tool_calls": [{"index": k, "function": {"arguments": part}}]}),
+                    None,
+                ),
+            ));
+        }
+    }
+    let finish = if tools.is_empty() {
+        plan.finish_reason
+    } else {
+        "tool_calls"
+    };
     let usage = plan_usage(&plan, cfg);
-    let mut last = chunk(json!({}), Some(plan.finish_reason));
+    let mut last = chunk(json!({}), Some(finish));
     match (shape, usage) {
         (UsageShape::Kimi, Some(u)) => {
             if let Some(choice) = last

@@ -28,6 +28,15 @@ pub enum RequestError {
         /// What was expected there.
         expected: &'static str,
     },
+    /// The request asks for something the serving provider's format cannot
+    /// express, and dropping it would change the answer.
+    #[error("'{field}' cannot be served by this model's provider: {what}.")]
+    Unsupported {
+        /// The parameter, as a JSON path.
+        field: String,
+        /// Why.
+        what: &'static str,
+    },
 }
 
 impl RequestError {
@@ -35,7 +44,7 @@ impl RequestError {
     pub fn param(&self) -> Option<&str> {
         match self {
             Self::Missing(p) => Some(p),
-            Self::Invalid { field, .. } => Some(field),
+            Self::Invalid { field, .. } | Self::Unsupported { field, .. } => Some(field),
             Self::NotJson(_) | Self::NotObject => None,
         }
     }
@@ -209,6 +218,11 @@ pub fn parse_embeddings(bytes: &[u8]) -> Result<ParsedRequest, RequestError> {
 }
 
 impl ParsedRequest {
+    /// The body as the client sent it (for translation).
+    pub fn body(&self) -> &Map<String, Value> {
+        &self.body
+    }
+
     /// The body as the upstream receives it: the upstream model name in
     /// `model`, and for streams `stream_options.include_usage = true`, so the
     /// upstream always reports usage whatever the client asked. Every other

@@ -1,0 +1,132 @@
+//! The HTTP mechanics every remote provider shares: one pooled client, the
+//! timeouts, capped body reads, and SSE detection.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
+use tokio::time::Instant;
+
+use super::{tls, ProviderError, ReplyBody, TimeoutPhase, Timeouts, UpstreamReply};
+/// The largest whole answer read from an upstream; past it the answer fails.
+const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
+/// The most of an error body kept; the rest is dropped.
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// Reads a body up to `limit` bytes. A success body past the limit is an
+/// error; an error body is cut at the limit.
+async fn read_capped(resp: reqwest::Response, limit: usize) -> Result<Bytes, ProviderError> {
+    let is_error = !resp.status().is_success();
+    let mut body = resp.bytes_stream();
+    let mut out = bytes::BytesMut::new();
+    while let Some(piece) = futures_util::StreamExt::next(&mut body).await {
+        let piece = piece.map_err(|e| ProviderError::Transport(super::error_chain(&e)))?;
+        if out.len() + piece.len() > limit {
+            if is_error {
+                out.extend_from_slice(&piece[..limit - out.len()]);
+                break;
+            }
+            return Err(ProviderError::Transport(format!(
+                "the answer is larger than {limit} bytes"
+            )));
+        }
+        out.extend_from_slice(&piece);
+    }
+    Ok(out.freeze())
+}
+
+/// A remote upstream's base URL and pooled client.
+#[derive(Debug)]
+pub(super) struct HttpUpstream {
+    pub base_url: String,
+    client: reqwest::Client,
+    pub timeouts: Timeouts,
+}
+
+impl HttpUpstream {
+    pub fn new(base_url: &str, timeouts: Timeouts) -> Result<Self, ProviderError> {
+        tls::ensure_provider();
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            // A redirect would turn the POST into a bodiless GET elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ProviderError::Build(e.to_string()))?;
+        Ok(Self {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            client,
+            timeouts,
+        })
+    }
+
+    /// POSTs `body` as JSON to `base_url + path`. A streamed reply is returned
+    /// as a byte stream when the upstream answers 2xx with SSE; anything else
+    /// is read whole (error bodies capped).
+    pub async fn post(
+        &self,
+        path: &str,
+        headers: HeaderMap,
+        body: Bytes,
+        stream: bool,
+        deadline: Instant,
+    ) -> Result<UpstreamReply, ProviderError> {
+        let url = format!("{}{}", self.base_url, path);
+        let mut req = self
+            .client
+            .post(url)
+            .headers(headers)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        if stream {
+            req = req.header(reqwest::header::ACCEPT, "text/event-stream");
+        }
+        let headers_by = deadline.min(Instant::now() + self.timeouts.first_byte);
+        let phase = if headers_by < deadline {
+            TimeoutPhase::FirstByte
+        } else {
+            TimeoutPhase::Total
+        };
+        let resp = tokio::time::timeout_at(headers_by, req.send())
+            .await
+            .map_err(|_| ProviderError::Timeout(phase))?
+            .map_err(ProviderError::from_reqwest)?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let is_sse = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.contains("text/event-stream"));
+        // A stream request answered 2xx with a plain body (some servers send
+        // errors that way) is read whole, like a non-streaming answer.
+        let body = if stream && status.is_success() && is_sse {
+            ReplyBody::Stream(Box::pin(
+                resp.bytes_stream()
+                    .map_err(|e| ProviderError::Transport(super::error_chain(&e))),
+            ))
+        } else {
+            let limit = if status.is_success() {
+                MAX_BODY_BYTES
+            } else {
+                MAX_ERROR_BODY_BYTES
+            };
+            let bytes = tokio::time::timeout_at(deadline, read_capped(resp, limit))
+                .await
+                .map_err(|_| ProviderError::Timeout(TimeoutPhase::Total))??;
+            ReplyBody::Full(bytes)
+        };
+        Ok(UpstreamReply {
+            status,
+            retry_after,
+            body,
+        })
+    }
+}

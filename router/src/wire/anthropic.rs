@@ -1,0 +1,282 @@
+//! Anthropic's wire format: validation of Messages requests
+//! (`POST /v1/messages`, `/v1/messages/count_tokens`), the upstream body sent
+//! to an Anthropic-speaking provider, and Anthropic's error JSON.
+//!
+//! Like the OpenAI side, the body stays a JSON map in the client's key order,
+//! so `cache_control`, `thinking`, beta fields and anything else Tollgate does
+//! not know reach an Anthropic upstream untouched.
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+use super::openai::RequestError;
+
+/// A validated Messages request.
+#[derive(Debug, Clone)]
+pub struct ParsedMessages {
+    body: Map<String, Value>,
+    /// The `model` the client asked for.
+    pub model: String,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+}
+
+fn invalid(field: impl Into<String>, expected: &'static str) -> RequestError {
+    RequestError::Invalid {
+        field: field.into(),
+        expected,
+    }
+}
+
+fn validate_content(i: usize, content: Option<&Value>) -> Result<(), RequestError> {
+    match content {
+        None | Some(Value::Null) => Err(invalid(
+            format!("messages.{i}.content"),
+            "a string or an array of content blocks",
+        )),
+        Some(Value::String(_)) => Ok(()),
+        Some(Value::Array(blocks)) => {
+            for (j, b) in blocks.iter().enumerate() {
+                match b.get("type") {
+                    Some(Value::String(_)) => {}
+                    _ => {
+                        return Err(invalid(
+                            format!("messages.{i}.content.{j}.type"),
+                            "a content block type",
+                        ))
+                    }
+                }
+            }
+            Ok(())
+        }
+        Some(_) => Err(invalid(
+            format!("messages.{i}.content"),
+            "a string or an array of content blocks",
+        )),
+    }
+}
+
+fn validate(body: &Map<String, Value>, need_max_tokens: bool) -> Result<String, RequestError> {
+    let model = match body.get("model") {
+        None | Some(Value::Null) => return Err(RequestError::Missing("model")),
+        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        Some(_) => return Err(invalid("model", "a non-empty string")),
+    };
+    match body.get("max_tokens") {
+        None | Some(Value::Null) if need_max_tokens => {
+            return Err(RequestError::Missing("max_tokens"))
+        }
+        None | Some(Value::Null) => {}
+        Some(v) if v.as_u64().is_some_and(|n| n >= 1) => {}
+        Some(_) => return Err(invalid("max_tokens", "a positive integer")),
+    }
+    let messages = match body.get("messages") {
+        None | Some(Value::Null) => return Err(RequestError::Missing("messages")),
+        Some(Value::Array(m)) => m,
+        Some(_) => return Err(invalid("messages", "an array of messages")),
+    };
+    for (i, msg) in messages.iter().enumerate() {
+        match msg.get("role").and_then(Value::as_str) {
+            Some("user") | Some("assistant") => {}
+            _ => {
+                return Err(invalid(
+                    format!("messages.{i}.role"),
+                    "'user' or 'assistant'",
+                ))
+            }
+        }
+        validate_content(i, msg.get("content"))?;
+    }
+    match body.get("system") {
+        None | Some(Value::Null) | Some(Value::String(_)) => {}
+        Some(Value::Array(b)) if b.iter().all(Value::is_object) => {}
+        Some(_) => return Err(invalid("system", "a string or an array of text blocks")),
+    }
+    for (key, ok, expected) in [
+        (
+            "stream",
+            Value::is_boolean as fn(&Value) -> bool,
+            "a boolean",
+        ),
+        ("temperature", Value::is_number, "a number"),
+        ("top_p", Value::is_number, "a number"),
+        ("top_k", Value::is_u64, "a non-negative integer"),
+        ("tools", Value::is_array, "an array of tools"),
+        ("tool_choice", Value::is_object, "an object"),
+        ("thinking", Value::is_object, "an object"),
+        ("metadata", Value::is_object, "an object"),
+    ] {
+        match body.get(key) {
+            None | Some(Value::Null) => {}
+            Some(v) if ok(v) => {}
+            Some(_) => return Err(invalid(key, expected)),
+        }
+    }
+    match body.get("stop_sequences") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => {}
+        Some(_) => return Err(invalid("stop_sequences", "an array of strings")),
+    }
+    Ok(model)
+}
+
+fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, RequestError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(RequestError::NotObject),
+        Err(e) => Err(RequestError::NotJson(e.to_string())),
+    }
+}
+
+/// Validates a `POST /v1/messages` body.
+pub fn parse_messages(bytes: &[u8]) -> Result<ParsedMessages, RequestError> {
+    let body = parse_object(bytes)?;
+    let model = validate(&body, true)?;
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    Ok(ParsedMessages {
+        body,
+        model,
+        stream,
+    })
+}
+
+/// Validates a `POST /v1/messages/count_tokens` body (`max_tokens` optional).
+pub fn parse_count_tokens(bytes: &[u8]) -> Result<ParsedMessages, RequestError> {
+    let body = parse_object(bytes)?;
+    let model = validate(&body, false)?;
+    Ok(ParsedMessages {
+        body,
+        model,
+        stream: false,
+    })
+}
+
+impl ParsedMessages {
+    /// The request body as a JSON map (for translation).
+    pub fn into_body(self) -> Map<String, Value> {
+        self.body
+    }
+
+    /// The body.
+    pub fn body(&self) -> &Map<String, Value> {
+        &self.body
+    }
+
+    /// The body as an Anthropic upstream receives it: only `model` changes.
+    /// The body moves out of the request: call this once.
+    pub fn upstream_body(&mut self, upstream_model: &str) -> Bytes {
+        let mut body = std::mem::take(&mut self.body);
+        body.insert("model".into(), Value::String(upstream_model.to_owned()));
+        match serde_json::to_vec(&body) {
+            Ok(v) => Bytes::from(v),
+            Err(_) => Bytes::new(),
+        }
+    }
+}
+
+/// Anthropic's error type for an HTTP status.
+pub fn error_type(status: u16) -> &'static str {
+    match status {
+        400 | 405 | 409 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        _ => "api_error",
+    }
+}
+
+/// Anthropic's error body: `{"type": "error", "error": {"type", "message"}}`.
+pub fn error_body(kind: &str, message: &str) -> Value {
+    json!({"type": "error", "error": {"type": kind, "message": message}})
+}
+
+/// An `error` event delivered inside a stream after HTTP 200.
+pub fn sse_error_event(kind: &str, message: &str) -> Bytes {
+    Bytes::from(format!(
+        "event: error\ndata: {}\n\n",
+        error_body(kind, message)
+    ))
+}
+
+/// Converts any upstream error body into Anthropic's shape: an Anthropic
+/// error passes as it is; an OpenAI error keeps its message; anything else
+/// is quoted, cut short.
+pub fn error_from_upstream(status: u16, body: &[u8]) -> Value {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    if let Some(v) = &parsed {
+        if v.get("type").and_then(Value::as_str) == Some("error")
+            && v.pointer("/error/type").is_some_and(Value::is_string)
+        {
+            return v.clone();
+        }
+        if let Some(msg) = v.pointer("/error/message").and_then(Value::as_str) {
+            return error_body(error_type(status), msg);
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let snippet: String = text.chars().take(512).collect();
+    error_body(
+        error_type(status),
+        &format!("The upstream answered HTTP {status}: {}", snippet.trim()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minimal_messages_request_parses() {
+        let r = parse_messages(
+            br#"{"model":"claude","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.model, "claude");
+        assert!(!r.stream);
+    }
+
+    #[test]
+    fn missing_and_invalid_fields_name_the_parameter() {
+        let e = parse_messages(br#"{"model":"m","messages":[]}"#).unwrap_err();
+        assert_eq!(e.param(), Some("max_tokens"));
+        let e = parse_messages(br#"{"max_tokens":1,"messages":[]}"#).unwrap_err();
+        assert_eq!(e.param(), Some("model"));
+        let e = parse_messages(
+            br#"{"model":"m","max_tokens":1,"messages":[{"role":"system","content":"x"}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.param(), Some("messages.0.role"));
+        let e = parse_messages(
+            br#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[{"text":"x"}]}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.param(), Some("messages.0.content.0.type"));
+        let e = parse_messages(br#"{"model":"m","max_tokens":0,"messages":[]}"#).unwrap_err();
+        assert_eq!(e.param(), Some("max_tokens"));
+        assert!(parse_count_tokens(br#"{"model":"m","messages":[]}"#).is_ok());
+    }
+
+    #[test]
+    fn upstream_body_changes_only_the_model() {
+        let src = r#"{"model":"claude","max_tokens":5,"system":[{"type":"text","text":"s","cache_control":{"type":"ephemeral"}}],"messages":[{"role":"user","content":"hi"}],"thinking":{"type":"enabled","budget_tokens":1024},"x_unknown":1}"#;
+        let mut r = parse_messages(src.as_bytes()).unwrap();
+        let up = r.upstream_body("claude-sonnet-4-5");
+        assert_eq!(
+            std::str::from_utf8(&up).unwrap(),
+            src.replace("\"claude\"", "\"claude-sonnet-4-5\"")
+        );
+    }
+
+    #[test]
+    fn upstream_errors_become_anthropic_errors() {
+        let e = error_from_upstream(429, br#"{"error":{"message":"slow down","type":"x"}}"#);
+        assert_eq!(e, error_body("rate_limit_error", "slow down"));
+        let a = error_body("overloaded_error", "busy");
+        assert_eq!(error_from_upstream(529, a.to_string().as_bytes()), a);
+        let e = error_from_upstream(502, b"<html>bad gateway</html>");
+        assert_eq!(e["error"]["type"], "api_error");
+    }
+}

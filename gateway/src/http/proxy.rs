@@ -141,13 +141,15 @@ impl Incoming {
                 )?),
             ),
             (Self::Embeddings(mut r), Wire::OpenAi) => (Operation::Embeddings, r.upstream_body(up)),
-            (Self::Embeddings(_), Wire::Anthropic) => return Err(ApiError::invalid(
-                Some("model"),
-                format!(
+            (Self::Embeddings(_), Wire::Anthropic) => {
+                return Err(ApiError::invalid(
+                    Some("model"),
+                    format!(
                     "The model '{}' is served by an Anthropic provider, which has no embeddings.",
                     entry.name
                 ),
-            )),
+                ))
+            }
             (Self::Messages(mut r), Wire::Anthropic) => (Operation::Messages, r.upstream_body(up)),
             (Self::Messages(r), Wire::OpenAi) => (
                 Operation::ChatCompletions,
@@ -211,6 +213,18 @@ impl Pending {
         };
         self.proxy.metrics.in_flight.dec();
         let (usage, usage_source) = match o.usage {
+            // Cut short after the provider reported part of the usage (an
+            // Anthropic stream reports input up front, output at the end):
+            // the output produced so far is counted, if that is more.
+            Some(mut u) if !o.end.is_complete() => {
+                let counted = estimate::count_text(&o.output_text);
+                if counted > u.output {
+                    u.output = counted;
+                    (u, UsageSource::Estimated)
+                } else {
+                    (u, UsageSource::Provider)
+                }
+            }
             Some(u) => (u, UsageSource::Provider),
             None if o.charged => (
                 estimate::exchange(ctx.operation, &self.upstream_body, &o.output_text),

@@ -765,3 +765,42 @@ async fn claude_codes_probes_are_answered() {
     let paths: Vec<String> = mock.received().into_iter().map(|r| r.path).collect();
     assert_eq!(paths, ["/v1/messages/count_tokens"]);
 }
+
+#[tokio::test]
+async fn an_anthropic_stream_cut_by_the_client_is_billed_for_what_was_sent() {
+    for model in ["claude", "gpt"] {
+        // A held stream, released only when the test is done with it.
+        let mock = spawn_mock(MockOptions {
+            sim: SimConfig {
+                output_tokens: 40,
+                ..fast_sim()
+            },
+            faults: Faults {
+                hold_after: Some(20),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await;
+        let mut app = spawn_app(both_kinds(&mock)).await;
+        let resp = app.messages(&messages_body(model, true)).await;
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.bytes_stream();
+        let mut seen = String::new();
+        while seen.matches("text_delta").count() < 10 {
+            let piece = next_piece(&mut body).await.expect("the stream goes on");
+            seen.push_str(std::str::from_utf8(&piece).unwrap());
+        }
+        drop(body);
+        let record = app.next_record().await;
+        assert_eq!(record.end, End::ClientDisconnected, "{model}");
+        assert!(record.usage.input > 0, "{model}: the prompt is billed");
+        assert!(
+            record.usage.output >= 10,
+            "{model}: the words streamed are billed, got {}",
+            record.usage.output
+        );
+        ledger_with(&app.db, 1).await;
+        mock.release();
+    }
+}

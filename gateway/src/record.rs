@@ -127,6 +127,7 @@ impl Recorder {
             stream = ctx.stream,
             status = rec.status,
             end = rec.end.label(),
+            end_detail = rec.end.detail().unwrap_or(""),
             error = rec.error.unwrap_or(""),
             input = rec.usage.input,
             cached_input = rec.usage.cached_input,

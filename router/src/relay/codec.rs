@@ -80,8 +80,10 @@ fn failure(end: &End) -> (String, &'static str) {
             format!("The upstream sent a malformed stream: {why}"),
             "upstream_malformed",
         ),
-        End::UpstreamDisconnected(why) => (
-            format!("The upstream connection ended before the answer was complete: {why}"),
+        // The cause (transport details, possibly the upstream's address) is
+        // for the logs and the record, not for the client.
+        End::UpstreamDisconnected(_) => (
+            "The upstream connection ended before the answer was complete.".to_owned(),
             "upstream_disconnected",
         ),
         _ => ("The upstream stream failed.".to_owned(), "upstream_error"),

@@ -48,6 +48,14 @@ impl End {
         }
     }
 
+    /// What went wrong, in detail, for logs (never sent to clients).
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Self::UpstreamDisconnected(why) | Self::Malformed(why) => Some(why),
+            _ => None,
+        }
+    }
+
     /// Whether the client got the whole answer.
     pub fn is_complete(&self) -> bool {
         matches!(self, Self::Complete)

@@ -72,8 +72,8 @@ fn validate(body: &Map<String, Value>, need_max_tokens: bool) -> Result<String, 
     }
     let messages = match body.get("messages") {
         None | Some(Value::Null) => return Err(RequestError::Missing("messages")),
-        Some(Value::Array(m)) => m,
-        Some(_) => return Err(invalid("messages", "an array of messages")),
+        Some(Value::Array(m)) if !m.is_empty() => m,
+        Some(_) => return Err(invalid("messages", "a non-empty array of messages")),
     };
     for (i, msg) in messages.iter().enumerate() {
         match msg.get("role").and_then(Value::as_str) {
@@ -242,6 +242,8 @@ mod tests {
     fn missing_and_invalid_fields_name_the_parameter() {
         let e = parse_messages(br#"{"model":"m","messages":[]}"#).unwrap_err();
         assert_eq!(e.param(), Some("max_tokens"));
+        let e = parse_messages(br#"{"model":"m","max_tokens":1,"messages":[]}"#).unwrap_err();
+        assert_eq!(e.param(), Some("messages"));
         let e = parse_messages(br#"{"max_tokens":1,"messages":[]}"#).unwrap_err();
         assert_eq!(e.param(), Some("model"));
         let e = parse_messages(
@@ -256,7 +258,10 @@ mod tests {
         assert_eq!(e.param(), Some("messages.0.content.0.type"));
         let e = parse_messages(br#"{"model":"m","max_tokens":0,"messages":[]}"#).unwrap_err();
         assert_eq!(e.param(), Some("max_tokens"));
-        assert!(parse_count_tokens(br#"{"model":"m","messages":[]}"#).is_ok());
+        assert!(
+            parse_count_tokens(br#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#)
+                .is_ok()
+        );
     }
 
     #[test]

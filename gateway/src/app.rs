@@ -13,6 +13,7 @@ use billing::ledger::{Spool, Writer, WriterConfig};
 use billing::tenancy::Tenancy;
 use billing::Db;
 use router::provider::{AnthropicProvider, MockProvider, OpenAiProvider};
+use router::route::{Health, Route};
 use router::{Catalog, ModelEntry, Provider, ProviderError};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -105,16 +106,47 @@ pub fn build_catalog(config: &Config) -> Result<Catalog, BuildError> {
         };
         providers.insert(name.clone(), Arc::new(provider));
     }
-    let entries = config.models.iter().filter_map(|(name, m)| {
-        Some(ModelEntry {
-            name: name.clone(),
-            provider: providers.get(&m.provider)?.clone(),
-            upstream_model: m.upstream_model.clone(),
-            max_output_tokens: m.max_output_tokens,
-            price: m.price.clone(),
+    let entries: std::collections::BTreeMap<String, Arc<ModelEntry>> = config
+        .models
+        .iter()
+        .filter_map(|(name, m)| {
+            let entry = ModelEntry {
+                name: name.clone(),
+                provider: providers.get(&m.provider)?.clone(),
+                upstream_model: m.upstream_model.clone(),
+                max_output_tokens: m.max_output_tokens,
+                context_window: m.context_window,
+                capabilities: m.capabilities,
+                health: Health::new(config.breaker),
+                price: m.price.clone(),
+            };
+            Some((name.clone(), Arc::new(entry)))
         })
-    });
-    Ok(Catalog::new(entries))
+        .collect();
+    let routes = config
+        .routes
+        .iter()
+        .map(|(name, r)| Route {
+            name: name.clone(),
+            candidates: r
+                .candidates
+                .iter()
+                .filter_map(|c| entries.get(c).cloned())
+                .collect(),
+            strategy: r.strategy.clone(),
+            max_attempts: r.max_attempts,
+            max_time: r.max_time,
+            reference: r
+                .reference_model
+                .as_ref()
+                .and_then(|m| entries.get(m).cloned()),
+            filter: true,
+        })
+        .collect();
+    Ok(Catalog::with_routes(
+        entries.into_values().collect(),
+        routes,
+    ))
 }
 
 /// A gateway bound to its address, ready to run.

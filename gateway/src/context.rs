@@ -24,7 +24,8 @@ pub struct RequestContext {
     pub format: ClientFormat,
     /// What the upstream is asked to do (in the upstream's format).
     pub operation: Operation,
-    /// The `model` the client sent.
+    /// The configured model serving this attempt (the client may have asked
+    /// for a route; see `route`).
     pub requested_model: String,
     /// The provider serving it.
     pub provider: String,
@@ -32,6 +33,10 @@ pub struct RequestContext {
     pub upstream_model: String,
     /// Whether the client asked for a stream.
     pub stream: bool,
+    /// The route the client asked for (the model's own name for a plain model).
+    pub route: String,
+    /// Which attempt at the request this is, from 1.
+    pub attempt: u32,
     /// When the request started (monotonic).
     pub started: Instant,
     /// When the request started (wall clock).

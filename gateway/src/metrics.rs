@@ -43,6 +43,12 @@ pub struct Metrics {
     /// Ledger figures, refreshed from the writer's counters at each scrape.
     pub ledger_backlog_bytes: IntGauge,
     pub ledger_rows: IntGaugeVec,
+    /// The model each routed request was first sent to.
+    pub route_choices: IntCounterVec,
+    /// Attempts that failed over to the next candidate, by why.
+    pub fallbacks: IntCounterVec,
+    /// Circuit breaker per model: 0 closed, 1 open, 2 half-open.
+    pub breaker_state: IntGaugeVec,
     ledger_stats: OnceLock<Arc<LedgerStats>>,
 }
 
@@ -108,7 +114,18 @@ impl Metrics {
             &["state"],
         )?;
         registry.register(Box::new(ledger_rows.clone()))?;
+        let breaker_state = IntGaugeVec::new(
+            Opts::new(
+                "tollgate_breaker_state",
+                "Circuit breaker per model: 0 closed, 1 open, 2 half-open.",
+            ),
+            &["model"],
+        )?;
+        registry.register(Box::new(breaker_state.clone()))?;
         Ok(Self {
+            route_choices: counter(&registry, "tollgate_route_choices_total", "Routed requests by route and the model chosen first.", &["route", "model"])?,
+            fallbacks: counter(&registry, "tollgate_fallbacks_total", "Attempts that failed over to the next candidate, by route, model and reason.", &["route", "model", "reason"])?,
+            breaker_state,
             http_requests: counter(&registry, "tollgate_http_requests_total", "HTTP requests by route and status.", &["route", "status"])?,
             requests: counter(&registry, "tollgate_requests_total", "Proxied requests by endpoint, model, provider and status.", &["endpoint", "model", "provider", "status"])?,
             request_duration: histogram(&registry, "tollgate_request_duration_seconds", "Proxied request latency to the last byte.", &["endpoint", "model", "provider"])?,

@@ -120,6 +120,14 @@ fn content_tokens(content: &Value) -> u64 {
 
 /// Estimates the prompt tokens of an OpenAI chat request body.
 pub fn chat_prompt(request: &Value) -> u64 {
+    request
+        .as_object()
+        .map(chat_prompt_of)
+        .unwrap_or(REPLY_PRIMING)
+}
+
+/// [`chat_prompt`] on the body's map.
+pub fn chat_prompt_of(request: &serde_json::Map<String, Value>) -> u64 {
     let messages = request
         .get("messages")
         .and_then(Value::as_array)
@@ -152,6 +160,14 @@ pub fn chat_prompt(request: &Value) -> u64 {
 /// `system` (a string or text blocks), every message's content blocks, and
 /// the tool definitions.
 pub fn messages_prompt(request: &Value) -> u64 {
+    request
+        .as_object()
+        .map(messages_prompt_of)
+        .unwrap_or(REPLY_PRIMING)
+}
+
+/// [`messages_prompt`] on the body's map.
+pub fn messages_prompt_of(request: &serde_json::Map<String, Value>) -> u64 {
     let system = request.get("system").map(content_tokens).unwrap_or(0);
     let messages = request
         .get("messages")

@@ -10,6 +10,7 @@
 //! - [`price`]: model prices per token kind, with tiers, and the built-in list.
 //! - [`provider`]: upstream providers (`openai`, `mock`), timeouts, one pooled
 //!   HTTP client each.
+//! - [`route`]: routes, their strategies, capability filters and model health.
 //! - [`relay`]: relaying answers, whole or streamed, with usage extracted and a
 //!   summary of every exchange.
 //! - [`usage`]: the normalized [`Usage`] record and vendor usage shapes.
@@ -22,6 +23,7 @@ pub mod estimate;
 pub mod price;
 pub mod provider;
 pub mod relay;
+pub mod route;
 pub mod sim;
 pub mod translate;
 pub mod usage;

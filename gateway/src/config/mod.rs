@@ -7,6 +7,7 @@
 mod env;
 mod metering;
 mod raw;
+mod routes;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -47,7 +48,13 @@ pub struct Config {
     pub ledger: LedgerConfig,
     /// Prices and keys.
     pub billing: BillingConfig,
+    /// Routes: names that choose among models.
+    pub routes: BTreeMap<String, RouteConfig>,
+    /// Circuit breakers.
+    pub breaker: router::route::BreakerPolicy,
 }
+
+pub use routes::RouteConfig;
 
 /// `[server]`.
 #[derive(Debug, Clone)]
@@ -105,6 +112,10 @@ pub struct ModelConfig {
     /// The most output tokens the model can produce: fills Anthropic's
     /// required `max_tokens` when an OpenAI client sent none.
     pub max_output_tokens: u64,
+    /// Prompt and output tokens together.
+    pub context_window: u64,
+    /// What the model can do.
+    pub capabilities: router::catalog::Capabilities,
     /// Its price; `None` when none is known (the default price is charged).
     pub price: Option<router::price::Price>,
 }
@@ -159,19 +170,24 @@ fn redact_userinfo(url: &str) -> String {
     }
 }
 
-struct Checker {
+pub(crate) struct Checker {
     problems: Vec<Problem>,
 }
 
 impl Checker {
-    fn fail(&mut self, key: impl Into<String>, problem: impl Into<String>) {
+    pub(crate) fn fail(&mut self, key: impl Into<String>, problem: impl Into<String>) {
         self.problems.push(Problem {
             key: key.into(),
             problem: problem.into(),
         });
     }
 
-    fn duration(&mut self, key: String, value: Option<&str>, default: Duration) -> Duration {
+    pub(crate) fn duration(
+        &mut self,
+        key: String,
+        value: Option<&str>,
+        default: Duration,
+    ) -> Duration {
         self.duration_from(key, value, default, false)
     }
 
@@ -432,19 +448,43 @@ fn from_raw(
                 "must be a positive number of tokens",
             );
         }
-        let max_output_tokens = m
-            .max_output_tokens
-            .unwrap_or_else(|| router::catalog::default_max_output(&upstream_model));
+        let facts = router::catalog::model_facts(&upstream_model);
+        let max_output_tokens = m.max_output_tokens.unwrap_or(facts.max_output_tokens);
+        if m.context_window == Some(0) {
+            c.fail(
+                format!("models.\"{name}\".context_window"),
+                "must be a positive number of tokens",
+            );
+        }
+        let context_window = m.context_window.unwrap_or(facts.context_window);
+        let capabilities = match &m.capabilities {
+            None => facts.capabilities,
+            Some(names) => router::catalog::Capabilities::parse(names.iter().map(String::as_str))
+                .unwrap_or_else(|bad| {
+                    c.fail(
+                        format!("models.\"{name}\".capabilities"),
+                        format!(
+                            "'{bad}' is not a capability; use {}",
+                            router::catalog::Capabilities::NAMES.join(", ")
+                        ),
+                    );
+                    facts.capabilities
+                }),
+        };
         models.insert(
             name,
             ModelConfig {
                 provider: m.provider,
                 upstream_model,
                 max_output_tokens,
+                context_window,
+                capabilities,
                 price,
             },
         );
     }
+    let routes = routes::routes(&mut c, &raw.routes, &models);
+    let breaker = routes::breaker(&mut c, &raw.router);
     let database = c.database(&raw.database, lookup);
     let ledger = c.ledger(&raw.ledger);
     let billing = c.billing(&raw.billing);
@@ -461,6 +501,8 @@ fn from_raw(
             database,
             ledger,
             billing,
+            routes,
+            breaker,
         })
     } else {
         Err(ConfigError {

@@ -20,6 +20,28 @@ pub struct RawConfig {
     pub ledger: RawLedger,
     #[serde(default)]
     pub billing: RawBilling,
+    #[serde(default)]
+    pub routes: BTreeMap<String, RawRoute>,
+    #[serde(default)]
+    pub router: RawRouter,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub candidates: Vec<String>,
+    pub strategy: Option<String>,
+    pub weights: Option<Vec<u32>>,
+    pub max_attempts: Option<usize>,
+    pub max_time: Option<String>,
+    pub reference_model: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouter {
+    pub breaker_failures: Option<u32>,
+    pub breaker_cooldown: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +147,8 @@ pub struct RawModel {
     pub provider: String,
     pub upstream_model: Option<String>,
     pub max_output_tokens: Option<u64>,
+    pub context_window: Option<u64>,
+    pub capabilities: Option<Vec<String>>,
     pub input_per_mtok: Option<f64>,
     pub cached_input_per_mtok: Option<f64>,
     pub cache_write_per_mtok: Option<f64>,

@@ -38,7 +38,7 @@ pub async fn count_tokens(
     if !caller.allows(&request.model) {
         return Err(ApiError::model_not_allowed(&request.model));
     }
-    let local = estimate::messages_prompt(&Value::Object(request.body().clone()));
+    let local = estimate::messages_prompt_of(request.body());
     if entry.provider.wire() != Wire::Anthropic {
         return Ok(Json(json!({"input_tokens": local})));
     }

@@ -7,20 +7,42 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
-use router::ModelEntry;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::state::ProxyState;
 
-fn openai_model(m: &ModelEntry, created: u64) -> Value {
-    json!({"id": m.name, "object": "model", "created": created, "owned_by": m.provider.name()})
+/// A listed name: a model (owned by its provider) or a route (by Tollgate).
+struct Listed<'a> {
+    id: &'a str,
+    owner: &'a str,
 }
 
-fn anthropic_model(m: &ModelEntry, created: u64) -> Value {
+fn listed(proxy: &ProxyState) -> Vec<Listed<'_>> {
+    let mut all: Vec<Listed<'_>> = proxy
+        .catalog
+        .iter()
+        .map(|m| Listed {
+            id: &m.name,
+            owner: m.provider.name(),
+        })
+        .chain(proxy.catalog.routes().map(|r| Listed {
+            id: &r.name,
+            owner: "tollgate",
+        }))
+        .collect();
+    all.sort_by(|a, b| a.id.cmp(b.id));
+    all
+}
+
+fn openai_model(m: &Listed<'_>, created: u64) -> Value {
+    json!({"id": m.id, "object": "model", "created": created, "owned_by": m.owner})
+}
+
+fn anthropic_model(m: &Listed<'_>, created: u64) -> Value {
     let created_at = billing::tenancy::rfc3339(created.saturating_mul(1000) as i64);
-    json!({"type": "model", "id": m.name, "display_name": m.name, "created_at": created_at})
+    json!({"type": "model", "id": m.id, "display_name": m.id, "created_at": created_at})
 }
 
 fn is_anthropic(headers: &HeaderMap) -> bool {
@@ -42,24 +64,23 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let created = proxy.catalog_loaded_at;
     if !is_anthropic(&headers) {
-        let data: Vec<Value> = proxy
-            .catalog
+        let data: Vec<Value> = listed(&proxy)
             .iter()
             .map(|m| openai_model(m, created))
             .collect();
         return Ok(Json(json!({"object": "list", "data": data})));
     }
     let Query(paging) = paging.map_err(|e| ApiError::invalid(None, e.body_text()))?;
-    let all: Vec<_> = proxy.catalog.iter().collect();
+    let all = listed(&proxy);
     let start = paging
         .after_id
         .as_deref()
-        .and_then(|id| all.iter().position(|m| m.name == id).map(|i| i + 1))
+        .and_then(|id| all.iter().position(|m| m.id == id).map(|i| i + 1))
         .unwrap_or(0);
     let end = paging
         .before_id
         .as_deref()
-        .and_then(|id| all.iter().position(|m| m.name == id))
+        .and_then(|id| all.iter().position(|m| m.id == id))
         .unwrap_or(all.len())
         .max(start);
     let limit = paging.limit.unwrap_or(20).clamp(1, 1000);
@@ -68,8 +89,8 @@ pub async fn list(
     Ok(Json(json!({
         "data": data,
         "has_more": start + page.len() < end,
-        "first_id": page.first().map(|m| m.name.clone()),
-        "last_id": page.last().map(|m| m.name.clone()),
+        "first_id": page.first().map(|m| m.id),
+        "last_id": page.last().map(|m| m.id),
     })))
 }
 
@@ -78,9 +99,10 @@ pub async fn retrieve(
     headers: HeaderMap,
     Path(model): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let m = proxy
-        .catalog
-        .get(&model)
+    let all = listed(&proxy);
+    let m = all
+        .iter()
+        .find(|m| m.id == model)
         .ok_or_else(|| ApiError::model_not_found(&model))?;
     Ok(Json(if is_anthropic(&headers) {
         anthropic_model(m, proxy.catalog_loaded_at)

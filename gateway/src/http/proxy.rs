@@ -13,6 +13,7 @@ use billing::Picodollars;
 use bytes::Bytes;
 use router::provider::{ReplyBody, UpstreamReply};
 use router::relay::{self, End, MalformedBody, StreamOptions, Summary};
+use router::route::Needs;
 use router::translate;
 use router::wire::anthropic::{self, ParsedMessages};
 use router::wire::openai::{self, error_body, ParsedRequest};
@@ -88,6 +89,7 @@ pub async fn messages(
 }
 
 /// A validated client request, in the client's format.
+#[derive(Clone)]
 pub(super) enum Incoming {
     Chat(ParsedRequest),
     Embeddings(ParsedRequest),
@@ -123,15 +125,29 @@ impl Incoming {
         }
     }
 
+    /// What the request needs from a model (for routes' capability filter).
+    fn needs(&self) -> Needs {
+        match self {
+            Self::Chat(r) => Needs::of_chat(r.body()),
+            Self::Embeddings(_) => Needs::default(),
+            Self::Messages(r) => Needs::of_messages(r.body()),
+        }
+    }
+
     /// The upstream operation and body for `entry`'s provider, translated
-    /// when the formats differ.
-    fn upstream(self, entry: &ModelEntry) -> Result<(Operation, Bytes), ApiError> {
+    /// when the formats differ. A pass-through body moves out of the request
+    /// on the `last` attempt and is copied before that.
+    fn upstream(&mut self, entry: &ModelEntry, last: bool) -> Result<(Operation, Bytes), ApiError> {
         let up = entry.upstream_model.as_str();
         let json = |map: serde_json::Map<String, serde_json::Value>| {
             Bytes::from(serde_json::to_vec(&map).unwrap_or_default())
         };
+        if !last {
+            // Later attempts need the request again.
+            return self.clone().upstream(entry, true);
+        }
         Ok(match (self, entry.provider.wire()) {
-            (Self::Chat(mut r), Wire::OpenAi) => (Operation::ChatCompletions, r.upstream_body(up)),
+            (Self::Chat(r), Wire::OpenAi) => (Operation::ChatCompletions, r.upstream_body(up)),
             (Self::Chat(r), Wire::Anthropic) => (
                 Operation::Messages,
                 json(translate::chat_to_messages(
@@ -140,7 +156,7 @@ impl Incoming {
                     entry.max_output_tokens,
                 )?),
             ),
-            (Self::Embeddings(mut r), Wire::OpenAi) => (Operation::Embeddings, r.upstream_body(up)),
+            (Self::Embeddings(r), Wire::OpenAi) => (Operation::Embeddings, r.upstream_body(up)),
             (Self::Embeddings(_), Wire::Anthropic) => {
                 return Err(ApiError::invalid(
                     Some("model"),
@@ -150,7 +166,7 @@ impl Incoming {
                 ),
                 ))
             }
-            (Self::Messages(mut r), Wire::Anthropic) => (Operation::Messages, r.upstream_body(up)),
+            (Self::Messages(r), Wire::Anthropic) => (Operation::Messages, r.upstream_body(up)),
             (Self::Messages(r), Wire::OpenAi) => (
                 Operation::ChatCompletions,
                 json(translate::messages_to_chat(r.body(), up)?),
@@ -238,6 +254,28 @@ impl Pending {
             None => (self.proxy.default_price.as_ref(), false),
         };
         let cost = billing::cost(&usage, price);
+        // What the exchange says about the model's health. Failures before
+        // an answer started are counted where they happen.
+        if o.status.is_success() {
+            let now = std::time::Instant::now();
+            match &o.end {
+                End::Complete => {
+                    let prompt = usage.prompt_total();
+                    let ratio = (prompt > 0).then(|| usage.cached_input as f64 / prompt as f64);
+                    self.model.health.success(o.ttft.unwrap_or(latency), ratio);
+                }
+                End::UpstreamDisconnected(_)
+                | End::UpstreamError
+                | End::Malformed(_)
+                | End::Timeout(_) => self.model.health.failure(now),
+                End::ClientDisconnected | End::Shutdown => {}
+            }
+            self.proxy
+                .metrics
+                .breaker_state
+                .with_label_values(&[&self.model.name])
+                .set(self.model.health.breaker(now).gauge());
+        }
         self.proxy.recorder.record(RequestRecord {
             ctx,
             status: o.status.as_u16(),
@@ -270,17 +308,20 @@ impl Drop for Pending {
     }
 }
 
+/// Response header with how many upstream attempts the answer took.
+pub const ATTEMPTS_HEADER: &str = "x-tollgate-attempts";
+
 async fn forward(
     proxy: &ProxyState,
-    request: Incoming,
+    mut request: Incoming,
     id: uuid::Uuid,
     caller: Caller,
     client_headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let client_model = request.model().to_owned();
-    let entry = proxy
+    let route = proxy
         .catalog
-        .get(&client_model)
+        .route(&client_model)
         .cloned()
         .ok_or_else(|| ApiError::model_not_found(&client_model))?;
     if !caller.allows(&client_model) {
@@ -293,22 +334,179 @@ async fn forward(
             "The gateway cannot record usage right now; retry shortly.",
         ));
     }
+    let needs = if route.filter {
+        request.needs()
+    } else {
+        Needs::default()
+    };
+    let plan = route
+        .plan(&needs, &proxy.default_price, std::time::Instant::now())
+        .map_err(|e| ApiError::invalid(Some("model"), e.to_string()))?;
+    if route.filter {
+        if let Some(first) = plan.first() {
+            proxy
+                .metrics
+                .route_choices
+                .with_label_values(&[&route.name, &first.name])
+                .inc();
+        }
+    }
+    let deadline = Instant::now() + route.max_time;
+    let mut refused = None;
+    let mut attempt = 0u32;
+    for (n, entry) in plan.iter().enumerate() {
+        let last = n + 1 == plan.len();
+        if attempt > 0 && Instant::now() >= deadline {
+            break;
+        }
+        // An open breaker or a cooldown skips the model, unless nothing has
+        // been tried and nothing else is left.
+        let only_chance = last && attempt == 0;
+        if !(only_chance || entry.health.try_begin(std::time::Instant::now())) {
+            continue;
+        }
+        let (op, body) = match request.upstream(entry, last) {
+            Ok(x) => x,
+            // This candidate's format cannot carry the request; another's may.
+            Err(e) if !last => {
+                refused = Some(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        attempt += 1;
+        let attempt_id = if attempt == 1 {
+            id
+        } else {
+            uuid::Uuid::now_v7()
+        };
+        let outcome = try_once(
+            proxy,
+            &route.name,
+            attempt,
+            entry,
+            &client_model,
+            &request,
+            (op, body),
+            attempt_id,
+            caller.clone(),
+            client_headers,
+        )
+        .await;
+        match outcome {
+            Attempt::Answered(mut resp) => {
+                set_header(&mut resp, ATTEMPTS_HEADER, &attempt.to_string());
+                return Ok(resp);
+            }
+            Attempt::Failed { mut resp, reason } => {
+                let more = plan[n + 1..]
+                    .iter()
+                    .any(|m| m.health.available(std::time::Instant::now()));
+                if last || !more {
+                    set_header(&mut resp, ATTEMPTS_HEADER, &attempt.to_string());
+                    return Ok(resp);
+                }
+                proxy
+                    .metrics
+                    .fallbacks
+                    .with_label_values(&[&route.name, &entry.name, reason])
+                    .inc();
+                tracing::info!(request_id = %id, route = %route.name, model = %entry.name, reason, attempt, "falling back to the next candidate");
+            }
+        }
+    }
+    Err(refused.unwrap_or_else(|| {
+        ApiError::unavailable(
+            "no_model_available",
+            format!(
+                "Every model of '{}' failed or is unavailable; retry shortly.",
+                route.name
+            ),
+        )
+    }))
+}
+
+fn set_header(resp: &mut Response, name: &'static str, value: &str) {
+    if let Some(v) = header_value(value) {
+        resp.headers_mut().insert(name, v);
+    }
+}
+
+/// How one attempt went.
+enum Attempt {
+    /// The answer, or an error the next candidate would not fix.
+    Answered(Response),
+    /// A failure another candidate may not have: the response is the
+    /// client's if no attempt is left. The attempt is already recorded.
+    Failed {
+        resp: Response,
+        reason: &'static str,
+    },
+}
+
+/// Whether an upstream error status is worth another candidate, and why.
+fn retryable_status(status: StatusCode, body: &[u8]) -> Option<&'static str> {
+    match status.as_u16() {
+        429 => Some("rate_limited"),
+        529 | 503 => Some("overloaded"),
+        401 | 403 => Some("upstream_auth"),
+        s if s >= 500 => Some("server_error"),
+        400 | 413 => {
+            let text = String::from_utf8_lossy(&body[..body.len().min(4096)]).to_ascii_lowercase();
+            [
+                "context_length",
+                "context length",
+                "context window",
+                "prompt is too long",
+                "too many tokens",
+                "maximum context",
+            ]
+            .iter()
+            .any(|p| text.contains(p))
+            .then_some("context_length")
+        }
+        _ => None,
+    }
+}
+
+/// Seconds in a `retry-after` header (delta-seconds form), capped at 5 minutes.
+fn retry_after(value: Option<&str>) -> Option<Duration> {
+    let secs: f64 = value?.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(300.0)))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn try_once(
+    proxy: &ProxyState,
+    route: &str,
+    attempt: u32,
+    entry: &Arc<ModelEntry>,
+    client_model: &str,
+    request: &Incoming,
+    (op, upstream_body): (Operation, Bytes),
+    id: uuid::Uuid,
+    caller: Caller,
+    client_headers: &HeaderMap,
+) -> Attempt {
     let formats = Formats {
         client: request.client(),
         upstream: entry.provider.wire(),
         stream: request.stream(),
         include_usage: request.include_usage(),
     };
-    let (op, upstream_body) = request.upstream(&entry)?;
     let ctx = RequestContext {
         id,
         caller,
         format: formats.client,
         operation: op,
-        requested_model: client_model.clone(),
+        // The configured model that served (the route is in `route`), so
+        // per-model metrics and reports show real models.
+        requested_model: entry.name.clone(),
         provider: entry.provider.name().to_owned(),
         upstream_model: entry.upstream_model.clone(),
         stream: formats.stream,
+        route: route.to_owned(),
+        attempt,
         started: Instant::now(),
         started_at: SystemTime::now(),
     };
@@ -328,6 +526,13 @@ async fn forward(
                 .inc();
             tracing::warn!(request_id = %id, provider = entry.provider.name(), error = %e, "upstream request failed");
             let err = ApiError::upstream(&e);
+            let reason = match &e {
+                router::ProviderError::Timeout(_) => Some("timeout"),
+                router::ProviderError::Connect(_) | router::ProviderError::Transport(_) => {
+                    Some("connect")
+                }
+                _ => None,
+            };
             let end = match e {
                 router::ProviderError::Timeout(phase) => End::Timeout(phase),
                 other => End::UpstreamDisconnected(other.to_string()),
@@ -341,17 +546,25 @@ async fn forward(
                 output_text: String::new(),
                 ttft: None,
             });
-            return Err(err);
+            if reason.is_some() {
+                note_failure(proxy, entry);
+            }
+            let resp = err.into_response();
+            return match reason {
+                Some(reason) => Attempt::Failed { resp, reason },
+                None => Attempt::Answered(resp),
+            };
         }
     };
     let headers = [
         (PROVIDER_HEADER, header_value(entry.provider.name())),
         (MODEL_HEADER, header_value(&entry.upstream_model)),
     ];
+    let mut failed = None;
     let mut resp = if reply.status.is_success() {
         relay_success(
             proxy,
-            &client_model,
+            client_model,
             formats,
             reply,
             pending,
@@ -363,6 +576,18 @@ async fn forward(
             ReplyBody::Full(b) => b,
             ReplyBody::Stream(_) => Bytes::new(),
         };
+        if let Some(reason) = retryable_status(reply.status, &body) {
+            match reason {
+                "rate_limited" => {
+                    let wait =
+                        retry_after(reply.retry_after.as_deref()).unwrap_or(Duration::from_secs(1));
+                    entry.health.cool_down(std::time::Instant::now() + wait);
+                }
+                "context_length" => {}
+                _ => note_failure(proxy, entry),
+            }
+            failed = Some(reason);
+        }
         relay_upstream_error(
             proxy,
             entry.provider.name(),
@@ -378,7 +603,21 @@ async fn forward(
             resp.headers_mut().insert(name, v);
         }
     }
-    Ok(resp)
+    match failed {
+        Some(reason) => Attempt::Failed { resp, reason },
+        None => Attempt::Answered(resp),
+    }
+}
+
+/// Counts a failure against the model's breaker and updates its gauge.
+fn note_failure(proxy: &ProxyState, entry: &ModelEntry) {
+    let now = std::time::Instant::now();
+    entry.health.failure(now);
+    proxy
+        .metrics
+        .breaker_state
+        .with_label_values(&[&entry.name])
+        .set(entry.health.breaker(now).gauge());
 }
 
 /// The formats on either side of one exchange.

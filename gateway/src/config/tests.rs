@@ -183,3 +183,17 @@ fn url_credentials_are_not_echoed() {
     assert!(p[0].1.contains("ftp://***@host"), "{p:?}");
     assert!(!p[0].1.contains("hunter2"));
 }
+
+#[test]
+fn the_readmes_config_reference_is_a_valid_config() {
+    let readme = include_str!("../../../README.md");
+    let section = &readme[readme.find("## Configuration").expect("the section")..];
+    let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let block = &section[start..start + section[start..].find("```").expect("its end")];
+    let lookup = |name: &str| Some(format!("value-of-{name}-0123"));
+    let config = Config::parse(block, "README.md", &lookup)
+        .unwrap_or_else(|e| panic!("the README's config reference must parse: {e}"));
+    let auto = &config.routes["auto"];
+    assert_eq!(auto.candidates.len(), 3);
+    assert_eq!(config.models["kimi-k2.5"].context_window, 256_000);
+}

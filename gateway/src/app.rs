@@ -70,40 +70,36 @@ const LEDGER_DRAIN: Duration = Duration::from_secs(5);
 pub fn build_catalog(config: &Config) -> Result<Catalog, BuildError> {
     let mut providers = std::collections::BTreeMap::new();
     for (name, p) in &config.providers {
-        let provider = match &p.kind {
-            ProviderKind::OpenAi { base_url, api_key } => Provider::OpenAi(
-                OpenAiProvider::new(
-                    name,
-                    base_url,
-                    api_key.as_ref().map(|k| k.expose()),
-                    p.timeouts,
-                )
-                .map_err(|source| BuildError::Provider {
-                    name: name.clone(),
-                    source,
-                })?,
-            ),
+        let built = match &p.kind {
+            ProviderKind::OpenAi { base_url, api_key } => OpenAiProvider::new(
+                name,
+                base_url,
+                api_key.as_ref().map(|k| k.expose()),
+                p.timeouts,
+            )
+            .map(Provider::OpenAi),
             ProviderKind::Anthropic {
                 base_url,
                 api_key,
                 auth,
-            } => Provider::Anthropic(
-                AnthropicProvider::new(
-                    name,
-                    base_url,
-                    api_key.as_ref().map(|k| k.expose()),
-                    *auth,
-                    p.timeouts,
-                )
-                .map_err(|source| BuildError::Provider {
-                    name: name.clone(),
-                    source,
-                })?,
-            ),
-            ProviderKind::Mock(sim) => {
-                Provider::Mock(MockProvider::new(name, sim.clone(), p.timeouts))
-            }
+            } => AnthropicProvider::new(
+                name,
+                base_url,
+                api_key.as_ref().map(|k| k.expose()),
+                *auth,
+                p.timeouts,
+            )
+            .map(Provider::Anthropic),
+            ProviderKind::Mock(sim) => Ok(Provider::Mock(MockProvider::new(
+                name,
+                sim.clone(),
+                p.timeouts,
+            ))),
         };
+        let provider = built.map_err(|source| BuildError::Provider {
+            name: name.clone(),
+            source,
+        })?;
         providers.insert(name.clone(), Arc::new(provider));
     }
     let entries: std::collections::BTreeMap<String, Arc<ModelEntry>> = config

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
 use axum::Router;
 use router::sim::{self, SimConfig};
+use router::wire::anthropic;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -71,6 +72,16 @@ struct Shared {
     received: Mutex<Vec<Received>>,
     count: AtomicU64,
     released: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// Keeps a received request for the test to inspect.
+    fn remember(&self, received: Received) {
+        self.received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(received);
+    }
 }
 
 /// A handle on a running mock upstream.
@@ -192,16 +203,12 @@ async fn handle(
                 return anthropic_error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}"))
             }
         };
-        shared
-            .received
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Received {
-                path,
-                authorization: None,
-                headers,
-                body: request.clone(),
-            });
+        shared.remember(Received {
+            path,
+            authorization: None,
+            headers,
+            body: request.clone(),
+        });
         let tokens = router::estimate::messages_prompt(&request);
         return json_response(&json!({"input_tokens": tokens}));
     }
@@ -227,16 +234,12 @@ async fn handle(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    shared
-        .received
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(Received {
-            path,
-            authorization: authorization.clone(),
-            headers: headers.clone(),
-            body: request.clone(),
-        });
+    shared.remember(Received {
+        path,
+        authorization: authorization.clone(),
+        headers: headers.clone(),
+        body: request.clone(),
+    });
     let options = shared
         .options
         .read()
@@ -368,22 +371,8 @@ fn faulty_stream(
     })
 }
 
-/// Anthropic's error type for an HTTP status.
-fn anthropic_error_type(status: u16) -> &'static str {
-    match status {
-        400 => "invalid_request_error",
-        401 => "authentication_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        529 => "overloaded_error",
-        _ => "api_error",
-    }
-}
-
 fn anthropic_error(status: StatusCode, message: &str) -> Response {
-    let body = sim::anthropic::error_body(anthropic_error_type(status.as_u16()), message);
+    let body = anthropic::error_body(anthropic::error_type(status.as_u16()), message);
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -411,16 +400,12 @@ async fn handle_messages(
             .map(str::to_owned)
     };
     let authorization = header_text("authorization");
-    shared
-        .received
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(Received {
-            path,
-            authorization: authorization.clone(),
-            headers: headers.clone(),
-            body: request.clone(),
-        });
+    shared.remember(Received {
+        path,
+        authorization: authorization.clone(),
+        headers: headers.clone(),
+        body: request.clone(),
+    });
     let options = shared
         .options
         .read()
@@ -459,7 +444,7 @@ async fn handle_messages(
         return json_response(&sim::anthropic::message(&request, &options.sim));
     }
     let frames = sim::anthropic::frames(&request, &options.sim);
-    let error_event = sim::anthropic::error_event("overloaded_error", "Overloaded");
+    let error_event = anthropic::sse_error_event("overloaded_error", "Overloaded");
     let body = faulty_stream(
         frames,
         faults.clone(),

@@ -230,12 +230,6 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Builds the catalog: every model is also a route of one candidate;
-    /// `routes` are the configured ones (their names differ from models').
-    pub fn new(entries: impl IntoIterator<Item = ModelEntry>) -> Self {
-        Self::with_routes(entries.into_iter().map(Arc::new).collect(), Vec::new())
-    }
-
     /// Builds the catalog from shared entries and configured routes.
     pub fn with_routes(entries: Vec<Arc<ModelEntry>>, routes: Vec<Route>) -> Self {
         let mut out = Self::default();

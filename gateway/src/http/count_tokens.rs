@@ -29,7 +29,7 @@ pub async fn count_tokens(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body.map_err(|r| ApiError::from_body_rejection(r, proxy.max_body_bytes))?;
-    let mut request = anthropic::parse_count_tokens(&body)?;
+    let request = anthropic::parse_count_tokens(&body)?;
     let entry = proxy
         .catalog
         .get(&request.model)

@@ -89,7 +89,6 @@ pub async fn messages(
 }
 
 /// A validated client request, in the client's format.
-#[derive(Clone)]
 pub(super) enum Incoming {
     Chat(ParsedRequest),
     Embeddings(ParsedRequest),
@@ -135,17 +134,12 @@ impl Incoming {
     }
 
     /// The upstream operation and body for `entry`'s provider, translated
-    /// when the formats differ. A pass-through body moves out of the request
-    /// on the `last` attempt and is copied before that.
-    fn upstream(&mut self, entry: &ModelEntry, last: bool) -> Result<(Operation, Bytes), ApiError> {
+    /// when the formats differ. The request stays whole for later attempts.
+    fn upstream(&self, entry: &ModelEntry) -> Result<(Operation, Bytes), ApiError> {
         let up = entry.upstream_model.as_str();
         let json = |map: serde_json::Map<String, serde_json::Value>| {
             Bytes::from(serde_json::to_vec(&map).unwrap_or_default())
         };
-        if !last {
-            // Later attempts need the request again.
-            return self.clone().upstream(entry, true);
-        }
         Ok(match (self, entry.provider.wire()) {
             (Self::Chat(r), Wire::OpenAi) => (Operation::ChatCompletions, r.upstream_body(up)),
             (Self::Chat(r), Wire::Anthropic) => (
@@ -313,7 +307,7 @@ pub const ATTEMPTS_HEADER: &str = "x-tollgate-attempts";
 
 async fn forward(
     proxy: &ProxyState,
-    mut request: Incoming,
+    request: Incoming,
     id: uuid::Uuid,
     caller: Caller,
     client_headers: &HeaderMap,
@@ -365,7 +359,7 @@ async fn forward(
         if !(only_chance || entry.health.try_begin(std::time::Instant::now())) {
             continue;
         }
-        let (op, body) = match request.upstream(entry, last) {
+        let (op, body) = match request.upstream(entry) {
             Ok(x) => x,
             // This candidate's format cannot carry the request; another's may.
             Err(e) if !last => {
@@ -409,9 +403,9 @@ async fn forward(
                 proxy
                     .metrics
                     .fallbacks
-                    .with_label_values(&[&route.name, &entry.name, reason])
+                    .with_label_values(&[&route.name, &entry.name, reason.label()])
                     .inc();
-                tracing::info!(request_id = %id, route = %route.name, model = %entry.name, reason, attempt, "falling back to the next candidate");
+                tracing::info!(request_id = %id, route = %route.name, model = %entry.name, reason = reason.label(), attempt, "falling back to the next candidate");
             }
         }
     }
@@ -438,34 +432,59 @@ enum Attempt {
     Answered(Response),
     /// A failure another candidate may not have: the response is the
     /// client's if no attempt is left. The attempt is already recorded.
-    Failed {
-        resp: Response,
-        reason: &'static str,
-    },
+    Failed { resp: Response, reason: Retry },
 }
 
-/// Whether an upstream error status is worth another candidate, and why.
-fn retryable_status(status: StatusCode, body: &[u8]) -> Option<&'static str> {
-    match status.as_u16() {
-        429 => Some("rate_limited"),
-        529 | 503 => Some("overloaded"),
-        401 | 403 => Some("upstream_auth"),
-        s if s >= 500 => Some("server_error"),
-        400 | 413 => {
-            let text = String::from_utf8_lossy(&body[..body.len().min(4096)]).to_ascii_lowercase();
-            [
-                "context_length",
-                "context length",
-                "context window",
-                "prompt is too long",
-                "too many tokens",
-                "maximum context",
-            ]
-            .iter()
-            .any(|p| text.contains(p))
-            .then_some("context_length")
+/// Why an attempt failed in a way another candidate may not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    RateLimited,
+    Overloaded,
+    UpstreamAuth,
+    ServerError,
+    ContextLength,
+    Timeout,
+    Connect,
+}
+
+impl Retry {
+    /// The metric label.
+    fn label(self) -> &'static str {
+        match self {
+            Self::RateLimited => "rate_limited",
+            Self::Overloaded => "overloaded",
+            Self::UpstreamAuth => "upstream_auth",
+            Self::ServerError => "server_error",
+            Self::ContextLength => "context_length",
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
         }
-        _ => None,
+    }
+
+    /// Whether an upstream error status is worth another candidate, and why.
+    fn from_status(status: StatusCode, body: &[u8]) -> Option<Self> {
+        match status.as_u16() {
+            429 => Some(Self::RateLimited),
+            529 | 503 => Some(Self::Overloaded),
+            401 | 403 => Some(Self::UpstreamAuth),
+            s if s >= 500 => Some(Self::ServerError),
+            400 | 413 => {
+                let text =
+                    String::from_utf8_lossy(&body[..body.len().min(4096)]).to_ascii_lowercase();
+                [
+                    "context_length",
+                    "context length",
+                    "context window",
+                    "prompt is too long",
+                    "too many tokens",
+                    "maximum context",
+                ]
+                .iter()
+                .any(|p| text.contains(p))
+                .then_some(Self::ContextLength)
+            }
+            _ => None,
+        }
     }
 }
 
@@ -527,9 +546,9 @@ async fn try_once(
             tracing::warn!(request_id = %id, provider = entry.provider.name(), error = %e, "upstream request failed");
             let err = ApiError::upstream(&e);
             let reason = match &e {
-                router::ProviderError::Timeout(_) => Some("timeout"),
+                router::ProviderError::Timeout(_) => Some(Retry::Timeout),
                 router::ProviderError::Connect(_) | router::ProviderError::Transport(_) => {
-                    Some("connect")
+                    Some(Retry::Connect)
                 }
                 _ => None,
             };
@@ -576,17 +595,16 @@ async fn try_once(
             ReplyBody::Full(b) => b,
             ReplyBody::Stream(_) => Bytes::new(),
         };
-        if let Some(reason) = retryable_status(reply.status, &body) {
-            match reason {
-                "rate_limited" => {
-                    let wait =
-                        retry_after(reply.retry_after.as_deref()).unwrap_or(Duration::from_secs(1));
-                    entry.health.cool_down(std::time::Instant::now() + wait);
-                }
-                "context_length" => {}
-                _ => note_failure(proxy, entry),
+        failed = Retry::from_status(reply.status, &body);
+        match failed {
+            Some(Retry::RateLimited) => {
+                let wait =
+                    retry_after(reply.retry_after.as_deref()).unwrap_or(Duration::from_secs(1));
+                entry.health.cool_down(std::time::Instant::now() + wait);
             }
-            failed = Some(reason);
+            // The model is fine; this prompt is too long for it.
+            Some(Retry::ContextLength) | None => {}
+            Some(_) => note_failure(proxy, entry),
         }
         relay_upstream_error(
             proxy,

@@ -73,21 +73,6 @@ fn messages_body(model: &str, stream: bool) -> Value {
            "messages": [{"role": "user", "content": "hello gateway"}]})
 }
 
-impl TestApp {
-    /// POSTs a Messages request the way Anthropic's SDK does: `x-api-key`
-    /// and `anthropic-version`.
-    async fn messages(&self, body: &Value) -> reqwest::Response {
-        self.http
-            .post(self.url("/v1/messages"))
-            .header("x-api-key", MASTER_KEY)
-            .header("anthropic-version", "2023-06-01")
-            .json(body)
-            .send()
-            .await
-            .expect("gateway answers")
-    }
-}
-
 /// `(event name, data)` for every event of an Anthropic stream.
 fn anthropic_events(text: &str) -> Vec<(String, Value)> {
     text.split("\n\n")
@@ -710,10 +695,7 @@ async fn claude_codes_probes_are_answered() {
     assert_eq!(resp.status(), 200);
     // Models in Anthropic's list shape when anthropic-version is sent.
     let list: Value = app
-        .http
-        .get(app.url("/v1/models?limit=1000"))
-        .header("x-api-key", MASTER_KEY)
-        .header("anthropic-version", "2023-06-01")
+        .as_anthropic(app.http.get(app.url("/v1/models?limit=1000")))
         .send()
         .await
         .unwrap()
@@ -734,10 +716,7 @@ async fn claude_codes_probes_are_answered() {
         .ends_with('Z'));
     assert_eq!(list["has_more"], false);
     let page: Value = app
-        .http
-        .get(app.url("/v1/models?limit=1"))
-        .header("x-api-key", MASTER_KEY)
-        .header("anthropic-version", "2023-06-01")
+        .as_anthropic(app.http.get(app.url("/v1/models?limit=1")))
         .send()
         .await
         .unwrap()
@@ -749,10 +728,7 @@ async fn claude_codes_probes_are_answered() {
     // Token counts: upstream for an anthropic provider, estimated otherwise.
     for model in ["claude", "gpt"] {
         let counted: Value = app
-            .http
-            .post(app.url("/v1/messages/count_tokens"))
-            .header("x-api-key", MASTER_KEY)
-            .header("anthropic-version", "2023-06-01")
+            .as_anthropic(app.http.post(app.url("/v1/messages/count_tokens")))
             .json(&json!({"model": model, "messages": [{"role": "user", "content": "hello gateway"}]}))
             .send()
             .await

@@ -159,6 +159,22 @@ impl TestApp {
             .expect("gateway answers")
     }
 
+    /// A request with the master key sent the way Anthropic's SDK sends
+    /// credentials: `x-api-key` and `anthropic-version`.
+    pub fn as_anthropic(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        req.header("x-api-key", MASTER_KEY)
+            .header("anthropic-version", "2023-06-01")
+    }
+
+    /// POSTs a Messages request the way Anthropic's SDK does.
+    pub async fn messages(&self, body: &Value) -> reqwest::Response {
+        self.as_anthropic(self.http.post(self.url("/v1/messages")))
+            .json(body)
+            .send()
+            .await
+            .expect("gateway answers")
+    }
+
     /// The next request record, waiting up to [`DEADLINE`].
     pub async fn next_record(&mut self) -> RequestRecord {
         tokio::time::timeout(DEADLINE, self.records.recv())

@@ -266,14 +266,8 @@ async fn a_route_serves_the_anthropic_door_across_provider_kinds() {
     ));
     let app = spawn_app(cfg).await;
     let resp = app
-        .http
-        .post(app.url("/v1/messages"))
-        .header("x-api-key", MASTER_KEY)
-        .header("anthropic-version", "2023-06-01")
-        .json(&json!({"model": "coder", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
+        .messages(&json!({"model": "coder", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}))
+        .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-tollgate-provider"], "oai");
     assert_eq!(resp.headers()["x-tollgate-attempts"], "2");

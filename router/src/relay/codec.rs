@@ -223,10 +223,15 @@ impl Codec for AnthropicPass {
         let Ok(mut value) = serde_json::from_str::<Value>(data) else {
             return malformed();
         };
-        let kind = value.get("type").and_then(Value::as_str).unwrap_or(name);
-        let kind = if kind.is_empty() { name } else { kind }.to_owned();
+        // Anthropic names each event after its data's type; either serves.
+        let kind = value
+            .get("type")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .unwrap_or(name)
+            .to_owned();
         let name = if name.is_empty() || name == "message" {
-            kind.as_str()
+            &kind
         } else {
             name
         };
@@ -363,16 +368,11 @@ fn raw_frame(name: &str, data: &str) -> Bytes {
     Bytes::from(out)
 }
 
+/// A chunk re-encoded, under its event name when it had one.
 fn encode(event: &str, chunk: &Value) -> Bytes {
-    let mut out = Vec::with_capacity(256);
-    if !event.is_empty() && event != "message" {
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(event.as_bytes());
-        out.push(b'\n');
+    if event.is_empty() || event == "message" {
+        translate::openai_frame(chunk)
+    } else {
+        translate::anthropic_frame(event, chunk)
     }
-    out.extend_from_slice(b"data: ");
-    // Serializing a JSON value into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, chunk);
-    out.extend_from_slice(b"\n\n");
-    Bytes::from(out)
 }

@@ -35,7 +35,7 @@ pub struct JsonRelayed {
 /// is extracted, and every other field passes untouched when the formats
 /// match.
 pub fn relay_json(
-    body: &[u8],
+    body: &Bytes,
     client_model: &str,
     client: Wire,
     upstream: Wire,
@@ -94,7 +94,7 @@ pub fn relay_json(
                     if same {
                         // Nothing to change: the upstream's bytes as they are.
                         return Ok(JsonRelayed {
-                            body: Bytes::copy_from_slice(body),
+                            body: body.clone(),
                             usage,
                             output_text,
                         });
@@ -126,7 +126,13 @@ mod tests {
     #[test]
     fn model_is_rewritten_and_vendor_fields_kept() {
         let body = br#"{"id":"x","model":"kimi-k2.5","choices":[{"index":0,"message":{"role":"assistant","content":"hi","reasoning_content":"think"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7,"cached_tokens":1}}"#;
-        let r = relay_json(body, "kimi", Wire::OpenAi, Wire::OpenAi).unwrap();
+        let r = relay_json(
+            &Bytes::from_static(body),
+            "kimi",
+            Wire::OpenAi,
+            Wire::OpenAi,
+        )
+        .unwrap();
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["model"], "kimi");
         assert_eq!(v["choices"][0]["message"]["reasoning_content"], "think");
@@ -138,16 +144,21 @@ mod tests {
     #[test]
     fn non_object_bodies_are_malformed() {
         assert!(matches!(
-            relay_json(b"[]", "m", Wire::OpenAi, Wire::OpenAi),
+            relay_json(&Bytes::from_static(b"[]"), "m", Wire::OpenAi, Wire::OpenAi),
             Err(MalformedBody::NotJson)
         ));
         assert!(matches!(
-            relay_json(b"<html>", "m", Wire::OpenAi, Wire::OpenAi),
+            relay_json(
+                &Bytes::from_static(b"<html>"),
+                "m",
+                Wire::OpenAi,
+                Wire::OpenAi
+            ),
             Err(MalformedBody::NotJson)
         ));
         let err = br#"{"error":{"message":"quota","type":"x"}}"#;
         assert!(matches!(
-            relay_json(err, "m", Wire::OpenAi, Wire::OpenAi),
+            relay_json(&Bytes::from_static(err), "m", Wire::OpenAi, Wire::OpenAi),
             Err(MalformedBody::ErrorObject)
         ));
     }

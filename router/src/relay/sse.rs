@@ -112,10 +112,9 @@ impl Relay {
             self.ttft = Some(self.started.elapsed());
         }
         if let Step::End(end) = step {
-            if end.is_complete() {
-                self.finish(end);
-            } else if matches!(end, End::UpstreamError) {
-                // The codec already queued the upstream's error, translated.
+            // A complete answer needs no error frame, and for an upstream
+            // error the codec already queued it, translated.
+            if matches!(end, End::Complete | End::UpstreamError) {
                 self.finish(end);
             } else {
                 self.fail(end);

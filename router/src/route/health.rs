@@ -54,6 +54,23 @@ struct State {
     cache_ratio: Option<f64>,
 }
 
+impl State {
+    fn available(&self, now: Instant, cooldown: Duration) -> bool {
+        if self.cooldown_until.is_some_and(|t| now < t) {
+            return false;
+        }
+        match self.open_until {
+            None => true,
+            Some(t) if now < t => false,
+            // Half-open: one probe at a time (a stale probe, one that never
+            // reported back, is replaced after a cooldown).
+            Some(_) => self
+                .probe_started
+                .is_none_or(|p| now.duration_since(p) > cooldown),
+        }
+    }
+}
+
 /// One model's health.
 #[derive(Debug, Default)]
 pub struct Health {
@@ -96,28 +113,17 @@ impl Health {
 
     /// Whether the model may be tried at `now`, without taking anything.
     pub fn available(&self, now: Instant) -> bool {
-        let s = self.lock();
-        if s.cooldown_until.is_some_and(|t| now < t) {
-            return false;
-        }
-        match s.open_until {
-            None => true,
-            Some(t) if now < t => false,
-            // Half-open: one probe at a time (a stale probe, one that never
-            // reported back, is replaced after a cooldown).
-            Some(_) => s
-                .probe_started
-                .is_none_or(|p| now.duration_since(p) > self.policy.cooldown),
-        }
+        self.lock().available(now, self.policy.cooldown)
     }
 
     /// Claims the right to send a request now; a half-open breaker lets one
-    /// probe through. `false` when the model must be skipped.
+    /// probe through. `false` when the model must be skipped. Checked and
+    /// claimed under one lock, so two requests cannot both take the probe.
     pub fn try_begin(&self, now: Instant) -> bool {
-        if !self.available(now) {
+        let mut s = self.lock();
+        if !s.available(now, self.policy.cooldown) {
             return false;
         }
-        let mut s = self.lock();
         if s.open_until.is_some() {
             s.probe_started = Some(now);
         }

@@ -155,17 +155,6 @@ pub fn frames(request: &Value, cfg: &SimConfig) -> Vec<Frame> {
     out
 }
 
-/// An `error` event, as Anthropic sends one after HTTP 200.
-pub fn error_event(kind: &str, message: &str) -> Bytes {
-    let data = json!({"type": "error", "error": {"type": kind, "message": message}});
-    Bytes::from(format!("event: error\ndata: {data}\n\n"))
-}
-
-/// Anthropic's error body.
-pub fn error_body(kind: &str, message: &str) -> Value {
-    json!({"type": "error", "error": {"type": kind, "message": message}})
-}
-
 /// The deterministic words of an answer, for tests that check what arrived.
 pub fn answer_words(request: &Value, cfg: &SimConfig) -> Vec<&'static str> {
     let plan = plan(request, cfg);

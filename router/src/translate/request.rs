@@ -2,14 +2,8 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::wire::invalid;
 use crate::wire::openai::RequestError;
-
-fn invalid(field: impl Into<String>, expected: &'static str) -> RequestError {
-    RequestError::Invalid {
-        field: field.into(),
-        expected,
-    }
-}
 
 /// A request that cannot be expressed in the other format without changing
 /// the answer.

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use super::openai::RequestError;
+use super::{invalid, parse_object};
 
 /// A validated Messages request.
 #[derive(Debug, Clone)]
@@ -19,13 +20,6 @@ pub struct ParsedMessages {
     pub model: String,
     /// Whether the client asked for a stream.
     pub stream: bool,
-}
-
-fn invalid(field: impl Into<String>, expected: &'static str) -> RequestError {
-    RequestError::Invalid {
-        field: field.into(),
-        expected,
-    }
 }
 
 fn validate_content(i: usize, content: Option<&Value>) -> Result<(), RequestError> {
@@ -120,14 +114,6 @@ fn validate(body: &Map<String, Value>, need_max_tokens: bool) -> Result<String, 
     Ok(model)
 }
 
-fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, RequestError> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(RequestError::NotObject),
-        Err(e) => Err(RequestError::NotJson(e.to_string())),
-    }
-}
-
 /// Validates a `POST /v1/messages` body.
 pub fn parse_messages(bytes: &[u8]) -> Result<ParsedMessages, RequestError> {
     let body = parse_object(bytes)?;
@@ -152,25 +138,15 @@ pub fn parse_count_tokens(bytes: &[u8]) -> Result<ParsedMessages, RequestError> 
 }
 
 impl ParsedMessages {
-    /// The request body as a JSON map (for translation).
-    pub fn into_body(self) -> Map<String, Value> {
-        self.body
-    }
-
     /// The body.
     pub fn body(&self) -> &Map<String, Value> {
         &self.body
     }
 
     /// The body as an Anthropic upstream receives it: only `model` changes.
-    /// The body moves out of the request: call this once.
-    pub fn upstream_body(&mut self, upstream_model: &str) -> Bytes {
-        let mut body = std::mem::take(&mut self.body);
-        body.insert("model".into(), Value::String(upstream_model.to_owned()));
-        match serde_json::to_vec(&body) {
-            Ok(v) => Bytes::from(v),
-            Err(_) => Bytes::new(),
-        }
+    /// Serialized from the client's map without copying it.
+    pub fn upstream_body(&self, upstream_model: &str) -> Bytes {
+        super::upstream_bytes(&self.body, upstream_model, false)
     }
 }
 
@@ -267,7 +243,7 @@ mod tests {
     #[test]
     fn upstream_body_changes_only_the_model() {
         let src = r#"{"model":"claude","max_tokens":5,"system":[{"type":"text","text":"s","cache_control":{"type":"ephemeral"}}],"messages":[{"role":"user","content":"hi"}],"thinking":{"type":"enabled","budget_tokens":1024},"x_unknown":1}"#;
-        let mut r = parse_messages(src.as_bytes()).unwrap();
+        let r = parse_messages(src.as_bytes()).unwrap();
         let up = r.upstream_body("claude-sonnet-4-5");
         assert_eq!(
             std::str::from_utf8(&up).unwrap(),

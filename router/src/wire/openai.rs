@@ -8,6 +8,8 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::{invalid, parse_object};
+
 /// A request body Tollgate refused, with the parameter at fault.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RequestError {
@@ -60,21 +62,6 @@ pub struct ParsedRequest {
     pub stream: bool,
     /// Whether the client asked for a usage chunk (`stream_options.include_usage`).
     pub include_usage: bool,
-}
-
-fn invalid(field: impl Into<String>, expected: &'static str) -> RequestError {
-    RequestError::Invalid {
-        field: field.into(),
-        expected,
-    }
-}
-
-fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, RequestError> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(RequestError::NotObject),
-        Err(e) => Err(RequestError::NotJson(e.to_string())),
-    }
 }
 
 fn required_model(body: &Map<String, Value>) -> Result<String, RequestError> {
@@ -226,29 +213,10 @@ impl ParsedRequest {
     /// The body as the upstream receives it: the upstream model name in
     /// `model`, and for streams `stream_options.include_usage = true`, so the
     /// upstream always reports usage whatever the client asked. Every other
-    /// field is passed through as the client sent it.
-    ///
-    /// The body moves out of the request (no copy of a possibly large
-    /// prompt): call this once.
-    pub fn upstream_body(&mut self, upstream_model: &str) -> Bytes {
-        let mut body = std::mem::take(&mut self.body);
-        body.insert("model".into(), Value::String(upstream_model.to_owned()));
-        if self.stream {
-            let opts = body
-                .entry("stream_options")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !opts.is_object() {
-                *opts = Value::Object(Map::new());
-            }
-            if let Value::Object(o) = opts {
-                o.insert("include_usage".into(), Value::Bool(true));
-            }
-        }
-        match serde_json::to_vec(&body) {
-            Ok(v) => Bytes::from(v),
-            // A map of JSON values always serializes.
-            Err(_) => Bytes::new(),
-        }
+    /// field is passed through as the client sent it, serialized from the
+    /// client's map without copying it.
+    pub fn upstream_body(&self, upstream_model: &str) -> Bytes {
+        super::upstream_bytes(&self.body, upstream_model, self.stream)
     }
 }
 
@@ -307,7 +275,7 @@ mod tests {
 
     #[test]
     fn upstream_body_swaps_model_asks_for_usage_and_keeps_unknown_fields() {
-        let mut r = chat(
+        let r = chat(
             r#"{"model":"kimi","messages":[{"role":"user","content":"hi","reasoning_content":"r"}],
                 "stream":true,"thinking":{"type":"enabled"},"reasoning_split":true}"#,
         )
@@ -326,7 +294,7 @@ mod tests {
 
     #[test]
     fn non_stream_body_gets_no_stream_options() {
-        let mut r = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        let r = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
         let up: Value = serde_json::from_slice(&r.upstream_body("u")).unwrap();
         assert!(up.get("stream_options").is_none());
     }

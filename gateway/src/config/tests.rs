@@ -197,3 +197,65 @@ fn the_readmes_config_reference_is_a_valid_config() {
     assert_eq!(auto.candidates.len(), 3);
     assert_eq!(config.models["kimi-k2.5"].context_window, 256_000);
 }
+
+const BASE: &str = "[server]\nmaster_key = \"12345678\"\n[providers.ant]\nkind = \"anthropic\"\nbase_url = \"https://api.anthropic.com\"\n[providers.oai]\nkind = \"openai\"\nbase_url = \"https://api.example.com/v1\"\n[models.a]\nprovider = \"ant\"\n[models.b]\nprovider = \"oai\"\n";
+
+#[test]
+fn anthropic_providers_and_routes_are_validated_with_every_problem_named() {
+    let p = problems(&format!(
+        "{BASE}[providers.bad]\nkind = \"anthropic\"\nbase_url = \"https://x\"\nauth = \"cookie\"\n\
+         [providers.oai2]\nkind = \"openai\"\nbase_url = \"https://y\"\nauth = \"bearer\"\n\
+         [models.c]\nprovider = \"oai\"\ncapabilities = [\"telepathy\"]\ncontext_window = 0\n\
+         [routes.a]\ncandidates = [\"b\"]\n\
+         [routes.r1]\ncandidates = [\"a\", \"nope\"]\nstrategy = \"random\"\n\
+         [routes.r2]\ncandidates = [\"a\", \"b\"]\nstrategy = \"weighted\"\nweights = [1]\n\
+         [routes.r3]\ncandidates = []\n\
+         [routes.r4]\ncandidates = [\"a\"]\nweights = [1]\nmax_attempts = 0\n\
+         [router]\nbreaker_failures = 0\n"
+    ));
+    let keys: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
+    for expected in [
+        "providers.bad.auth",
+        "providers.oai2.auth",
+        "models.\"c\".capabilities",
+        "models.\"c\".context_window",
+        "routes.\"a\"",
+        "routes.\"r1\"",
+        "routes.\"r1\".strategy",
+        "routes.\"r2\".weights",
+        "routes.\"r3\".candidates",
+        "routes.\"r4\".weights",
+        "routes.\"r4\".max_attempts",
+        "router.breaker_failures",
+    ] {
+        assert!(keys.contains(&expected), "{expected} missing from {p:?}");
+    }
+    let text = |key: &str| p.iter().find(|(k, _)| k == key).unwrap().1.clone();
+    assert!(text("routes.\"r1\"").contains("'nope'"));
+    assert!(text("models.\"c\".capabilities").contains("telepathy"));
+}
+
+#[test]
+fn models_get_built_in_facts_unless_configured() {
+    let c = parse(&format!(
+        "{BASE}[models.\"claude-sonnet-4-5\"]\nprovider = \"ant\"\n\
+         [models.custom]\nprovider = \"oai\"\ncontext_window = 32000\nmax_output_tokens = 1000\ncapabilities = [\"vision\"]\n\
+         [routes.auto]\ncandidates = [\"a\", \"b\"]\nstrategy = \"weighted\"\nweights = [2, 1]\n"
+    ))
+    .unwrap();
+    let claude = &c.models["claude-sonnet-4-5"];
+    assert_eq!(
+        (claude.context_window, claude.max_output_tokens),
+        (200_000, 64_000)
+    );
+    assert!(claude.capabilities.vision && claude.capabilities.tools);
+    let custom = &c.models["custom"];
+    assert_eq!(
+        (custom.context_window, custom.max_output_tokens),
+        (32_000, 1000)
+    );
+    assert_eq!(custom.capabilities.names(), ["vision"]);
+    let auto = &c.routes["auto"];
+    assert_eq!(auto.strategy, router::route::Strategy::Weighted(vec![2, 1]));
+    assert_eq!(auto.max_attempts, super::routes::DEFAULT_MAX_ATTEMPTS);
+}

@@ -879,3 +879,54 @@ fn openai_error_from_upstream(status: StatusCode, bytes: Bytes) -> (StatusCode, 
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_failures_are_classified_for_fallback() {
+        let ctx = br#"{"error":{"message":"This model's maximum context length is 8192 tokens","code":"context_length_exceeded"}}"#;
+        assert_eq!(
+            Retry::from_status(StatusCode::BAD_REQUEST, ctx),
+            Some(Retry::ContextLength)
+        );
+        let anthropic = br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#;
+        assert_eq!(
+            Retry::from_status(StatusCode::BAD_REQUEST, anthropic),
+            Some(Retry::ContextLength)
+        );
+        assert_eq!(
+            Retry::from_status(
+                StatusCode::BAD_REQUEST,
+                b"{\"error\":{\"message\":\"bad temperature\"}}"
+            ),
+            None
+        );
+        assert_eq!(Retry::from_status(StatusCode::NOT_FOUND, b""), None);
+        assert_eq!(
+            Retry::from_status(StatusCode::TOO_MANY_REQUESTS, b""),
+            Some(Retry::RateLimited)
+        );
+        let overloaded = StatusCode::from_u16(529).unwrap();
+        assert_eq!(Retry::from_status(overloaded, b""), Some(Retry::Overloaded));
+        assert_eq!(
+            Retry::from_status(StatusCode::BAD_GATEWAY, b""),
+            Some(Retry::ServerError)
+        );
+        assert_eq!(
+            Retry::from_status(StatusCode::UNAUTHORIZED, b""),
+            Some(Retry::UpstreamAuth)
+        );
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_capped() {
+        assert_eq!(retry_after(Some("2")), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after(Some(" 0.5 ")), Some(Duration::from_millis(500)));
+        assert_eq!(retry_after(Some("86400")), Some(Duration::from_secs(300)));
+        assert_eq!(retry_after(Some("Wed, 21 Oct 2026 07:28:00 GMT")), None);
+        assert_eq!(retry_after(Some("-1")), None);
+        assert_eq!(retry_after(None), None);
+    }
+}

@@ -780,3 +780,53 @@ async fn an_anthropic_stream_cut_by_the_client_is_billed_for_what_was_sent() {
         mock.release();
     }
 }
+
+#[tokio::test]
+async fn an_anthropic_provider_can_send_its_key_as_bearer() {
+    let mock = caching_mock().await;
+    let cfg = config(&format!(
+        "[providers.ant]\nkind = \"anthropic\"\nbase_url = \"http://{}\"\napi_key = \"{PROVIDER_KEY}\"\nauth = \"bearer\"\n[models.claude]\nprovider = \"ant\"\n",
+        mock.addr()
+    ));
+    let app = spawn_app(cfg).await;
+    assert_eq!(
+        app.messages(&messages_body("claude", false)).await.status(),
+        200
+    );
+    let sent = &mock.received()[0];
+    assert_eq!(
+        sent.authorization.as_deref(),
+        Some(format!("Bearer {PROVIDER_KEY}").as_str())
+    );
+    assert!(!sent.headers.contains_key("x-api-key"));
+    assert_eq!(
+        sent.headers["anthropic-version"], "2023-06-01",
+        "the default version"
+    );
+}
+
+#[tokio::test]
+async fn count_tokens_estimates_when_the_upstream_cannot_count() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cfg = config(&format!(
+        "[providers.ant]\nkind = \"anthropic\"\nbase_url = \"http://{}\"\n[models.claude]\nprovider = \"ant\"\n",
+        closed.local_addr().unwrap()
+    ));
+    drop(closed);
+    let app = spawn_app(cfg).await;
+    let body =
+        json!({"model": "claude", "messages": [{"role": "user", "content": "hello gateway"}]});
+    let counted: Value = app
+        .as_anthropic(app.http.post(app.url("/v1/messages/count_tokens")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        counted["input_tokens"].as_u64(),
+        Some(router::estimate::messages_prompt(&body))
+    );
+}

@@ -64,6 +64,10 @@ async fn cheapest_sends_each_request_to_the_cheapest_model_that_can_serve_it() {
         (status.as_u16(), served.as_str(), attempts.as_str()),
         (200, "p1", "1")
     );
+    assert!(app
+        .metrics()
+        .await
+        .contains("tollgate_route_choices_total{model=\"small\",route=\"auto\"} 1"));
     assert_eq!(
         body["model"], "auto",
         "the client sees the route it asked for"
@@ -158,6 +162,12 @@ async fn a_failed_attempt_falls_back_to_the_next_candidate() {
             "{reason}"
         );
         assert_eq!((bad.request_count(), good.request_count()), (1, 1));
+        if reason == "rate_limited" {
+            // The mock asked to retry after 1 s: until then m0 is skipped.
+            let (_, served, attempts, _) = chat_on(&app, "auto").await;
+            assert_eq!((served.as_str(), attempts.as_str()), ("p1", "1"));
+            assert_eq!(bad.request_count(), 1, "m0 rests for its retry-after");
+        }
         let metrics = app.metrics().await;
         assert!(
             metrics.contains(&format!(

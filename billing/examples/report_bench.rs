@@ -72,6 +72,11 @@ async fn main() {
             stream: i % 2 == 0,
             usage_estimated: false,
             priced: true,
+            route: format!("route-{}", i % 3),
+            attempt: 1,
+            client_request_id: None,
+            reference_model: Some("claude-sonnet-4.5".into()),
+            reference_cost_picousd: Some(20_000_000 + (i % 777) as i64),
         });
         if batch.len() == 1000 {
             insert_batch(db, &batch).await.unwrap();

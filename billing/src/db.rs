@@ -107,13 +107,22 @@ impl Db {
         Ok(Db { pool, backend })
     }
 
-    /// Applies every pending migration of this backend.
-    pub async fn migrate(&self) -> Result<(), DbError> {
-        let migrator = match self.backend {
+    fn migrator(&self) -> &'static sqlx::migrate::Migrator {
+        match self.backend {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
             Backend::Sqlite => &SQLITE_MIGRATIONS,
-        };
-        migrator.run(&self.pool).await?;
+        }
+    }
+
+    /// Applies every pending migration of this backend.
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        self.migrator().run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Applies the pending migrations up to `version` (to test upgrades).
+    pub async fn migrate_to(&self, version: i64) -> Result<(), DbError> {
+        self.migrator().run_to(version, &self.pool).await?;
         Ok(())
     }
 

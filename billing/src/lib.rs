@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`db`]: the Postgres or SQLite pool, migrations, dialect helpers.
 //! - [`tenancy`]: organizations, teams, keys; the admin operations.
+//! - [`policy`]: which models and providers an org, team or key may use.
 //! - [`keys`]: the in-memory key cache and its change watcher.
 //! - [`money`]: picodollars and the cost of a request's usage.
 //! - [`ledger`]: the spool, the batching writer, and the rows they carry.
@@ -14,6 +15,7 @@ pub mod db;
 pub mod keys;
 pub mod ledger;
 pub mod money;
+pub mod policy;
 pub mod reports;
 pub mod tenancy;
 #[cfg(feature = "testing")]

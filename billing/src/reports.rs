@@ -1,5 +1,6 @@
-//! Spend reports: totals grouped by org, team, key, model, provider, day or
-//! hour over `[from, to)`. Whole hours come from the hourly rollup; the
+//! Spend reports: totals grouped by org, team, key, route, model, provider,
+//! day or hour over `[from, to)`, with what the same usage would have cost on
+//! each route's reference model and so what routing saved. Whole hours come from the hourly rollup; the
 //! partial hours at either end come from the ledger rows, so any range is
 //! exact and a month over millions of rows reads a few thousand rollup rows.
 
@@ -21,6 +22,7 @@ pub enum GroupBy {
     Org,
     Team,
     Key,
+    Route,
     Model,
     Provider,
     Day,
@@ -28,12 +30,13 @@ pub enum GroupBy {
 }
 
 impl GroupBy {
-    /// Parses `org`, `team`, `key`, `model`, `provider`, `day` or `hour`.
+    /// Parses `org`, `team`, `key`, `route`, `model`, `provider`, `day` or `hour`.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "org" => Self::Org,
             "team" => Self::Team,
             "key" => Self::Key,
+            "route" => Self::Route,
             "model" => Self::Model,
             "provider" => Self::Provider,
             "day" => Self::Day,
@@ -48,6 +51,7 @@ impl GroupBy {
             Self::Org => ("org_id", "COALESCE(org_id, '')"),
             Self::Team => ("team_id", "COALESCE(team_id, '')"),
             Self::Key => ("key_id", "COALESCE(key_id, '')"),
+            Self::Route => ("route", "route"),
             Self::Model => ("model", "requested_model"),
             Self::Provider => ("provider", "provider"),
             Self::Day => (
@@ -76,6 +80,7 @@ pub struct SpendFilter {
     pub org_id: Option<String>,
     pub team_id: Option<String>,
     pub key_id: Option<String>,
+    pub route: Option<String>,
     pub model: Option<String>,
 }
 
@@ -94,9 +99,16 @@ pub struct SpendRow {
     /// Exact, as a decimal string.
     pub cost_usd: String,
     pub cost_picousd: i64,
+    /// What the same usage would have cost on each route's reference model
+    /// (the actual cost where a route has no reference).
+    pub reference_cost_usd: String,
+    pub reference_cost_picousd: i64,
+    /// Reference cost minus cost: what routing saved (negative: what it cost).
+    pub savings_usd: String,
+    pub savings_picousd: i64,
 }
 
-const SUMS: [&str; 7] = [
+const SUMS: [&str; 8] = [
     "requests",
     "input_tokens",
     "cached_input_tokens",
@@ -104,6 +116,7 @@ const SUMS: [&str; 7] = [
     "output_tokens",
     "reasoning_tokens",
     "cost_picousd",
+    "reference_cost_picousd",
 ];
 
 async fn query_part(
@@ -112,7 +125,7 @@ async fn query_part(
     f: &SpendFilter,
     rollup: bool,
     (from, to): (i64, i64),
-    totals: &mut BTreeMap<String, [i64; 7]>,
+    totals: &mut BTreeMap<String, [i64; 8]>,
 ) -> Result<(), DbError> {
     if from >= to {
         return Ok(());
@@ -127,6 +140,9 @@ async fn query_part(
         .iter()
         .map(|c| match (*c, rollup) {
             ("requests", false) => "CAST(COUNT(*) AS BIGINT)".to_owned(),
+            ("reference_cost_picousd", false) => {
+                "CAST(SUM(COALESCE(reference_cost_picousd, cost_picousd)) AS BIGINT)".to_owned()
+            }
             (c, _) => format!("CAST(SUM({c}) AS BIGINT)"),
         })
         .collect();
@@ -139,6 +155,7 @@ async fn query_part(
         ("org_id", &f.org_id),
         ("team_id", &f.team_id),
         ("key_id", &f.key_id),
+        ("route", &f.route),
         (model_col, &f.model),
     ] {
         if let Some(v) = value {
@@ -157,7 +174,7 @@ async fn query_part(
     }
     for row in q.fetch_all(db.pool()).await? {
         let g: String = row.try_get("g")?;
-        let t = totals.entry(g).or_insert([0; 7]);
+        let t = totals.entry(g).or_insert([0; 8]);
         for (i, slot) in t.iter_mut().enumerate() {
             *slot = slot.saturating_add(row.try_get::<Option<i64>, _>(i + 1)?.unwrap_or(0));
         }
@@ -167,7 +184,8 @@ async fn query_part(
 
 impl SpendRow {
     /// A row from its sums, in `SUMS` order.
-    fn new(group: Option<String>, t: [i64; 7]) -> Self {
+    fn new(group: Option<String>, t: [i64; 8]) -> Self {
+        let savings = t[7].saturating_sub(t[6]);
         SpendRow {
             group,
             requests: t[0],
@@ -178,6 +196,10 @@ impl SpendRow {
             reasoning_tokens: t[5],
             cost_usd: Picodollars(t[6]).usd(),
             cost_picousd: t[6],
+            reference_cost_usd: Picodollars(t[7]).usd(),
+            reference_cost_picousd: t[7],
+            savings_usd: Picodollars(savings).usd(),
+            savings_picousd: savings,
         }
     }
 }
@@ -188,7 +210,7 @@ async fn totals(
     db: &Db,
     by: GroupBy,
     filter: &SpendFilter,
-) -> Result<BTreeMap<String, [i64; 7]>, DbError> {
+) -> Result<BTreeMap<String, [i64; 8]>, DbError> {
     let (from, to) = (filter.from_ms, filter.to_ms);
     let whole_from = from.div_euclid(HOUR_MS) * HOUR_MS
         + if from.rem_euclid(HOUR_MS) == 0 {
@@ -229,7 +251,7 @@ pub async fn spend(db: &Db, by: GroupBy, filter: &SpendFilter) -> Result<Vec<Spe
 
 /// Spend of one key (or all traffic) over a range, as one row.
 pub async fn total(db: &Db, filter: &SpendFilter) -> Result<SpendRow, DbError> {
-    let mut t = [0i64; 7];
+    let mut t = [0i64; 8];
     for sums in totals(db, GroupBy::Provider, filter).await?.values() {
         for (slot, v) in t.iter_mut().zip(sums) {
             *slot = slot.saturating_add(*v);
@@ -254,7 +276,7 @@ pub fn day_and_month_start(now_ms: i64) -> (i64, i64) {
 
 /// Rows as CSV with a header line.
 pub fn to_csv(rows: &[SpendRow]) -> String {
-    let mut out = String::from("group,requests,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_usd\n");
+    let mut out = String::from("group,requests,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_usd,reference_cost_usd,savings_usd\n");
     for r in rows {
         let group = r.group.as_deref().unwrap_or("");
         let quoted = if group.contains([',', '"', '\n']) {
@@ -263,14 +285,16 @@ pub fn to_csv(rows: &[SpendRow]) -> String {
             group.to_owned()
         };
         out.push_str(&format!(
-            "{quoted},{},{},{},{},{},{},{}\n",
+            "{quoted},{},{},{},{},{},{},{},{},{}\n",
             r.requests,
             r.input_tokens,
             r.cached_input_tokens,
             r.cache_write_tokens,
             r.output_tokens,
             r.reasoning_tokens,
-            r.cost_usd
+            r.cost_usd,
+            r.reference_cost_usd,
+            r.savings_usd
         ));
     }
     out
@@ -304,10 +328,14 @@ mod tests {
             reasoning_tokens: 6,
             cost_usd: "0.1".into(),
             cost_picousd: 0,
+            reference_cost_usd: "0.3".into(),
+            reference_cost_picousd: 0,
+            savings_usd: "0.2".into(),
+            savings_picousd: 0,
         };
         assert_eq!(
             to_csv(&[row]).lines().nth(1),
-            Some("\"a,b\",1,2,3,4,5,6,0.1")
+            Some("\"a,b\",1,2,3,4,5,6,0.1,0.3,0.2")
         );
     }
 }

@@ -13,6 +13,7 @@ use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use crate::db::{now_ms, Db, DbError};
+use crate::policy::{Policies, Policy, PolicyPatch};
 
 /// What went wrong with an admin operation.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,8 @@ pub struct Org {
     pub id: String,
     pub name: String,
     pub metadata: Value,
+    #[serde(flatten)]
+    pub policy: Policy,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -74,6 +77,8 @@ pub struct Team {
     pub org_id: String,
     pub name: String,
     pub metadata: Value,
+    #[serde(flatten)]
+    pub policy: Policy,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -87,8 +92,8 @@ pub struct KeyView {
     pub name: Option<String>,
     /// The first characters of the secret, to recognize it by.
     pub prefix: String,
-    /// `None`: every model.
-    pub allowed_models: Option<Vec<String>>,
+    #[serde(flatten)]
+    pub policy: Policy,
     pub metadata: Value,
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
@@ -110,8 +115,16 @@ pub struct KeySpec {
     pub team_id: String,
     pub name: Option<String>,
     pub expires_at_ms: Option<i64>,
-    pub allowed_models: Option<Vec<String>>,
+    pub policy: Policy,
     pub metadata: Option<Value>,
+}
+
+/// A change to an organization, a team or a key: absent fields stay.
+#[derive(Debug, Clone, Default)]
+pub struct Patch {
+    pub name: Option<String>,
+    pub metadata: Option<Value>,
+    pub policy: PolicyPatch,
 }
 
 /// What the auth path needs to know about a key.
@@ -122,19 +135,13 @@ pub struct KeyInfo {
     pub org_id: String,
     pub name: Option<String>,
     pub prefix: String,
-    pub allowed_models: Option<Vec<String>>,
+    /// The key's, its team's and its organization's policies.
+    pub policies: Policies,
     pub expires_at_ms: Option<i64>,
     pub revoked: bool,
 }
 
 impl KeyInfo {
-    /// Whether the key may use `model`.
-    pub fn allows(&self, model: &str) -> bool {
-        self.allowed_models
-            .as_ref()
-            .is_none_or(|m| m.iter().any(|a| a == model))
-    }
-
     /// Whether the key has expired at `now_ms`.
     pub fn expired_at(&self, now_ms: i64) -> bool {
         self.expires_at_ms.is_some_and(|e| e <= now_ms)
@@ -177,6 +184,23 @@ fn parse_json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or(Value::Null)
 }
 
+/// A stored policy. One that no longer parses (written by a later version)
+/// denies everything rather than nothing.
+fn parse_policy(s: &str) -> Policy {
+    serde_json::from_str(s).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a stored policy does not parse; it allows no model");
+        Policy {
+            allowed_models: Some(Vec::new()),
+            ..Policy::default()
+        }
+    })
+}
+
+fn policy_text(p: &Policy) -> Result<String, TenancyError> {
+    p.validate().map_err(TenancyError::Invalid)?;
+    serde_json::to_string(p).map_err(|e| TenancyError::Invalid(e.to_string()))
+}
+
 fn check_name(kind: &str, name: &str) -> Result<(), TenancyError> {
     if name.trim().is_empty() || name.len() > 200 {
         return Err(TenancyError::Invalid(format!(
@@ -192,10 +216,9 @@ pub struct Tenancy {
     db: Db,
 }
 
-const KEY_COLUMNS: &str = "k.id, k.team_id, t.org_id, k.name, k.key_prefix, k.allowed_models, k.metadata, k.expires_at, k.revoked_at, k.created_at";
+const KEY_COLUMNS: &str = "k.id, k.team_id, t.org_id, k.name, k.key_prefix, k.policy, k.metadata, k.expires_at, k.revoked_at, k.created_at";
 
 fn key_view(row: &sqlx::any::AnyRow) -> Result<KeyView, sqlx::Error> {
-    let allowed: Option<String> = row.try_get("allowed_models")?;
     let expires: Option<i64> = row.try_get("expires_at")?;
     let revoked: Option<i64> = row.try_get("revoked_at")?;
     Ok(KeyView {
@@ -204,7 +227,7 @@ fn key_view(row: &sqlx::any::AnyRow) -> Result<KeyView, sqlx::Error> {
         org_id: row.try_get("org_id")?,
         name: row.try_get("name")?,
         prefix: row.try_get("key_prefix")?,
-        allowed_models: allowed.and_then(|a| serde_json::from_str(&a).ok()),
+        policy: parse_policy(&row.try_get::<String, _>("policy")?),
         metadata: parse_json(&row.try_get::<String, _>("metadata")?),
         expires_at: expires.map(rfc3339),
         revoked_at: revoked.map(rfc3339),
@@ -217,6 +240,7 @@ fn org(row: &sqlx::any::AnyRow) -> Result<Org, sqlx::Error> {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         metadata: parse_json(&row.try_get::<String, _>("metadata")?),
+        policy: parse_policy(&row.try_get::<String, _>("policy")?),
         created_at: rfc3339(row.try_get("created_at")?),
         updated_at: rfc3339(row.try_get("updated_at")?),
     })
@@ -228,6 +252,7 @@ fn team(row: &sqlx::any::AnyRow) -> Result<Team, sqlx::Error> {
         org_id: row.try_get("org_id")?,
         name: row.try_get("name")?,
         metadata: parse_json(&row.try_get::<String, _>("metadata")?),
+        policy: parse_policy(&row.try_get::<String, _>("policy")?),
         created_at: rfc3339(row.try_get("created_at")?),
         updated_at: rfc3339(row.try_get("updated_at")?),
     })
@@ -248,6 +273,7 @@ impl Tenancy {
         &self,
         name: &str,
         metadata: Option<Value>,
+        policy: &Policy,
     ) -> Result<Org, TenancyError> {
         check_name("organization", name)?;
         let (id, now, meta) = (
@@ -256,30 +282,25 @@ impl Tenancy {
             metadata_text(metadata)?,
         );
         let sql = format!(
-            "INSERT INTO orgs (id, name, metadata, created_at, updated_at) VALUES ({}, {}, {}, {}, {})",
-            self.p(1), self.p(2), self.p(3), self.p(4), self.p(5)
+            "INSERT INTO orgs (id, name, metadata, policy, created_at, updated_at) VALUES ({}, {}, {}, {}, {}, {})",
+            self.p(1), self.p(2), self.p(3), self.p(4), self.p(5), self.p(6)
         );
         sqlx::query(AssertSqlSafe(sql))
             .bind(&id)
             .bind(name)
             .bind(&meta)
+            .bind(policy_text(policy)?)
             .bind(now)
             .bind(now)
             .execute(self.db.pool())
             .await?;
-        Ok(Org {
-            id,
-            name: name.to_owned(),
-            metadata: parse_json(&meta),
-            created_at: rfc3339(now),
-            updated_at: rfc3339(now),
-        })
+        self.org(&id).await
     }
 
     /// One organization.
     pub async fn org(&self, id: &str) -> Result<Org, TenancyError> {
         let sql = format!(
-            "SELECT id, name, metadata, created_at, updated_at FROM orgs WHERE id = {}",
+            "SELECT id, name, metadata, policy, created_at, updated_at FROM orgs WHERE id = {}",
             self.p(1)
         );
         let row = sqlx::query(AssertSqlSafe(sql))
@@ -293,7 +314,7 @@ impl Tenancy {
     /// Every organization, oldest first.
     pub async fn list_orgs(&self) -> Result<Vec<Org>, TenancyError> {
         let rows = sqlx::query(
-            "SELECT id, name, metadata, created_at, updated_at FROM orgs ORDER BY created_at, id",
+            "SELECT id, name, metadata, policy, created_at, updated_at FROM orgs ORDER BY created_at, id",
         )
         .fetch_all(self.db.pool())
         .await?;
@@ -323,6 +344,7 @@ impl Tenancy {
         org_id: &str,
         name: &str,
         metadata: Option<Value>,
+        policy: &Policy,
     ) -> Result<Team, TenancyError> {
         check_name("team", name)?;
         self.exists("orgs", "organization", org_id).await?;
@@ -332,14 +354,15 @@ impl Tenancy {
             metadata_text(metadata)?,
         );
         let sql = format!(
-            "INSERT INTO teams (id, org_id, name, metadata, created_at, updated_at) VALUES ({}, {}, {}, {}, {}, {})",
-            self.p(1), self.p(2), self.p(3), self.p(4), self.p(5), self.p(6)
+            "INSERT INTO teams (id, org_id, name, metadata, policy, created_at, updated_at) VALUES ({}, {}, {}, {}, {}, {}, {})",
+            self.p(1), self.p(2), self.p(3), self.p(4), self.p(5), self.p(6), self.p(7)
         );
         sqlx::query(AssertSqlSafe(sql))
             .bind(&id)
             .bind(org_id)
             .bind(name)
             .bind(&meta)
+            .bind(policy_text(policy)?)
             .bind(now)
             .bind(now)
             .execute(self.db.pool())
@@ -350,7 +373,7 @@ impl Tenancy {
     /// One team.
     pub async fn team(&self, id: &str) -> Result<Team, TenancyError> {
         let sql = format!(
-            "SELECT id, org_id, name, metadata, created_at, updated_at FROM teams WHERE id = {}",
+            "SELECT id, org_id, name, metadata, policy, created_at, updated_at FROM teams WHERE id = {}",
             self.p(1)
         );
         let row = sqlx::query(AssertSqlSafe(sql))
@@ -382,44 +405,88 @@ impl Tenancy {
 
     /// Teams, all or one organization's, oldest first.
     pub async fn list_teams(&self, org_id: Option<&str>) -> Result<Vec<Team>, TenancyError> {
-        let base = "SELECT id, org_id, name, metadata, created_at, updated_at FROM teams";
+        let base = "SELECT id, org_id, name, metadata, policy, created_at, updated_at FROM teams";
         let rows = self
             .fetch_filtered(base, "org_id", org_id, "created_at, id")
             .await?;
         Ok(rows.iter().map(team).collect::<Result<_, _>>()?)
     }
 
-    /// Renames a team or replaces its metadata.
-    pub async fn update_team(
+    /// Applies `patch` to the row `id` of `table`, whose current name,
+    /// metadata and policy are given. Bumps `updated_at`, which is how every
+    /// replica's key watcher learns of the change.
+    async fn patch(
         &self,
+        (table, kind): (&'static str, &'static str),
         id: &str,
-        name: Option<&str>,
-        metadata: Option<Value>,
-    ) -> Result<Team, TenancyError> {
-        let current = self.team(id).await?;
-        if let Some(n) = name {
-            check_name("team", n)?;
+        current: (Option<&str>, &Value, &Policy),
+        patch: Patch,
+    ) -> Result<(), TenancyError> {
+        if let Some(n) = &patch.name {
+            check_name(kind, n)?;
         }
-        let name = name.unwrap_or(&current.name);
-        let meta = match metadata {
+        let name = patch.name.as_deref().or(current.0);
+        let meta = match patch.metadata {
             Some(m) => metadata_text(Some(m))?,
-            None => current.metadata.to_string(),
+            None => current.1.to_string(),
         };
+        let policy = policy_text(&patch.policy.apply(current.2.clone()))?;
         let sql = format!(
-            "UPDATE teams SET name = {}, metadata = {}, updated_at = {} WHERE id = {}",
+            "UPDATE {table} SET name = {}, metadata = {}, policy = {}, updated_at = {} WHERE id = {}",
             self.p(1),
             self.p(2),
             self.p(3),
-            self.p(4)
+            self.p(4),
+            self.p(5)
         );
         sqlx::query(AssertSqlSafe(sql))
             .bind(name)
             .bind(&meta)
+            .bind(&policy)
             .bind(now_ms())
             .bind(id)
             .execute(self.db.pool())
             .await?;
+        Ok(())
+    }
+
+    /// Renames an organization, or replaces its metadata or policy fields.
+    pub async fn update_org(&self, id: &str, patch: Patch) -> Result<Org, TenancyError> {
+        let cur = self.org(id).await?;
+        let current = (Some(cur.name.as_str()), &cur.metadata, &cur.policy);
+        self.patch(("orgs", "organization"), id, current, patch)
+            .await?;
+        self.org(id).await
+    }
+
+    /// Renames a team, or replaces its metadata or policy fields.
+    pub async fn update_team(&self, id: &str, patch: Patch) -> Result<Team, TenancyError> {
+        let cur = self.team(id).await?;
+        let current = (Some(cur.name.as_str()), &cur.metadata, &cur.policy);
+        self.patch(("teams", "team"), id, current, patch).await?;
         self.team(id).await
+    }
+
+    /// Renames a key, or replaces its metadata or policy fields. Returns it,
+    /// and its hash for cache invalidation.
+    pub async fn update_key(
+        &self,
+        id: &str,
+        patch: Patch,
+    ) -> Result<(KeyView, String), TenancyError> {
+        let cur = self.key(id).await?;
+        let current = (cur.name.as_deref(), &cur.metadata, &cur.policy);
+        self.patch(("api_keys", "key"), id, current, patch).await?;
+        Ok((self.key(id).await?, self.key_hash(id).await?))
+    }
+
+    async fn key_hash(&self, id: &str) -> Result<String, TenancyError> {
+        let sql = format!("SELECT key_hash FROM api_keys WHERE id = {}", self.p(1));
+        Ok(sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_one(self.db.pool())
+            .await?
+            .try_get("key_hash")?)
     }
 
     /// Creates a key; the secret is in the answer and nowhere else.
@@ -428,23 +495,13 @@ impl Tenancy {
         if let Some(n) = &spec.name {
             check_name("key", n)?;
         }
-        if let Some(models) = &spec.allowed_models {
-            if models.iter().any(|m| m.trim().is_empty()) {
-                return Err(TenancyError::Invalid(
-                    "allowed_models must not contain empty names".into(),
-                ));
-            }
-        }
+        let policy = policy_text(&spec.policy)?;
         let secret = generate_secret();
         let prefix: String = secret.chars().take(11).collect();
         let (id, now) = (Uuid::now_v7().to_string(), now_ms());
         let meta = metadata_text(spec.metadata)?;
-        let allowed = spec
-            .allowed_models
-            .as_ref()
-            .map(|m| Value::from(m.clone()).to_string());
         let sql = format!(
-            "INSERT INTO api_keys (id, team_id, name, key_hash, key_prefix, allowed_models, metadata, expires_at, revoked_at, created_at, updated_at) \
+            "INSERT INTO api_keys (id, team_id, name, key_hash, key_prefix, policy, metadata, expires_at, revoked_at, created_at, updated_at) \
              VALUES ({}, {}, {}, {}, {}, {}, {}, {}, NULL, {}, {})",
             self.p(1), self.p(2), self.p(3), self.p(4), self.p(5), self.p(6), self.p(7), self.p(8), self.p(9), self.p(10)
         );
@@ -454,7 +511,7 @@ impl Tenancy {
             .bind(spec.name.as_deref())
             .bind(hash_secret(&secret))
             .bind(&prefix)
-            .bind(allowed.as_deref())
+            .bind(&policy)
             .bind(&meta)
             .bind(spec.expires_at_ms)
             .bind(now)
@@ -468,7 +525,7 @@ impl Tenancy {
                 org_id: team.org_id,
                 name: spec.name,
                 prefix,
-                allowed_models: spec.allowed_models,
+                policy: spec.policy,
                 metadata: parse_json(&meta),
                 expires_at: spec.expires_at_ms.map(rfc3339),
                 revoked_at: None,
@@ -518,20 +575,16 @@ impl Tenancy {
         if done.rows_affected() == 0 {
             return Err(TenancyError::NotFound("key", id.to_owned()));
         }
-        let sql = format!("SELECT key_hash FROM api_keys WHERE id = {}", self.p(1));
-        let hash: String = sqlx::query(AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_one(self.db.pool())
-            .await?
-            .try_get("key_hash")?;
-        Ok((self.key(id).await?, hash))
+        Ok((self.key(id).await?, self.key_hash(id).await?))
     }
 
     /// The key with this secret hash, for the auth cache.
     pub async fn key_by_hash(&self, hash: &str) -> Result<Option<KeyInfo>, DbError> {
         let sql = format!(
-            "SELECT k.id, k.team_id, t.org_id, k.name, k.key_prefix, k.allowed_models, k.expires_at, k.revoked_at \
-             FROM api_keys k JOIN teams t ON t.id = k.team_id WHERE k.key_hash = {}",
+            "SELECT k.id, k.team_id, t.org_id, k.name, k.key_prefix, k.expires_at, k.revoked_at, \
+             k.policy AS key_policy, t.policy AS team_policy, o.policy AS org_policy \
+             FROM api_keys k JOIN teams t ON t.id = k.team_id JOIN orgs o ON o.id = t.org_id \
+             WHERE k.key_hash = {}",
             self.p(1)
         );
         let Some(row) = sqlx::query(AssertSqlSafe(sql))
@@ -541,26 +594,49 @@ impl Tenancy {
         else {
             return Ok(None);
         };
-        let allowed: Option<String> = row.try_get("allowed_models")?;
+        let policy = |col: &str| -> Result<Policy, sqlx::Error> {
+            Ok(parse_policy(&row.try_get::<String, _>(col)?))
+        };
         Ok(Some(KeyInfo {
             id: row.try_get("id")?,
             team_id: row.try_get("team_id")?,
             org_id: row.try_get("org_id")?,
             name: row.try_get("name")?,
             prefix: row.try_get("key_prefix")?,
-            allowed_models: allowed.and_then(|a| serde_json::from_str(&a).ok()),
+            policies: Policies {
+                org: policy("org_policy")?,
+                team: policy("team_policy")?,
+                key: policy("key_policy")?,
+            },
             expires_at_ms: row.try_get("expires_at")?,
             revoked: row.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
         }))
     }
 
-    /// Keys changed after `since_ms`: each one's secret hash and change time.
+    /// Keys changed after `since_ms`, or whose team or organization changed
+    /// (a policy applies to every key under it): each one's secret hash and
+    /// change time.
     pub async fn keys_changed_since(&self, since_ms: i64) -> Result<Vec<(String, i64)>, DbError> {
+        let changed = |table: &str, key_filter: &str| {
+            format!(
+                "SELECT k.key_hash, {table}.updated_at FROM api_keys k {key_filter} WHERE {table}.updated_at > "
+            )
+        };
         let sql = format!(
-            "SELECT key_hash, updated_at FROM api_keys WHERE updated_at > {}",
-            self.p(1)
+            "{}{} UNION ALL {}{} UNION ALL {}{}",
+            changed("k", ""),
+            self.p(1),
+            changed("t", "JOIN teams t ON t.id = k.team_id"),
+            self.p(2),
+            changed(
+                "o",
+                "JOIN teams t ON t.id = k.team_id JOIN orgs o ON o.id = t.org_id"
+            ),
+            self.p(3)
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(since_ms)
+            .bind(since_ms)
             .bind(since_ms)
             .fetch_all(self.db.pool())
             .await?;
@@ -616,20 +692,24 @@ mod tests {
     }
 
     #[test]
-    fn allowed_models_gate_keys() {
-        let mut k = KeyInfo {
+    fn keys_expire_at_their_time() {
+        let k = KeyInfo {
             id: "k".into(),
             team_id: "t".into(),
             org_id: "o".into(),
             name: None,
             prefix: "tg-x".into(),
-            allowed_models: None,
+            policies: Policies::default(),
             expires_at_ms: Some(1000),
             revoked: false,
         };
-        assert!(k.allows("anything"));
-        k.allowed_models = Some(vec!["a".into()]);
-        assert!(k.allows("a") && !k.allows("b"));
         assert!(k.expired_at(1000) && !k.expired_at(999));
+    }
+
+    #[test]
+    fn an_unreadable_stored_policy_allows_nothing() {
+        let p = parse_policy(r#"{"allowed_models": ["a"], "budget_tier": 3}"#);
+        assert_eq!(p.allowed_models, Some(Vec::new()));
+        assert_eq!(parse_policy("{}"), Policy::default());
     }
 }

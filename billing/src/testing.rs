@@ -29,10 +29,25 @@ impl std::fmt::Debug for TestDb {
 
 /// A migrated SQLite database in a temporary directory.
 pub async fn sqlite() -> TestDb {
+    sqlite_at(None).await
+}
+
+/// Applies the migrations up to `version`, or all of them.
+async fn migrate(db: &Db, version: Option<i64>) {
+    match version {
+        Some(v) => db.migrate_to(v).await,
+        None => db.migrate().await,
+    }
+    .expect("the test database migrates");
+}
+
+/// A SQLite database migrated up to `version` (all migrations: `None`), to
+/// test upgrades.
+pub async fn sqlite_at(version: Option<i64>) -> TestDb {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let url = format!("sqlite://{}", dir.path().join("tollgate.db").display());
     let db = Db::connect(&url).await.expect("sqlite connects");
-    db.migrate().await.expect("sqlite migrates");
+    migrate(&db, version).await;
     TestDb {
         db,
         url,
@@ -102,6 +117,11 @@ pub fn postgres_url() -> Option<String> {
 
 /// A fresh, migrated Postgres database, or `None` when no server is configured.
 pub async fn postgres() -> Option<TestDb> {
+    postgres_at(None).await
+}
+
+/// A fresh Postgres database migrated up to `version` (all: `None`).
+pub async fn postgres_at(version: Option<i64>) -> Option<TestDb> {
     let admin = postgres_url()?;
     let name = format!("tollgate_test_{}", uuid::Uuid::now_v7().simple());
     let mut conn = sqlx::postgres::PgConnection::connect(&admin)
@@ -114,7 +134,7 @@ pub async fn postgres() -> Option<TestDb> {
     let _ = conn.close().await;
     let url = with_database(&admin, &name);
     let db = Db::connect(&url).await.expect("the test database connects");
-    db.migrate().await.expect("postgres migrates");
+    migrate(&db, version).await;
     Some(TestDb {
         db,
         url,

@@ -1,12 +1,14 @@
 //! Running the admin subcommands: each opens the configured database, applies
 //! pending migrations, does one thing and prints JSON.
 
-use billing::tenancy::{parse_rfc3339, KeySpec, Tenancy};
+use billing::policy::{Policy, PolicyPatch};
+use billing::tenancy::{parse_rfc3339, KeySpec, Patch, Tenancy};
 use serde_json::Value;
 
 use crate::app::open_database;
-use crate::cli::{KeyAction, OrgAction, TeamAction};
+use crate::cli::{KeyAction, OrgAction, PolicyArgs, TeamAction, UpdateArgs};
 use crate::config::Config;
+use crate::policy::KnownNames;
 
 /// What an admin subcommand does.
 #[derive(Debug)]
@@ -24,27 +26,92 @@ fn metadata(text: Option<&str>) -> anyhow::Result<Option<Value>> {
     .transpose()
 }
 
+/// A policy from flags, its names checked against the config.
+fn policy(names: &KnownNames, args: PolicyArgs) -> anyhow::Result<Policy> {
+    let p = Policy {
+        allowed_models: args.allowed_models,
+        denied_models: args.denied_models.unwrap_or_default(),
+        allowed_providers: args.allowed_providers,
+        denied_providers: args.denied_providers.unwrap_or_default(),
+    };
+    names
+        .check(&p)
+        .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    Ok(p)
+}
+
+/// A change from `update`'s flags.
+fn patch(names: &KnownNames, args: UpdateArgs) -> anyhow::Result<Patch> {
+    let set = |v: Option<Vec<String>>| v.map(Some);
+    let mut policy = PolicyPatch {
+        allowed_models: set(args.policy.allowed_models),
+        denied_models: set(args.policy.denied_models),
+        allowed_providers: set(args.policy.allowed_providers),
+        denied_providers: set(args.policy.denied_providers),
+    };
+    for field in &args.clear {
+        let slot = match field.as_str() {
+            "allowed_models" => &mut policy.allowed_models,
+            "denied_models" => &mut policy.denied_models,
+            "allowed_providers" => &mut policy.allowed_providers,
+            "denied_providers" => &mut policy.denied_providers,
+            other => anyhow::bail!(
+                "--clear takes allowed_models, denied_models, allowed_providers or denied_providers, not '{other}'"
+            ),
+        };
+        *slot = Some(None);
+    }
+    names
+        .check(&policy.apply(Policy::default()))
+        .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    Ok(Patch {
+        name: args.name,
+        metadata: metadata(args.metadata.as_deref())?,
+        policy,
+    })
+}
+
 /// Runs one admin command; returns what to print.
 pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<String> {
+    let names = KnownNames::of_config(config);
     let db = open_database(config).await?;
     let tenancy = Tenancy::new(db.clone());
     let out = match command {
         AdminCommand::Migrate => {
             serde_json::json!({"migrated": true, "database": billing::db::redact_url(config.database.url.expose())})
         }
-        AdminCommand::Org(OrgAction::Create { name, metadata: m }) => {
-            serde_json::to_value(tenancy.create_org(&name, metadata(m.as_deref())?).await?)?
-        }
+        AdminCommand::Org(OrgAction::Create {
+            name,
+            metadata: m,
+            policy: p,
+        }) => serde_json::to_value(
+            tenancy
+                .create_org(&name, metadata(m.as_deref())?, &policy(&names, p)?)
+                .await?,
+        )?,
         AdminCommand::Org(OrgAction::List) => serde_json::to_value(tenancy.list_orgs().await?)?,
+        AdminCommand::Org(OrgAction::Update(args)) => {
+            let id = args.id.clone();
+            serde_json::to_value(tenancy.update_org(&id, patch(&names, args)?).await?)?
+        }
         AdminCommand::Team(TeamAction::Create {
             org,
             name,
             metadata: m,
+            policy: p,
         }) => serde_json::to_value(
             tenancy
-                .create_team(&org, &name, metadata(m.as_deref())?)
+                .create_team(&org, &name, metadata(m.as_deref())?, &policy(&names, p)?)
                 .await?,
         )?,
+        AdminCommand::Team(TeamAction::Update(args)) => {
+            let id = args.id.clone();
+            serde_json::to_value(tenancy.update_team(&id, patch(&names, args)?).await?)?
+        }
+        AdminCommand::Key(KeyAction::Update(args)) => {
+            let id = args.id.clone();
+            serde_json::to_value(tenancy.update_key(&id, patch(&names, args)?).await?.0)?
+        }
         AdminCommand::Team(TeamAction::List { org }) => {
             serde_json::to_value(tenancy.list_teams(org.as_deref()).await?)?
         }
@@ -52,8 +119,8 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<Strin
             team,
             name,
             expires_at,
-            allowed_models,
             metadata: m,
+            policy: p,
         }) => {
             let expires_at_ms = expires_at
                 .as_deref()
@@ -66,7 +133,7 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<Strin
                 team_id: team,
                 name,
                 expires_at_ms,
-                allowed_models,
+                policy: policy(&names, p)?,
                 metadata: metadata(m.as_deref())?,
             };
             serde_json::to_value(tenancy.create_key(spec).await?)?

@@ -25,6 +25,7 @@ use crate::config::{Config, ProviderKind};
 use crate::http::build_router;
 use crate::ledger::LedgerSink;
 use crate::metrics::Metrics;
+use crate::policy::KnownNames;
 use crate::record::{RecordSink, Recorder};
 use crate::state::{AdminState, AppState, ProxyState, Readiness};
 
@@ -230,6 +231,7 @@ impl App {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let names = Arc::new(KnownNames::of(&catalog));
         let state = AppState {
             proxy: ProxyState {
                 catalog,
@@ -245,7 +247,12 @@ impl App {
             auth: Arc::new(Authenticator::new(&config.server.master_key, keys.clone())),
             metrics,
             readiness: Readiness::default(),
-            admin: AdminState { tenancy, db, keys },
+            admin: AdminState {
+                tenancy,
+                db,
+                keys,
+                names,
+            },
         };
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)

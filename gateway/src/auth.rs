@@ -39,9 +39,9 @@ impl Caller {
         }
     }
 
-    /// Whether the caller may use `model`.
-    pub fn allows(&self, model: &str) -> bool {
-        self.key().is_none_or(|k| k.allows(model))
+    /// The policies over the caller (none for the master key).
+    pub fn policies(&self) -> Option<&billing::policy::Policies> {
+        self.key().map(|k| &k.policies).filter(|p| !p.is_empty())
     }
 }
 

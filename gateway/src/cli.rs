@@ -65,6 +65,42 @@ pub enum Command {
     },
 }
 
+/// Which models and providers may be used (comma-separated names).
+#[derive(Debug, Clone, Default, Args)]
+pub struct PolicyArgs {
+    /// Only these models and routes.
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_models: Option<Vec<String>>,
+    /// Never these models and routes.
+    #[arg(long, value_delimiter = ',')]
+    pub denied_models: Option<Vec<String>>,
+    /// Only models of these providers.
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_providers: Option<Vec<String>>,
+    /// Never models of these providers.
+    #[arg(long, value_delimiter = ',')]
+    pub denied_providers: Option<Vec<String>>,
+}
+
+/// What `update` changes: absent options stay as they are.
+#[derive(Debug, Clone, Args)]
+pub struct UpdateArgs {
+    /// The id.
+    pub id: String,
+    /// A new name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// New metadata, a JSON object.
+    #[arg(long)]
+    pub metadata: Option<String>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Clear a policy list: allowed_models, denied_models, allowed_providers
+    /// or denied_providers (repeatable).
+    #[arg(long, value_name = "FIELD")]
+    pub clear: Vec<String>,
+}
+
 /// `tollgate orgs ...`
 #[derive(Debug, Subcommand)]
 pub enum OrgAction {
@@ -75,9 +111,13 @@ pub enum OrgAction {
         /// Metadata, a JSON object.
         #[arg(long)]
         metadata: Option<String>,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// List organizations.
     List,
+    /// Change an organization's name, metadata or policy.
+    Update(UpdateArgs),
 }
 
 /// `tollgate teams ...`
@@ -93,6 +133,8 @@ pub enum TeamAction {
         /// Metadata, a JSON object.
         #[arg(long)]
         metadata: Option<String>,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// List teams.
     List {
@@ -100,6 +142,8 @@ pub enum TeamAction {
         #[arg(long)]
         org: Option<String>,
     },
+    /// Change a team's name, metadata or policy.
+    Update(UpdateArgs),
 }
 
 /// `tollgate keys ...`
@@ -116,13 +160,14 @@ pub enum KeyAction {
         /// When it stops working, RFC 3339.
         #[arg(long)]
         expires_at: Option<String>,
-        /// The models it may use, comma-separated (default: all).
-        #[arg(long, value_delimiter = ',')]
-        allowed_models: Option<Vec<String>>,
         /// Metadata, a JSON object.
         #[arg(long)]
         metadata: Option<String>,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
+    /// Change a key's name, metadata or policy.
+    Update(UpdateArgs),
     /// List keys (never their secrets).
     List {
         /// Only this team's.

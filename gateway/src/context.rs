@@ -2,9 +2,10 @@
 //! goes. Built once a proxied request is validated and resolved; it travels
 //! with the request to the end and into its [`RequestRecord`](crate::record::RequestRecord).
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use router::Operation;
+use router::{ModelEntry, Operation};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -16,8 +17,11 @@ pub type ClientFormat = router::wire::Wire;
 /// Everything known about one proxied request.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
-    /// The request id (UUIDv7), also sent as `x-tollgate-request-id`.
+    /// This attempt's id (UUIDv7): the ledger row's.
     pub id: Uuid,
+    /// The id the client was given as `x-tollgate-request-id`: the first
+    /// attempt's, shared by every attempt at the request.
+    pub client_request_id: Uuid,
     /// Who is calling.
     pub caller: Caller,
     /// The client's wire format.
@@ -37,6 +41,8 @@ pub struct RequestContext {
     pub route: String,
     /// Which attempt at the request this is, from 1.
     pub attempt: u32,
+    /// The route's reference model, whose price the usage is also costed at.
+    pub reference: Option<Arc<ModelEntry>>,
     /// When the request started (monotonic).
     pub started: Instant,
     /// When the request started (wall clock).

@@ -46,6 +46,11 @@ impl ApiError {
         self.status
     }
 
+    /// The message shown to the client.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// The metric label (OpenAI's `code`).
     pub fn label(&self) -> &'static str {
         self.code
@@ -71,6 +76,16 @@ impl ApiError {
         );
         e.param = Some("model".into());
         e
+    }
+
+    /// The same error, its message followed by why.
+    pub fn because(mut self, why: &str) -> Self {
+        if let Some(stop) = self.message.strip_suffix('.') {
+            self.message = format!("{stop}: {why}.");
+        } else {
+            self.message = format!("{}: {why}.", self.message);
+        }
+        self
     }
 
     /// 403: only the master key may do this.

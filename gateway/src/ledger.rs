@@ -57,6 +57,11 @@ pub fn ledger_row(rec: &RequestRecord) -> LedgerRow {
         stream: ctx.stream,
         usage_estimated: rec.usage_source == router::UsageSource::Estimated,
         priced: rec.priced,
+        route: ctx.route.clone(),
+        attempt: ctx.attempt,
+        client_request_id: Some(ctx.client_request_id),
+        reference_model: ctx.reference.as_ref().map(|m| m.name.clone()),
+        reference_cost_picousd: rec.reference_cost.map(|c| c.0),
     }
 }
 

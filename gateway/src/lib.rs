@@ -26,6 +26,7 @@ pub mod error;
 pub mod http;
 pub mod ledger;
 pub mod metrics;
+pub mod policy;
 pub mod record;
 pub mod state;
 

@@ -30,6 +30,8 @@ pub struct RequestRecord {
     pub usage_source: UsageSource,
     /// What the usage cost.
     pub cost: Picodollars,
+    /// What the same usage would have cost on the route's reference model.
+    pub reference_cost: Option<Picodollars>,
     /// Whether the model had a known price (else the default was charged).
     pub priced: bool,
     /// Time to the first streamed event.

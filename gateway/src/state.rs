@@ -41,6 +41,8 @@ pub struct AdminState {
     pub db: Db,
     /// The key cache, invalidated on revocation.
     pub keys: KeyCache,
+    /// The names policies may mention.
+    pub names: Arc<crate::policy::KnownNames>,
 }
 
 /// The state of the proxy endpoints.

@@ -8,7 +8,7 @@ use sqlx::{AssertSqlSafe, Row};
 use super::LedgerRow;
 use crate::db::{Db, DbError};
 
-const LEDGER_COLUMNS: [&str; 23] = [
+const LEDGER_COLUMNS: [&str; 28] = [
     "request_id",
     "started_at",
     "org_id",
@@ -32,13 +32,19 @@ const LEDGER_COLUMNS: [&str; 23] = [
     "stream",
     "usage_estimated",
     "priced",
+    "route",
+    "attempt",
+    "client_request_id",
+    "reference_model",
+    "reference_cost_picousd",
 ];
 
-const ROLLUP_COLUMNS: [&str; 13] = [
+const ROLLUP_COLUMNS: [&str; 15] = [
     "hour",
     "org_id",
     "team_id",
     "key_id",
+    "route",
     "model",
     "provider",
     "requests",
@@ -48,7 +54,14 @@ const ROLLUP_COLUMNS: [&str; 13] = [
     "output_tokens",
     "reasoning_tokens",
     "cost_picousd",
+    "reference_cost_picousd",
 ];
+
+/// The most parameters one statement may carry (SQLite's limit).
+const MAX_PARAMS: usize = 32_766;
+
+/// The rollup's key columns; the rest are sums.
+const ROLLUP_KEY: usize = 7;
 
 fn placeholders(db: &Db, rows: usize, cols: usize) -> String {
     (0..rows)
@@ -69,6 +82,7 @@ struct Sums {
     requests: i64,
     tokens: [i64; 5],
     cost: i64,
+    reference_cost: i64,
 }
 
 /// Inserts `rows`, skipping ids already in the ledger, and adds the inserted
@@ -78,47 +92,54 @@ pub async fn insert_batch(db: &Db, rows: &[LedgerRow]) -> Result<usize, DbError>
         return Ok(0);
     }
     let mut tx = db.pool().begin().await?;
-    let sql = format!(
+    let mut inserted: HashSet<String> = HashSet::new();
+    // SQLite takes at most 32,766 parameters a statement.
+    for chunk in rows.chunks(MAX_PARAMS / LEDGER_COLUMNS.len()) {
+        let sql = format!(
         "INSERT INTO ledger ({}) VALUES {} ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
         LEDGER_COLUMNS.join(", "),
-        placeholders(db, rows.len(), LEDGER_COLUMNS.len())
+        placeholders(db, chunk.len(), LEDGER_COLUMNS.len())
     );
-    let mut q = sqlx::query(AssertSqlSafe(sql));
-    for r in rows {
-        let u = &r.usage;
-        q = q
-            .bind(r.request_id.to_string())
-            .bind(r.started_at_ms)
-            .bind(r.org_id.clone())
-            .bind(r.team_id.clone())
-            .bind(r.key_id.clone())
-            .bind(r.client_format.clone())
-            .bind(r.endpoint.clone())
-            .bind(r.requested_model.clone())
-            .bind(r.provider.clone())
-            .bind(r.upstream_model.clone())
-            .bind(i64::from(r.status))
-            .bind(r.outcome.clone())
-            .bind(n(u.input))
-            .bind(n(u.cached_input))
-            .bind(n(u.cache_write))
-            .bind(n(u.output))
-            .bind(n(u.reasoning))
-            .bind(r.cost_picousd)
-            .bind(n(r.latency_ms))
-            .bind(r.ttft_ms.map(n))
-            .bind(i64::from(r.stream))
-            .bind(i64::from(r.usage_estimated))
-            .bind(i64::from(r.priced));
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for r in chunk {
+            let u = &r.usage;
+            q = q
+                .bind(r.request_id.to_string())
+                .bind(r.started_at_ms)
+                .bind(r.org_id.clone())
+                .bind(r.team_id.clone())
+                .bind(r.key_id.clone())
+                .bind(r.client_format.clone())
+                .bind(r.endpoint.clone())
+                .bind(r.requested_model.clone())
+                .bind(r.provider.clone())
+                .bind(r.upstream_model.clone())
+                .bind(i64::from(r.status))
+                .bind(r.outcome.clone())
+                .bind(n(u.input))
+                .bind(n(u.cached_input))
+                .bind(n(u.cache_write))
+                .bind(n(u.output))
+                .bind(n(u.reasoning))
+                .bind(r.cost_picousd)
+                .bind(n(r.latency_ms))
+                .bind(r.ttft_ms.map(n))
+                .bind(i64::from(r.stream))
+                .bind(i64::from(r.usage_estimated))
+                .bind(i64::from(r.priced))
+                .bind(r.route().to_owned())
+                .bind(i64::from(r.attempt))
+                .bind(r.client_request_id().to_string())
+                .bind(r.reference_model.clone())
+                .bind(r.reference_cost_picousd);
+        }
+        for row in q.fetch_all(&mut *tx).await? {
+            inserted.insert(row.try_get::<String, _>("request_id")?);
+        }
     }
-    let inserted: HashSet<String> = q
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|row| row.try_get::<String, _>("request_id"))
-        .collect::<Result<_, _>>()?;
     // Roll up only what went in: a replayed row must not count twice.
-    let mut groups: BTreeMap<(i64, &str, &str, &str, &str, &str), Sums> = BTreeMap::new();
+    type GroupKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
+    let mut groups: BTreeMap<GroupKey, Sums> = BTreeMap::new();
     for r in rows
         .iter()
         .filter(|r| inserted.contains(&r.request_id.to_string()))
@@ -128,6 +149,7 @@ pub async fn insert_batch(db: &Db, rows: &[LedgerRow]) -> Result<usize, DbError>
             r.org_id.as_deref().unwrap_or(""),
             r.team_id.as_deref().unwrap_or(""),
             r.key_id.as_deref().unwrap_or(""),
+            r.route(),
             r.requested_model.as_str(),
             r.provider.as_str(),
         );
@@ -144,32 +166,36 @@ pub async fn insert_batch(db: &Db, rows: &[LedgerRow]) -> Result<usize, DbError>
             *slot = slot.saturating_add(n(v));
         }
         s.cost = s.cost.saturating_add(r.cost_picousd);
+        s.reference_cost = s.reference_cost.saturating_add(r.reference_cost().0);
     }
-    if !groups.is_empty() {
-        let sums = ROLLUP_COLUMNS[6..]
+    let groups: Vec<_> = groups.into_iter().collect();
+    for chunk in groups.chunks(MAX_PARAMS / ROLLUP_COLUMNS.len()) {
+        let sums = ROLLUP_COLUMNS[ROLLUP_KEY..]
             .iter()
             .map(|c| format!("{c} = spend_hourly.{c} + excluded.{c}"))
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
-            "INSERT INTO spend_hourly ({}) VALUES {} ON CONFLICT (hour, org_id, team_id, key_id, model, provider) DO UPDATE SET {sums}",
+            "INSERT INTO spend_hourly ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {sums}",
             ROLLUP_COLUMNS.join(", "),
-            placeholders(db, groups.len(), ROLLUP_COLUMNS.len())
+            placeholders(db, chunk.len(), ROLLUP_COLUMNS.len()),
+            ROLLUP_COLUMNS[..ROLLUP_KEY].join(", ")
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
-        for ((hour, org, team, key, model, provider), s) in &groups {
+        for ((hour, org, team, key, route, model, provider), s) in chunk {
             q = q
                 .bind(*hour)
                 .bind(*org)
                 .bind(*team)
                 .bind(*key)
+                .bind(*route)
                 .bind(*model)
                 .bind(*provider)
                 .bind(s.requests);
             for t in s.tokens {
                 q = q.bind(t);
             }
-            q = q.bind(s.cost);
+            q = q.bind(s.cost).bind(s.reference_cost);
         }
         q.execute(&mut *tx).await?;
     }

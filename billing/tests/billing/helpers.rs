@@ -45,6 +45,11 @@ pub fn row(
         stream: i.is_multiple_of(2),
         usage_estimated: false,
         priced: true,
+        route: model.into(),
+        attempt: 1,
+        client_request_id: None,
+        reference_model: None,
+        reference_cost_picousd: None,
     }
 }
 

@@ -241,3 +241,15 @@ fn a_spool_directory_has_one_owner() {
     drop(first);
     Spool::open(dir.path()).expect("free again once the owner is gone");
 }
+
+async fn big_batches(t: &TestDb) {
+    // More rows than one SQLite statement can carry parameters for.
+    let now = now_ms();
+    let rows: Vec<_> = (0..2000)
+        .map(|i| row(i, now, Some(("o", "t", "k")), "m", "p"))
+        .collect();
+    assert_eq!(insert_batch(&t.db, &rows).await.unwrap(), 2000);
+    assert_eq!(ledger_count(&t.db).await, 2000);
+    assert_eq!(rollup_requests(&t.db).await, 2000);
+}
+both_backends!(the_largest_batches_go_in_whole, super::big_batches);

@@ -26,5 +26,6 @@ macro_rules! both_backends {
 
 mod helpers;
 mod ledger;
+mod migrations;
 mod reports;
 mod tenancy;

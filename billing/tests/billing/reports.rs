@@ -18,6 +18,7 @@ fn group_of(r: &LedgerRow, by: GroupBy) -> Option<String> {
         GroupBy::Org => opt(&r.org_id),
         GroupBy::Team => opt(&r.team_id),
         GroupBy::Key => opt(&r.key_id),
+        GroupBy::Route => Some(r.route().to_owned()),
         GroupBy::Model => Some(r.requested_model.clone()),
         GroupBy::Provider => Some(r.provider.clone()),
         GroupBy::Day => Some(rfc3339(r.started_at_ms.div_euclid(24 * HOUR) * 24 * HOUR)),
@@ -39,7 +40,18 @@ async fn reports_agree(t: &TestDb) {
             let at = base + (i as i64 * 7_777_777) % (72 * HOUR);
             let model = ["kimi-k2.5", "glm-5", "deepseek-v4-pro"][i as usize % 3];
             let provider = ["kimi", "glm"][i as usize % 2];
-            row(i, at, keys[i as usize % 4], model, provider)
+            let mut r = row(i, at, keys[i as usize % 4], model, provider);
+            // Two routes, one with a reference model; the rest plain models.
+            match i % 5 {
+                0 | 1 => {
+                    r.route = "auto".into();
+                    r.reference_model = Some("claude-sonnet-4.5".into());
+                    r.reference_cost_picousd = Some(r.cost_picousd * 30 + i as i64);
+                }
+                2 => r.route = "coder".into(),
+                _ => {}
+            }
+            r
         })
         .collect();
     for chunk in rows.chunks(100) {
@@ -50,40 +62,59 @@ async fn reports_agree(t: &TestDb) {
         (base + 1_234_567, base + 50 * HOUR + 999),
         (base + 10 * HOUR + 5, base + 10 * HOUR + 3_000_000),
     ];
-    let filters: [(Option<&str>, Option<&str>); 3] =
-        [(None, None), (Some("o1"), None), (None, Some("glm-5"))];
+    let filters: [(Option<&str>, Option<&str>, Option<&str>); 4] = [
+        (None, None, None),
+        (Some("o1"), None, None),
+        (None, Some("glm-5"), None),
+        (None, None, Some("auto")),
+    ];
     for by in [
         GroupBy::Org,
         GroupBy::Team,
         GroupBy::Key,
+        GroupBy::Route,
         GroupBy::Model,
         GroupBy::Provider,
         GroupBy::Day,
         GroupBy::Hour,
     ] {
         for (from, to) in ranges {
-            for (org, model) in filters {
+            for (org, model, route) in filters {
                 let f = SpendFilter {
                     from_ms: from,
                     to_ms: to,
                     org_id: org.map(str::to_owned),
                     model: model.map(str::to_owned),
+                    route: route.map(str::to_owned),
                     ..Default::default()
                 };
-                let mut want: BTreeMap<Option<String>, (i64, i64, i64)> = BTreeMap::new();
+                type Sums = (i64, i64, i64, i64, i64);
+                let mut want: BTreeMap<Option<String>, Sums> = BTreeMap::new();
                 for r in rows.iter().filter(|r| {
                     r.started_at_ms >= from
                         && r.started_at_ms < to
                         && org.is_none_or(|o| r.org_id.as_deref() == Some(o))
                         && model.is_none_or(|m| r.requested_model == m)
+                        && route.is_none_or(|m| r.route() == m)
                 }) {
                     let e = want.entry(group_of(r, by)).or_default();
                     e.0 += 1;
                     e.1 += r.usage.input as i64 + r.usage.cached_input as i64;
                     e.2 += r.cost_picousd;
+                    // Rows without a reference cost what they cost.
+                    let reference = r.reference_cost_picousd.unwrap_or(r.cost_picousd);
+                    e.3 += reference;
+                    e.4 += reference - r.cost_picousd;
                 }
                 let got = spend(&t.db, by, &f).await.unwrap();
-                let got: BTreeMap<Option<String>, (i64, i64, i64)> = got
+                for r in &got {
+                    assert_eq!(
+                        r.savings_usd,
+                        billing::Picodollars(r.savings_picousd).usd(),
+                        "savings in dollars match picodollars"
+                    );
+                }
+                let got: BTreeMap<Option<String>, Sums> = got
                     .into_iter()
                     .map(|r| {
                         (
@@ -92,11 +123,16 @@ async fn reports_agree(t: &TestDb) {
                                 r.requests,
                                 r.input_tokens + r.cached_input_tokens,
                                 r.cost_picousd,
+                                r.reference_cost_picousd,
+                                r.savings_picousd,
                             ),
                         )
                     })
                     .collect();
-                assert_eq!(got, want, "{by:?} {from}..{to} org={org:?} model={model:?}");
+                assert_eq!(
+                    got, want,
+                    "{by:?} {from}..{to} org={org:?} model={model:?} route={route:?}"
+                );
             }
         }
     }

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use billing::keys::KeyCache;
-use billing::tenancy::{hash_secret, KeySpec, Tenancy, TenancyError};
+use billing::policy::{Policy, PolicyPatch};
+use billing::tenancy::{hash_secret, KeySpec, Patch, Tenancy, TenancyError};
 use billing::testing::TestDb;
 use serde_json::json;
 use sqlx::Row;
@@ -20,7 +21,7 @@ async fn migrations_apply_once(t: &TestDb) {
         .unwrap()
         .try_get("n")
         .unwrap();
-    assert_eq!(applied, 1);
+    assert_eq!(applied, 2);
     for table in ["orgs", "teams", "api_keys", "ledger", "spend_hourly"] {
         let sql = format!("SELECT COUNT(*) FROM {table}");
         sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -36,30 +37,74 @@ both_backends!(
 
 async fn tenancy_round_trip(t: &TestDb) {
     let ten = Tenancy::new(t.db.clone());
+    let no_anthropic = Policy {
+        denied_providers: vec!["anthropic".into()],
+        ..Policy::default()
+    };
     let org = ten
-        .create_org("acme", Some(json!({"cost_center": "42"})))
+        .create_org("acme", Some(json!({"cost_center": "42"})), &no_anthropic)
         .await
         .unwrap();
+    assert_eq!(org.policy, no_anthropic);
     assert!(matches!(
-        ten.create_org("acme", None).await,
+        ten.create_org("acme", None, &Policy::default()).await,
         Err(TenancyError::Conflict(_))
     ));
     assert!(matches!(
-        ten.create_team("nope", "x", None).await,
+        ten.create_team("nope", "x", None, &Policy::default()).await,
         Err(TenancyError::NotFound(..))
     ));
-    let team = ten.create_team(&org.id, "search", None).await.unwrap();
+    let blank = Policy {
+        denied_models: vec![" ".into()],
+        ..Policy::default()
+    };
+    assert!(matches!(
+        ten.create_team(&org.id, "x", None, &blank).await,
+        Err(TenancyError::Invalid(_))
+    ));
+    let team = ten
+        .create_team(&org.id, "search", None, &Policy::default())
+        .await
+        .unwrap();
     let renamed = ten
         .update_team(
             &team.id,
-            Some("search-infra"),
-            Some(json!({"slack": "#search"})),
+            Patch {
+                name: Some("search-infra".into()),
+                metadata: Some(json!({"slack": "#search"})),
+                policy: PolicyPatch {
+                    denied_providers: Some(Some(vec!["deepseek".into()])),
+                    ..PolicyPatch::default()
+                },
+            },
         )
         .await
         .unwrap();
     assert_eq!(renamed.name, "search-infra");
     assert_eq!(renamed.metadata["slack"], "#search");
-    assert_eq!(ten.list_teams(Some(&org.id)).await.unwrap(), vec![renamed]);
+    assert_eq!(renamed.policy.denied_providers, vec!["deepseek".to_owned()]);
+    // A patch of the policy alone keeps name and metadata.
+    let org2 = ten
+        .update_org(
+            &org.id,
+            Patch {
+                policy: PolicyPatch {
+                    allowed_providers: Some(Some(vec!["kimi".into(), "glm".into()])),
+                    ..PolicyPatch::default()
+                },
+                ..Patch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(org2.name, "acme");
+    assert_eq!(org2.metadata["cost_center"], "42");
+    assert_eq!(org2.policy.denied_providers, vec!["anthropic".to_owned()]);
+    assert!(org2.policy.allowed_providers.is_some());
+    assert_eq!(
+        ten.list_teams(Some(&org.id)).await.unwrap(),
+        vec![renamed.clone()]
+    );
     assert_eq!(
         ten.list_orgs().await.unwrap()[0].metadata["cost_center"],
         "42"
@@ -70,7 +115,10 @@ async fn tenancy_round_trip(t: &TestDb) {
             team_id: team.id.clone(),
             name: Some("ci".into()),
             expires_at_ms: Some(4_102_444_800_000),
-            allowed_models: Some(vec!["kimi-k2.5".into()]),
+            policy: Policy {
+                allowed_models: Some(vec!["kimi-k2.5".into()]),
+                ..Policy::default()
+            },
             metadata: None,
         })
         .await
@@ -94,8 +142,40 @@ async fn tenancy_round_trip(t: &TestDb) {
         (info.org_id.as_str(), info.team_id.as_str()),
         (org.id.as_str(), team.id.as_str())
     );
-    assert!(info.allows("kimi-k2.5") && !info.allows("glm-5"));
+    // The key carries its own, its team's and its organization's policies.
+    assert_eq!(
+        info.policies.key.allowed_models,
+        Some(vec!["kimi-k2.5".into()])
+    );
+    assert_eq!(info.policies.team, renamed.policy);
+    assert_eq!(info.policies.org, org2.policy);
+    assert_eq!(
+        info.policies.excludes("kimi-k2.5", "kimi-k2.5", "kimi"),
+        None
+    );
+    assert!(info.policies.excludes("glm-5", "glm-5", "glm").is_some());
     assert!(!info.revoked);
+    let (patched, hash) = ten
+        .update_key(
+            &created.view.id,
+            Patch {
+                name: Some("ci-2".into()),
+                policy: PolicyPatch {
+                    allowed_models: Some(None),
+                    ..PolicyPatch::default()
+                },
+                ..Patch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(hash, hash_secret(&created.key));
+    assert_eq!(patched.name.as_deref(), Some("ci-2"));
+    assert_eq!(patched.policy, Policy::default());
+    assert!(matches!(
+        ten.update_key("missing", Patch::default()).await,
+        Err(TenancyError::NotFound(..))
+    ));
 
     let (revoked, hash) = ten.revoke_key(&created.view.id).await.unwrap();
     assert!(revoked.revoked_at.is_some());
@@ -115,11 +195,14 @@ both_backends!(tenancy_round_trips, super::tenancy_round_trip);
 
 async fn cache_sees_revocations(t: &TestDb) {
     let ten = Arc::new(Tenancy::new(t.db.clone()));
-    let org = ten.create_org("o", None).await.unwrap();
-    let team = ten.create_team(&org.id, "t", None).await.unwrap();
+    let org = ten.create_org("o", None, &Policy::default()).await.unwrap();
+    let team = ten
+        .create_team(&org.id, "t", None, &Policy::default())
+        .await
+        .unwrap();
     let key = ten
         .create_key(KeySpec {
-            team_id: team.id,
+            team_id: team.id.clone(),
             ..Default::default()
         })
         .await
@@ -133,6 +216,31 @@ async fn cache_sees_revocations(t: &TestDb) {
     }));
     assert!(!here.lookup(&key.key).await.unwrap().unwrap().revoked);
     assert!(!there.lookup(&key.key).await.unwrap().unwrap().revoked);
+
+    // A team's policy reaches the keys under it on every replica.
+    ten.update_team(
+        &team.id,
+        Patch {
+            policy: PolicyPatch {
+                denied_providers: Some(Some(vec!["deepseek".into()])),
+                ..PolicyPatch::default()
+            },
+            ..Patch::default()
+        },
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    eventually("the other replica to see the team's policy", || async {
+        let k = there.lookup(&key.key).await.unwrap().unwrap();
+        k.policies.team.denied_providers == ["deepseek"]
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "within one second: {:?}",
+        started.elapsed()
+    );
     assert!(here
         .lookup("tg-nobody-issued-this")
         .await

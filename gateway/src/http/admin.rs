@@ -7,8 +7,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use billing::policy::{Policy, PolicyPatch};
 use billing::reports::{self, GroupBy, SpendFilter};
-use billing::tenancy::{parse_rfc3339, KeySpec, MAX_RFC3339_MS};
+use billing::tenancy::{parse_rfc3339, KeySpec, Patch, MAX_RFC3339_MS};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -18,8 +19,34 @@ use crate::state::AdminState;
 
 /// Parses a JSON body, unknown fields rejected, with a 400 naming the problem.
 fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::invalid(None, format!("The request body is not valid: {e}")))
+    serde_json::from_slice(bytes).map_err(invalid_body)
+}
+
+fn invalid_body(e: serde_json::Error) -> ApiError {
+    ApiError::invalid(None, format!("The request body is not valid: {e}"))
+}
+
+/// The policy fields, which sit beside the others in a body.
+const POLICY_FIELDS: [&str; 4] = [
+    "allowed_models",
+    "denied_models",
+    "allowed_providers",
+    "denied_providers",
+];
+
+/// Parses a body into its own fields and its policy fields (a `Policy` to
+/// create with, or a `PolicyPatch`).
+fn body_with_policy<T: DeserializeOwned, P: DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<(T, P), ApiError> {
+    let mut rest: serde_json::Map<String, Value> = body(bytes)?;
+    let policy: serde_json::Map<String, Value> = POLICY_FIELDS
+        .iter()
+        .filter_map(|f| rest.remove_entry(*f))
+        .collect();
+    let own = serde_json::from_value(Value::Object(rest)).map_err(invalid_body)?;
+    let policy = serde_json::from_value(Value::Object(policy)).map_err(invalid_body)?;
+    Ok((own, policy))
 }
 
 fn list(data: impl serde::Serialize) -> Json<Value> {
@@ -41,10 +68,53 @@ pub async fn create_org(
     State(admin): State<AdminState>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let req: NewOrg = body(&bytes)?;
+    let (req, policy): (NewOrg, Policy) = body_with_policy(&bytes)?;
+    admin.names.check(&policy)?;
     Ok(created(
-        admin.tenancy.create_org(&req.name, req.metadata).await?,
+        admin
+            .tenancy
+            .create_org(&req.name, req.metadata, &policy)
+            .await?,
     ))
+}
+
+pub async fn get_org(
+    State(admin): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(admin.tenancy.org(&id).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchFields {
+    name: Option<String>,
+    metadata: Option<Value>,
+}
+
+/// A `PATCH` body: name, metadata and policy fields, each optional.
+fn patch_body(admin: &AdminState, bytes: &[u8]) -> Result<Patch, ApiError> {
+    let (own, policy): (PatchFields, PolicyPatch) = body_with_policy(bytes)?;
+    // Only the names being set need to exist.
+    admin.names.check(&policy.apply(Policy::default()))?;
+    Ok(Patch {
+        name: own.name,
+        metadata: own.metadata,
+        policy,
+    })
+}
+
+/// `PATCH /admin/orgs/{id}`. Every replica applies a policy change within
+/// one key-watch interval.
+pub async fn update_org(
+    State(admin): State<AdminState>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let patch = patch_body(&admin, &bytes)?;
+    let org = admin.tenancy.update_org(&id, patch).await?;
+    tracing::info!(org_id = %org.id, "organization updated");
+    Ok(Json(json!(org)))
 }
 
 pub async fn list_orgs(State(admin): State<AdminState>) -> Result<Json<Value>, ApiError> {
@@ -63,13 +133,21 @@ pub async fn create_team(
     State(admin): State<AdminState>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let req: NewTeam = body(&bytes)?;
+    let (req, policy): (NewTeam, Policy) = body_with_policy(&bytes)?;
+    admin.names.check(&policy)?;
     Ok(created(
         admin
             .tenancy
-            .create_team(&req.org_id, &req.name, req.metadata)
+            .create_team(&req.org_id, &req.name, req.metadata, &policy)
             .await?,
     ))
+}
+
+pub async fn get_team(
+    State(admin): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(admin.tenancy.team(&id).await?)))
 }
 
 #[derive(Deserialize)]
@@ -96,23 +174,15 @@ pub async fn list_teams(
     Ok(list(admin.tenancy.list_teams(f.org_id.as_deref()).await?))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TeamPatch {
-    name: Option<String>,
-    metadata: Option<Value>,
-}
-
+/// `PATCH /admin/teams/{id}`.
 pub async fn update_team(
     State(admin): State<AdminState>,
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let req: TeamPatch = body(&bytes)?;
-    let team = admin
-        .tenancy
-        .update_team(&id, req.name.as_deref(), req.metadata)
-        .await?;
+    let patch = patch_body(&admin, &bytes)?;
+    let team = admin.tenancy.update_team(&id, patch).await?;
+    tracing::info!(team_id = %team.id, "team updated");
     Ok(Json(json!(team)))
 }
 
@@ -123,7 +193,6 @@ struct NewKey {
     name: Option<String>,
     /// RFC 3339.
     expires_at: Option<String>,
-    allowed_models: Option<Vec<String>>,
     metadata: Option<Value>,
 }
 
@@ -131,7 +200,8 @@ pub async fn create_key(
     State(admin): State<AdminState>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let req: NewKey = body(&bytes)?;
+    let (req, policy): (NewKey, Policy) = body_with_policy(&bytes)?;
+    admin.names.check(&policy)?;
     let expires_at_ms = req
         .expires_at
         .as_deref()
@@ -156,7 +226,7 @@ pub async fn create_key(
             team_id: req.team_id,
             name: req.name,
             expires_at_ms,
-            allowed_models: req.allowed_models,
+            policy,
             metadata: req.metadata,
         })
         .await?;
@@ -176,6 +246,27 @@ pub async fn list_keys(
 ) -> Result<Json<Value>, ApiError> {
     let f = query(f)?;
     Ok(list(admin.tenancy.list_keys(f.team_id.as_deref()).await?))
+}
+
+pub async fn get_key(
+    State(admin): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(admin.tenancy.key(&id).await?)))
+}
+
+/// `PATCH /admin/keys/{id}`: this replica reloads the key at once, the
+/// others within one key-watch interval.
+pub async fn update_key(
+    State(admin): State<AdminState>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let patch = patch_body(&admin, &bytes)?;
+    let (key, hash) = admin.tenancy.update_key(&id, patch).await?;
+    admin.keys.invalidate(&hash).await;
+    tracing::info!(key_id = %key.id, "key updated");
+    Ok(Json(json!(key)))
 }
 
 pub async fn revoke_key(
@@ -214,6 +305,7 @@ pub struct SpendQuery {
     org_id: Option<String>,
     team_id: Option<String>,
     key_id: Option<String>,
+    route: Option<String>,
     model: Option<String>,
     format: Option<String>,
 }
@@ -229,6 +321,7 @@ pub async fn spend(
         ("org_id", &q.org_id),
         ("team_id", &q.team_id),
         ("key_id", &q.key_id),
+        ("route", &q.route),
         ("model", &q.model),
     ] {
         if v.as_deref().is_some_and(str::is_empty) {
@@ -242,7 +335,7 @@ pub async fn spend(
     let by = GroupBy::parse(by_text).ok_or_else(|| {
         ApiError::invalid(
             Some("group_by"),
-            "group_by must be one of org, team, key, model, provider, day, hour.",
+            "group_by must be one of org, team, key, route, model, provider, day, hour.",
         )
     })?;
     let to = time_param("to", q.to.as_deref())?.unwrap_or_else(|| billing::db::now_ms() + 1);
@@ -256,6 +349,7 @@ pub async fn spend(
         org_id: q.org_id,
         team_id: q.team_id,
         key_id: q.key_id,
+        route: q.route,
         model: q.model,
     };
     let rows = reports::spend(&admin.db, by, &filter).await?;

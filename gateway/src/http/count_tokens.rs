@@ -2,7 +2,8 @@
 //! would use. For a model served by an `anthropic` provider the upstream
 //! counts (Anthropic's count is exact and free); when it cannot (some
 //! compatible endpoints lack the route) or the model is served in OpenAI's
-//! format, Tollgate's tokenizer estimates. Counting is free, so nothing is
+//! format, Tollgate's tokenizer estimates. A route counts with its first
+//! Anthropic-format candidate the caller may use. Counting is free, so nothing is
 //! written to the ledger.
 
 use axum::extract::rejection::BytesRejection;
@@ -30,18 +31,20 @@ pub async fn count_tokens(
 ) -> Result<Json<Value>, ApiError> {
     let body = body.map_err(|r| ApiError::from_body_rejection(r, proxy.max_body_bytes))?;
     let request = anthropic::parse_count_tokens(&body)?;
-    let entry = proxy
+    let route = proxy
         .catalog
-        .get(&request.model)
-        .cloned()
+        .route(&request.model)
         .ok_or_else(|| ApiError::model_not_found(&request.model))?;
-    if !caller.allows(&request.model) {
-        return Err(ApiError::model_not_allowed(&request.model));
-    }
+    let route = crate::policy::permitted(&caller, route)?;
     let local = estimate::messages_prompt_of(request.body());
-    if entry.provider.wire() != Wire::Anthropic {
+    // A route counts with its first Anthropic-format candidate, if any.
+    let Some(entry) = route
+        .candidates
+        .iter()
+        .find(|m| m.provider.wire() == Wire::Anthropic)
+    else {
         return Ok(Json(json!({"input_tokens": local})));
-    }
+    };
     let upstream_body = request.upstream_body(&entry.upstream_model);
     let sent = entry
         .provider

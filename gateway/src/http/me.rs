@@ -3,6 +3,7 @@
 
 use axum::extract::State;
 use axum::{Extension, Json};
+use billing::policy::Policy;
 use billing::reports::{self, SpendFilter};
 use serde_json::{json, Value};
 
@@ -29,18 +30,29 @@ pub async fn me(
     let this_month = reports::total(&admin.db, &spend(month)).await?;
     let team = admin.tenancy.team(&key.team_id).await?;
     let org = admin.tenancy.org(&key.org_id).await?;
+    // The policies as they were when the key was loaded: what is enforced.
+    let p = &key.policies;
     Ok(Json(json!({
         "object": "caller",
         "type": "key",
-        "key": {
+        "key": with_policy(json!({
             "id": key.id,
             "name": key.name,
             "prefix": key.prefix,
-            "allowed_models": key.allowed_models,
             "expires_at": key.expires_at_ms.map(billing::tenancy::rfc3339),
-        },
-        "team": {"id": team.id, "name": team.name},
-        "org": {"id": org.id, "name": org.name},
+        }), &p.key),
+        "team": with_policy(json!({"id": team.id, "name": team.name}), &p.team),
+        "org": with_policy(json!({"id": org.id, "name": org.name}), &p.org),
         "spend": {"today": today, "month": this_month},
     })))
+}
+
+/// `fields` with the policy's fields beside them.
+fn with_policy(mut fields: Value, policy: &Policy) -> Value {
+    if let (Some(obj), Ok(Value::Object(p))) =
+        (fields.as_object_mut(), serde_json::to_value(policy))
+    {
+        obj.extend(p);
+    }
+    fields
 }

@@ -11,7 +11,7 @@ mod proxy;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, patch, post};
+use axum::routing::{get, post};
 use axum::Router;
 
 pub use middleware::{anthropic_errors, RequestId};
@@ -42,11 +42,22 @@ pub fn build_router(state: AppState) -> Router {
     let admin = Router::new()
         .route("/admin/orgs", post(admin::create_org).get(admin::list_orgs))
         .route(
+            "/admin/orgs/{id}",
+            get(admin::get_org).patch(admin::update_org),
+        )
+        .route(
             "/admin/teams",
             post(admin::create_team).get(admin::list_teams),
         )
-        .route("/admin/teams/{id}", patch(admin::update_team))
+        .route(
+            "/admin/teams/{id}",
+            get(admin::get_team).patch(admin::update_team),
+        )
         .route("/admin/keys", post(admin::create_key).get(admin::list_keys))
+        .route(
+            "/admin/keys/{id}",
+            get(admin::get_key).patch(admin::update_key),
+        )
         .route("/admin/keys/{id}/revoke", post(admin::revoke_key))
         .route("/admin/spend", get(admin::spend))
         // The admin API takes the master key only.

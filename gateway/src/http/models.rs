@@ -1,4 +1,5 @@
-//! `GET /v1/models` and `GET /v1/models/{model}`: in OpenAI's list shape, or
+//! `GET /v1/models` and `GET /v1/models/{model}`: the models and routes the
+//! caller's policies let it use, in OpenAI's list shape, or
 //! in Anthropic's (`type: model`, `display_name`, `created_at`, paging with
 //! `limit`, `after_id` and `before_id`) when the request carries
 //! `anthropic-version`, as Anthropic's SDKs and Claude Code send.
@@ -6,10 +7,11 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::ProxyState;
 
@@ -19,7 +21,9 @@ struct Listed<'a> {
     owner: &'a str,
 }
 
-fn listed(proxy: &ProxyState) -> Vec<Listed<'_>> {
+/// What `caller` may use: models and routes its policies leave a candidate of.
+fn listed<'a>(proxy: &'a ProxyState, caller: &Caller) -> Vec<Listed<'a>> {
+    let policies = caller.policies();
     let mut all: Vec<Listed<'_>> = proxy
         .catalog
         .iter()
@@ -31,6 +35,13 @@ fn listed(proxy: &ProxyState) -> Vec<Listed<'_>> {
             id: &r.name,
             owner: "tollgate",
         }))
+        .filter(|l| {
+            policies.is_none()
+                || proxy
+                    .catalog
+                    .route(l.id)
+                    .is_some_and(|r| crate::policy::may_use(policies, r))
+        })
         .collect();
     all.sort_by(|a, b| a.id.cmp(b.id));
     all
@@ -59,19 +70,20 @@ pub struct Paging {
 
 pub async fn list(
     State(proxy): State<ProxyState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     paging: Result<Query<Paging>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let created = proxy.catalog_loaded_at;
     if !is_anthropic(&headers) {
-        let data: Vec<Value> = listed(&proxy)
+        let data: Vec<Value> = listed(&proxy, &caller)
             .iter()
             .map(|m| openai_model(m, created))
             .collect();
         return Ok(Json(json!({"object": "list", "data": data})));
     }
     let Query(paging) = paging.map_err(|e| ApiError::invalid(None, e.body_text()))?;
-    let all = listed(&proxy);
+    let all = listed(&proxy, &caller);
     let start = paging
         .after_id
         .as_deref()
@@ -96,10 +108,11 @@ pub async fn list(
 
 pub async fn retrieve(
     State(proxy): State<ProxyState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     Path(model): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let all = listed(&proxy);
+    let all = listed(&proxy, &caller);
     let m = all
         .iter()
         .find(|m| m.id == model)

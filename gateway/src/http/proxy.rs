@@ -13,7 +13,7 @@ use billing::Picodollars;
 use bytes::Bytes;
 use router::provider::{ReplyBody, UpstreamReply};
 use router::relay::{self, End, MalformedBody, StreamOptions, Summary};
-use router::route::Needs;
+use router::route::{Needs, Route};
 use router::translate;
 use router::wire::anthropic::{self, ParsedMessages};
 use router::wire::openai::{self, error_body, ParsedRequest};
@@ -248,6 +248,14 @@ impl Pending {
             None => (self.proxy.default_price.as_ref(), false),
         };
         let cost = billing::cost(&usage, price);
+        let reference_cost = ctx.reference.as_ref().map(|r| {
+            billing::cost(
+                &usage,
+                r.price
+                    .as_ref()
+                    .unwrap_or(self.proxy.default_price.as_ref()),
+            )
+        });
         // What the exchange says about the model's health. Failures before
         // an answer started are counted where they happen.
         if o.status.is_success() {
@@ -278,6 +286,7 @@ impl Pending {
             usage,
             usage_source,
             cost,
+            reference_cost,
             priced,
             ttft: o.ttft,
             latency,
@@ -316,11 +325,9 @@ async fn forward(
     let route = proxy
         .catalog
         .route(&client_model)
-        .cloned()
         .ok_or_else(|| ApiError::model_not_found(&client_model))?;
-    if !caller.allows(&client_model) {
-        return Err(ApiError::model_not_allowed(&client_model));
-    }
+    // The caller's policies may leave out some candidates, or all.
+    let route = crate::policy::permitted(&caller, route)?;
     if !proxy.spool.healthy() || proxy.spool.stats().backlog_bytes() > proxy.max_ledger_backlog {
         // Serving now would mean serving unbilled: refuse until the ledger catches up.
         return Err(ApiError::unavailable(
@@ -376,14 +383,17 @@ async fn forward(
         };
         let outcome = try_once(
             proxy,
-            &route.name,
-            attempt,
+            Try {
+                route: &route,
+                attempt,
+                id: attempt_id,
+                client_id: id,
+                caller: caller.clone(),
+            },
             entry,
             &client_model,
             &request,
             (op, body),
-            attempt_id,
-            caller.clone(),
             client_headers,
         )
         .await;
@@ -495,18 +505,28 @@ fn retry_after(value: Option<&str>) -> Option<Duration> {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Which attempt at which request.
+struct Try<'a> {
+    route: &'a Route,
+    /// From 1.
+    attempt: u32,
+    /// This attempt's id (the ledger row's).
+    id: uuid::Uuid,
+    /// The id the client was given.
+    client_id: uuid::Uuid,
+    caller: Caller,
+}
+
 async fn try_once(
     proxy: &ProxyState,
-    route: &str,
-    attempt: u32,
+    at: Try<'_>,
     entry: &Arc<ModelEntry>,
     client_model: &str,
     request: &Incoming,
     (op, upstream_body): (Operation, Bytes),
-    id: uuid::Uuid,
-    caller: Caller,
     client_headers: &HeaderMap,
 ) -> Attempt {
+    let id = at.id;
     let formats = Formats {
         client: request.client(),
         upstream: entry.provider.wire(),
@@ -515,7 +535,7 @@ async fn try_once(
     };
     let ctx = RequestContext {
         id,
-        caller,
+        caller: at.caller,
         format: formats.client,
         operation: op,
         // The configured model that served (the route is in `route`), so
@@ -524,8 +544,10 @@ async fn try_once(
         provider: entry.provider.name().to_owned(),
         upstream_model: entry.upstream_model.clone(),
         stream: formats.stream,
-        route: route.to_owned(),
-        attempt,
+        route: at.route.name.clone(),
+        attempt: at.attempt,
+        client_request_id: at.client_id,
+        reference: at.route.reference.clone(),
         started: Instant::now(),
         started_at: SystemTime::now(),
     };

@@ -261,7 +261,10 @@ async fn secrets_never_reach_the_log_or_admin_listings() {
 #[test]
 fn the_admin_cli_manages_orgs_teams_and_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "");
+    let config = write_config(
+        dir.path(),
+        "[models.demo-b]\nprovider = \"demo\"\n[routes.auto]\ncandidates = [\"demo\", \"demo-b\"]\n",
+    );
     let run = |args: &[&str]| -> Value {
         let out = tollgate()
             .args(args)
@@ -299,11 +302,53 @@ fn the_admin_cli_manages_orgs_teams_and_keys() {
         "--name",
         "ci",
         "--allowed-models",
-        "a,b",
+        "auto,demo-b",
     ]);
     let secret = key["key"].as_str().unwrap();
     assert!(secret.starts_with("tg-"));
-    assert_eq!(key["allowed_models"], json!(["a", "b"]));
+    assert_eq!(key["allowed_models"], json!(["auto", "demo-b"]));
+    // Policies change with `update`; --clear empties a list.
+    let team_id = team["id"].as_str().unwrap();
+    let denied = run(&["teams", "update", team_id, "--denied-providers", "demo"]);
+    assert_eq!(denied["denied_providers"], json!(["demo"]));
+    assert_eq!(denied["name"], "search");
+    let cleared = run(&["teams", "update", team_id, "--clear", "denied_providers"]);
+    assert_eq!(cleared["denied_providers"], json!([]));
+    let key_id = key["id"].as_str().unwrap();
+    let opened = run(&["keys", "update", key_id, "--clear", "allowed_models"]);
+    assert_eq!(opened["allowed_models"], Value::Null);
+    let org_id = org["id"].as_str().unwrap();
+    let renamed = run(&[
+        "orgs",
+        "update",
+        org_id,
+        "--name",
+        "acme-2",
+        "--denied-models",
+        "demo",
+    ]);
+    assert_eq!(
+        (renamed["name"].as_str(), renamed["cc"].as_str()),
+        (Some("acme-2"), None)
+    );
+    assert_eq!(renamed["metadata"]["cc"], "42");
+    assert_eq!(renamed["denied_models"], json!(["demo"]));
+    // A name the config does not have is refused: a misspelt deny list
+    // would deny nothing.
+    let out = tollgate()
+        .args([
+            "teams",
+            "update",
+            team_id,
+            "--denied-providers",
+            "demmo",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'demmo'"));
     let listed = run(&["keys", "list"]);
     assert!(!listed.to_string().contains(secret));
     let revoked = run(&["keys", "revoke", key["id"].as_str().unwrap()]);

@@ -15,6 +15,7 @@ mod durability;
 mod embeddings;
 mod errors;
 mod models;
+mod policy;
 mod routing;
 mod shutdown;
 mod streaming;

@@ -301,3 +301,204 @@ async fn a_route_serves_the_anthropic_door_across_provider_kinds() {
         .collect();
     assert!(ids.contains(&"coder"), "{ids:?}");
 }
+
+/// Ledger rows with the routing columns, oldest first.
+async fn routed_rows(db: &billing::Db, n: usize) -> Vec<sqlx::any::AnyRow> {
+    use sqlx::Row;
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let rows = sqlx::query(
+            "SELECT request_id, client_request_id, attempt, route, requested_model, status, \
+             input_tokens, cached_input_tokens, output_tokens, cost_picousd, reference_model, \
+             reference_cost_picousd FROM ledger ORDER BY request_id",
+        )
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+        if rows.len() >= n {
+            assert_eq!(rows.len(), n);
+            return rows;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "{} of {n} rows",
+            rows.len()
+        );
+        let _ = rows.first().map(|r| r.try_get::<String, _>("request_id"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_attempt_is_a_ledger_row_under_the_clients_request_id() {
+    use sqlx::Row;
+    let (_bad, _good, app) = fallback_case(failing(500)).await;
+    let resp = app.chat(chat_body("auto")).await;
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["x-tollgate-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let rows = routed_rows(&app.db, 2).await;
+    let get = |r: &sqlx::any::AnyRow, c: &str| r.try_get::<String, _>(c).unwrap();
+    let num = |r: &sqlx::any::AnyRow, c: &str| r.try_get::<i64, _>(c).unwrap();
+    for (r, attempt, status, model) in [(&rows[0], 1, 500, "m0"), (&rows[1], 2, 200, "m1")] {
+        assert_eq!(get(r, "client_request_id"), id);
+        assert_eq!(num(r, "attempt"), attempt);
+        assert_eq!(num(r, "status"), status);
+        assert_eq!(get(r, "route"), "auto");
+        assert_eq!(get(r, "requested_model"), model);
+    }
+    assert_eq!(
+        get(&rows[0], "request_id"),
+        id,
+        "the first attempt's id is the client's"
+    );
+    assert_eq!(
+        num(&rows[0], "cost_picousd"),
+        0,
+        "a refused attempt costs nothing"
+    );
+    assert!(num(&rows[1], "cost_picousd") > 0);
+}
+
+#[tokio::test]
+async fn the_spend_report_shows_what_routing_saved_against_the_reference() {
+    use sqlx::Row;
+    let (a, b) = (spawn_fast_mock().await, spawn_fast_mock().await);
+    // m0 at $0.5/$1 and m1 at $2/$4 per Mtok; the reference, never called,
+    // at Claude-like $3/$15.
+    let cfg = config(&format!(
+        "[providers.p0]\nkind = \"openai\"\nbase_url = \"{}\"\n[providers.p1]\nkind = \"openai\"\nbase_url = \"{}\"\n\
+         [models.m0]\nprovider = \"p0\"\ninput_per_mtok = 0.5\noutput_per_mtok = 1.0\n\
+         [models.m1]\nprovider = \"p1\"\ninput_per_mtok = 2.0\noutput_per_mtok = 4.0\n\
+         [models.claude]\nprovider = \"p1\"\ninput_per_mtok = 3.0\noutput_per_mtok = 15.0\n\
+         [routes.auto]\ncandidates = [\"m0\", \"m1\"]\nstrategy = \"cheapest\"\nreference_model = \"claude\"\n",
+        a.base_url(),
+        b.base_url()
+    ));
+    let app = spawn_app(cfg).await;
+    let (key, _) = crate::billing::new_key(&app, json!({})).await;
+    let client = |model: &str| {
+        let mut body = chat_body(model);
+        body["messages"][0]["content"] = json!(format!("a question for {model} ").repeat(30));
+        app.http
+            .post(app.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    };
+    for model in ["auto", "auto", "auto", "m1"] {
+        assert_eq!(client(model).await.unwrap().status(), 200);
+    }
+    let rows = routed_rows(&app.db, 4).await;
+    // Each row's reference cost is its own usage at the reference's prices.
+    let (mut cost, mut reference, mut plain_cost) = (0i64, 0i64, 0i64);
+    for r in &rows {
+        let n = |c: &str| r.try_get::<i64, _>(c).unwrap();
+        let route: String = r.try_get("route").unwrap();
+        let tokens = n("input_tokens") + n("cached_input_tokens");
+        assert!(tokens > 100 && n("output_tokens") > 0);
+        if route == "auto" {
+            assert_eq!(
+                r.try_get::<Option<String>, _>("reference_model")
+                    .unwrap()
+                    .as_deref(),
+                Some("claude")
+            );
+            // $1/Mtok is 1,000,000 picodollars a token.
+            let want = n("input_tokens") * 3_000_000 + n("output_tokens") * 15_000_000;
+            assert_eq!(
+                r.try_get::<Option<i64>, _>("reference_cost_picousd")
+                    .unwrap(),
+                Some(want)
+            );
+            assert_eq!(
+                n("cost_picousd"),
+                n("input_tokens") * 500_000 + n("output_tokens") * 1_000_000,
+                "served by the cheapest, m0"
+            );
+            cost += n("cost_picousd");
+            reference += want;
+        } else {
+            assert_eq!(route, "m1");
+            assert_eq!(
+                r.try_get::<Option<i64>, _>("reference_cost_picousd")
+                    .unwrap(),
+                None
+            );
+            plain_cost += n("cost_picousd");
+        }
+    }
+    let report = |group: &'static str| {
+        let app = &app;
+        async move {
+            app.get(&format!("/admin/spend?group_by={group}"))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let by_route = report("route").await;
+    let data = by_route["data"].as_array().unwrap();
+    let auto = data.iter().find(|r| r["group"] == "auto").unwrap();
+    assert_eq!(auto["requests"], 3);
+    assert_eq!(auto["cost_picousd"], cost);
+    assert_eq!(auto["reference_cost_picousd"], reference);
+    assert_eq!(auto["savings_picousd"], reference - cost);
+    assert_eq!(
+        auto["savings_usd"].as_str().unwrap(),
+        billing::Picodollars(reference - cost).usd()
+    );
+    assert!(
+        reference > 5 * cost,
+        "the cheap route saved most of the reference cost"
+    );
+    let m1 = data.iter().find(|r| r["group"] == "m1").unwrap();
+    assert_eq!(
+        m1["reference_cost_picousd"], plain_cost,
+        "no reference: savings are zero"
+    );
+    assert_eq!(m1["savings_picousd"], 0);
+    // Per team and per key, the same totals.
+    for group in ["team", "key"] {
+        let r = report(group).await;
+        let row = &r["data"][0];
+        assert_eq!(row["cost_picousd"], cost + plain_cost, "{group}");
+        assert_eq!(row["savings_picousd"], reference - cost, "{group}");
+    }
+    let csv = app
+        .get("/admin/spend?group_by=route&format=csv")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.starts_with("group,requests,")
+            && csv
+                .lines()
+                .next()
+                .unwrap()
+                .ends_with(",cost_usd,reference_cost_usd,savings_usd")
+    );
+    assert!(csv.contains(&format!(
+        ",{}\n",
+        billing::Picodollars(reference - cost).usd()
+    )));
+    // Only the route's rows, by filter.
+    let only: Value = app
+        .get("/admin/spend?group_by=model&route=auto")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(only["data"].as_array().unwrap().len(), 1);
+    assert_eq!(only["data"][0]["group"], "m0");
+}

@@ -111,6 +111,38 @@ impl Route {
         }
     }
 
+    /// This route with only the candidates `keep` accepts (weights follow
+    /// their candidates). Breaker and speed state are shared, not copied.
+    pub fn retain(&self, mut keep: impl FnMut(&ModelEntry) -> bool) -> Self {
+        let kept: Vec<bool> = self.candidates.iter().map(|m| keep(m)).collect();
+        let pick = |i: usize| kept.get(i).copied().unwrap_or(false);
+        let strategy = match &self.strategy {
+            Strategy::Weighted(w) => Strategy::Weighted(
+                w.iter()
+                    .enumerate()
+                    .filter(|(i, _)| pick(*i))
+                    .map(|(_, w)| *w)
+                    .collect(),
+            ),
+            other => other.clone(),
+        };
+        Self {
+            name: self.name.clone(),
+            candidates: self
+                .candidates
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| pick(*i))
+                .map(|(_, m)| m.clone())
+                .collect(),
+            strategy,
+            max_attempts: self.max_attempts,
+            max_time: self.max_time,
+            reference: self.reference.clone(),
+            filter: self.filter,
+        }
+    }
+
     /// What the request is expected to cost on `m`, in micro-dollars per
     /// million tokens times tokens (a ranking figure, not money).
     pub fn expected_cost(m: &ModelEntry, needs: &Needs, default: &crate::price::Price) -> u128 {

@@ -212,3 +212,26 @@ fn unhealthy_candidates_go_last_and_attempts_are_capped() {
         ["b", "c"]
     );
 }
+
+#[test]
+fn retained_candidates_keep_their_weights_and_shared_health() {
+    let a = model("a", 1, 1, 100_000, all());
+    let b = model("b", 1, 1, 100_000, all());
+    let c = model("c", 1, 1, 100_000, all());
+    let r = route(
+        Strategy::Weighted(vec![1, 0, 5]),
+        vec![a.clone(), b.clone(), c.clone()],
+    );
+    let kept = r.retain(|m| m.name != "a");
+    assert_eq!(names(&kept.candidates), ["b", "c"]);
+    assert_eq!(kept.strategy, Strategy::Weighted(vec![0, 5]));
+    // b weighs nothing: c always comes first.
+    for _ in 0..50 {
+        let plan = kept
+            .plan(&needs(10), &default_price(), Instant::now())
+            .unwrap();
+        assert_eq!(names(&plan), ["c", "b"]);
+    }
+    assert!(Arc::ptr_eq(&kept.candidates[1], &c));
+    assert!(r.retain(|_| false).candidates.is_empty());
+}

@@ -5,6 +5,7 @@
 //! - [`db`]: the Postgres or SQLite pool, migrations, dialect helpers.
 //! - [`tenancy`]: organizations, teams, keys; the admin operations.
 //! - [`policy`]: which models and providers an org, team or key may use.
+//! - [`quota`]: budgets and rate limits: reserve, settle, alert.
 //! - [`keys`]: the in-memory key cache and its change watcher.
 //! - [`money`]: picodollars and the cost of a request's usage.
 //! - [`ledger`]: the spool, the batching writer, and the rows they carry.
@@ -16,6 +17,7 @@ pub mod keys;
 pub mod ledger;
 pub mod money;
 pub mod policy;
+pub mod quota;
 pub mod reports;
 pub mod tenancy;
 #[cfg(feature = "testing")]

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::db::{now_ms, Db, DbError};
 use crate::policy::{Policies, Policy, PolicyPatch};
+use crate::quota::{Budget, Enforcement, Limits, Period, Quota, Quotas};
 
 /// What went wrong with an admin operation.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,8 @@ pub struct Org {
     pub metadata: Value,
     #[serde(flatten)]
     pub policy: Policy,
+    pub budget: Option<Budget>,
+    pub limits: Option<Limits>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -79,6 +82,8 @@ pub struct Team {
     pub metadata: Value,
     #[serde(flatten)]
     pub policy: Policy,
+    pub budget: Option<Budget>,
+    pub limits: Option<Limits>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -94,6 +99,8 @@ pub struct KeyView {
     pub prefix: String,
     #[serde(flatten)]
     pub policy: Policy,
+    pub budget: Option<Budget>,
+    pub limits: Option<Limits>,
     pub metadata: Value,
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
@@ -115,20 +122,31 @@ pub struct KeySpec {
     pub team_id: String,
     pub name: Option<String>,
     pub expires_at_ms: Option<i64>,
-    pub policy: Policy,
     pub metadata: Option<Value>,
+    pub controls: Controls,
 }
 
-/// A change to an organization, a team or a key: absent fields stay.
+/// What an organization, a team or a key may use and spend.
+#[derive(Debug, Clone, Default)]
+pub struct Controls {
+    pub policy: Policy,
+    pub budget: Option<Budget>,
+    pub limits: Option<Limits>,
+}
+
+/// A change to an organization, a team or a key: absent fields stay;
+/// `Some(None)` removes a budget or limits.
 #[derive(Debug, Clone, Default)]
 pub struct Patch {
     pub name: Option<String>,
     pub metadata: Option<Value>,
     pub policy: PolicyPatch,
+    pub budget: Option<Option<Budget>>,
+    pub limits: Option<Option<Limits>>,
 }
 
 /// What the auth path needs to know about a key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KeyInfo {
     pub id: String,
     pub team_id: String,
@@ -137,6 +155,8 @@ pub struct KeyInfo {
     pub prefix: String,
     /// The key's, its team's and its organization's policies.
     pub policies: Policies,
+    /// Their budgets and rate limits.
+    pub quotas: Quotas,
     pub expires_at_ms: Option<i64>,
     pub revoked: bool,
 }
@@ -201,6 +221,55 @@ fn policy_text(p: &Policy) -> Result<String, TenancyError> {
     serde_json::to_string(p).map_err(|e| TenancyError::Invalid(e.to_string()))
 }
 
+/// A stored budget. One that no longer parses refuses everything rather
+/// than limiting nothing.
+fn parse_budget(s: Option<String>) -> Option<Budget> {
+    let s = s?;
+    Some(serde_json::from_str(&s).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a stored budget does not parse; it admits nothing");
+        Budget {
+            limit_usd: Some(0.0),
+            limit_tokens: None,
+            period: Period::Lifetime,
+            enforcement: Enforcement::Hard,
+        }
+    }))
+}
+
+/// Stored limits. Ones that no longer parse admit nothing.
+fn parse_limits(s: Option<String>) -> Option<Limits> {
+    let s = s?;
+    Some(serde_json::from_str(&s).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "stored rate limits do not parse; they admit nothing");
+        Limits {
+            max_concurrent: Some(0),
+            ..Limits::default()
+        }
+    }))
+}
+
+fn budget_text(b: Option<&Budget>) -> Result<Option<String>, TenancyError> {
+    b.map(|b| {
+        b.validate().map_err(TenancyError::Invalid)?;
+        serde_json::to_string(b).map_err(|e| TenancyError::Invalid(e.to_string()))
+    })
+    .transpose()
+}
+
+fn limits_text(l: Option<&Limits>) -> Result<Option<String>, TenancyError> {
+    l.map(|l| serde_json::to_string(l).map_err(|e| TenancyError::Invalid(e.to_string())))
+        .transpose()
+}
+
+/// Controls as stored: policy, budget and limits text.
+fn controls_text(c: &Controls) -> Result<(String, Option<String>, Option<String>), TenancyError> {
+    Ok((
+        policy_text(&c.policy)?,
+        budget_text(c.budget.as_ref())?,
+        limits_text(c.limits.as_ref())?,
+    ))
+}
+
 fn check_name(kind: &str, name: &str) -> Result<(), TenancyError> {
     if name.trim().is_empty() || name.len() > 200 {
         return Err(TenancyError::Invalid(format!(
@@ -216,7 +285,7 @@ pub struct Tenancy {
     db: Db,
 }
 
-const KEY_COLUMNS: &str = "k.id, k.team_id, t.org_id, k.name, k.key_prefix, k.policy, k.metadata, k.expires_at, k.revoked_at, k.created_at";
+const KEY_COLUMNS: &str = "k.id, k.team_id, t.org_id, k.name, k.key_prefix, k.policy, k.budget, k.limits, k.metadata, k.expires_at, k.revoked_at, k.created_at";
 
 fn key_view(row: &sqlx::any::AnyRow) -> Result<KeyView, sqlx::Error> {
     let expires: Option<i64> = row.try_get("expires_at")?;
@@ -228,6 +297,8 @@ fn key_view(row: &sqlx::any::AnyRow) -> Result<KeyView, sqlx::Error> {
         name: row.try_get("name")?,
         prefix: row.try_get("key_prefix")?,
         policy: parse_policy(&row.try_get::<String, _>("policy")?),
+        budget: parse_budget(row.try_get("budget")?),
+        limits: parse_limits(row.try_get("limits")?),
         metadata: parse_json(&row.try_get::<String, _>("metadata")?),
         expires_at: expires.map(rfc3339),
         revoked_at: revoked.map(rfc3339),
@@ -241,6 +312,8 @@ fn org(row: &sqlx::any::AnyRow) -> Result<Org, sqlx::Error> {
         name: row.try_get("name")?,
         metadata: parse_json(&row.try_get::<String, _>("metadata")?),
         policy: parse_policy(&row.try_get::<String, _>("policy")?),
+        budget: parse_budget(row.try_get("budget")?),
+        limits: parse_limits(row.try_get("limits")?),
         created_at: rfc3339(row.try_get("created_at")?),
         updated_at: rfc3339(row.try_get("updated_at")?),
     })
@@ -253,6 +326,8 @@ fn team(row: &sqlx::any::AnyRow) -> Result<Team, sqlx::Error> {
         name: row.try_get("name")?,
         metadata: parse_json(&row.try_get::<String, _>("metadata")?),
         policy: parse_policy(&row.try_get::<String, _>("policy")?),
+        budget: parse_budget(row.try_get("budget")?),
+        limits: parse_limits(row.try_get("limits")?),
         created_at: rfc3339(row.try_get("created_at")?),
         updated_at: rfc3339(row.try_get("updated_at")?),
     })
@@ -273,23 +348,26 @@ impl Tenancy {
         &self,
         name: &str,
         metadata: Option<Value>,
-        policy: &Policy,
+        controls: &Controls,
     ) -> Result<Org, TenancyError> {
         check_name("organization", name)?;
+        let (policy, budget, limits) = controls_text(controls)?;
         let (id, now, meta) = (
             Uuid::now_v7().to_string(),
             now_ms(),
             metadata_text(metadata)?,
         );
         let sql = format!(
-            "INSERT INTO orgs (id, name, metadata, policy, created_at, updated_at) VALUES ({}, {}, {}, {}, {}, {})",
-            self.p(1), self.p(2), self.p(3), self.p(4), self.p(5), self.p(6)
+            "INSERT INTO orgs (id, name, metadata, policy, budget, limits, created_at, updated_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {})",
+            self.p(1), self.p(2), self.p(3), self.p(4), self.p(5), self.p(6), self.p(7), self.p(8)
         );
         sqlx::query(AssertSqlSafe(sql))
             .bind(&id)
             .bind(name)
             .bind(&meta)
-            .bind(policy_text(policy)?)
+            .bind(policy)
+            .bind(budget)
+            .bind(limits)
             .bind(now)
             .bind(now)
             .execute(self.db.pool())
@@ -300,7 +378,7 @@ impl Tenancy {
     /// One organization.
     pub async fn org(&self, id: &str) -> Result<Org, TenancyError> {
         let sql = format!(
-            "SELECT id, name, metadata, policy, created_at, updated_at FROM orgs WHERE id = {}",
+            "SELECT id, name, metadata, policy, budget, limits, created_at, updated_at FROM orgs WHERE id = {}",
             self.p(1)
         );
         let row = sqlx::query(AssertSqlSafe(sql))
@@ -314,7 +392,7 @@ impl Tenancy {
     /// Every organization, oldest first.
     pub async fn list_orgs(&self) -> Result<Vec<Org>, TenancyError> {
         let rows = sqlx::query(
-            "SELECT id, name, metadata, policy, created_at, updated_at FROM orgs ORDER BY created_at, id",
+            "SELECT id, name, metadata, policy, budget, limits, created_at, updated_at FROM orgs ORDER BY created_at, id",
         )
         .fetch_all(self.db.pool())
         .await?;
@@ -344,9 +422,10 @@ impl Tenancy {
         org_id: &str,
         name: &str,
         metadata: Option<Value>,
-        policy: &Policy,
+        controls: &Controls,
     ) -> Result<Team, TenancyError> {
         check_name("team", name)?;
+        let (policy, budget, limits) = controls_text(controls)?;
         self.exists("orgs", "organization", org_id).await?;
         let (id, now, meta) = (
             Uuid::now_v7().to_string(),
@@ -354,15 +433,17 @@ impl Tenancy {
             metadata_text(metadata)?,
         );
         let sql = format!(
-            "INSERT INTO teams (id, org_id, name, metadata, policy, created_at, updated_at) VALUES ({}, {}, {}, {}, {}, {}, {})",
-            self.p(1), self.p(2), self.p(3), self.p(4), self.p(5), self.p(6), self.p(7)
+            "INSERT INTO teams (id, org_id, name, metadata, policy, budget, limits, created_at, updated_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})",
+            self.p(1), self.p(2), self.p(3), self.p(4), self.p(5), self.p(6), self.p(7), self.p(8), self.p(9)
         );
         sqlx::query(AssertSqlSafe(sql))
             .bind(&id)
             .bind(org_id)
             .bind(name)
             .bind(&meta)
-            .bind(policy_text(policy)?)
+            .bind(policy)
+            .bind(budget)
+            .bind(limits)
             .bind(now)
             .bind(now)
             .execute(self.db.pool())
@@ -373,7 +454,7 @@ impl Tenancy {
     /// One team.
     pub async fn team(&self, id: &str) -> Result<Team, TenancyError> {
         let sql = format!(
-            "SELECT id, org_id, name, metadata, policy, created_at, updated_at FROM teams WHERE id = {}",
+            "SELECT id, org_id, name, metadata, policy, budget, limits, created_at, updated_at FROM teams WHERE id = {}",
             self.p(1)
         );
         let row = sqlx::query(AssertSqlSafe(sql))
@@ -405,7 +486,7 @@ impl Tenancy {
 
     /// Teams, all or one organization's, oldest first.
     pub async fn list_teams(&self, org_id: Option<&str>) -> Result<Vec<Team>, TenancyError> {
-        let base = "SELECT id, org_id, name, metadata, policy, created_at, updated_at FROM teams";
+        let base = "SELECT id, org_id, name, metadata, policy, budget, limits, created_at, updated_at FROM teams";
         let rows = self
             .fetch_filtered(base, "org_id", org_id, "created_at, id")
             .await?;
@@ -419,7 +500,7 @@ impl Tenancy {
         &self,
         (table, kind): (&'static str, &'static str),
         id: &str,
-        current: (Option<&str>, &Value, &Policy),
+        current: (Option<&str>, &Value, Controls),
         patch: Patch,
     ) -> Result<(), TenancyError> {
         if let Some(n) = &patch.name {
@@ -430,19 +511,28 @@ impl Tenancy {
             Some(m) => metadata_text(Some(m))?,
             None => current.1.to_string(),
         };
-        let policy = policy_text(&patch.policy.apply(current.2.clone()))?;
+        let cur = current.2;
+        let (policy, budget, limits) = controls_text(&Controls {
+            policy: patch.policy.apply(cur.policy),
+            budget: patch.budget.unwrap_or(cur.budget),
+            limits: patch.limits.unwrap_or(cur.limits),
+        })?;
         let sql = format!(
-            "UPDATE {table} SET name = {}, metadata = {}, policy = {}, updated_at = {} WHERE id = {}",
+            "UPDATE {table} SET name = {}, metadata = {}, policy = {}, budget = {}, limits = {}, updated_at = {} WHERE id = {}",
             self.p(1),
             self.p(2),
             self.p(3),
             self.p(4),
-            self.p(5)
+            self.p(5),
+            self.p(6),
+            self.p(7)
         );
         sqlx::query(AssertSqlSafe(sql))
             .bind(name)
             .bind(&meta)
             .bind(&policy)
+            .bind(budget)
+            .bind(limits)
             .bind(now_ms())
             .bind(id)
             .execute(self.db.pool())
@@ -453,7 +543,15 @@ impl Tenancy {
     /// Renames an organization, or replaces its metadata or policy fields.
     pub async fn update_org(&self, id: &str, patch: Patch) -> Result<Org, TenancyError> {
         let cur = self.org(id).await?;
-        let current = (Some(cur.name.as_str()), &cur.metadata, &cur.policy);
+        let current = (
+            Some(cur.name.as_str()),
+            &cur.metadata,
+            Controls {
+                policy: cur.policy.clone(),
+                budget: cur.budget.clone(),
+                limits: cur.limits.clone(),
+            },
+        );
         self.patch(("orgs", "organization"), id, current, patch)
             .await?;
         self.org(id).await
@@ -462,7 +560,15 @@ impl Tenancy {
     /// Renames a team, or replaces its metadata or policy fields.
     pub async fn update_team(&self, id: &str, patch: Patch) -> Result<Team, TenancyError> {
         let cur = self.team(id).await?;
-        let current = (Some(cur.name.as_str()), &cur.metadata, &cur.policy);
+        let current = (
+            Some(cur.name.as_str()),
+            &cur.metadata,
+            Controls {
+                policy: cur.policy.clone(),
+                budget: cur.budget.clone(),
+                limits: cur.limits.clone(),
+            },
+        );
         self.patch(("teams", "team"), id, current, patch).await?;
         self.team(id).await
     }
@@ -475,7 +581,15 @@ impl Tenancy {
         patch: Patch,
     ) -> Result<(KeyView, String), TenancyError> {
         let cur = self.key(id).await?;
-        let current = (cur.name.as_deref(), &cur.metadata, &cur.policy);
+        let current = (
+            cur.name.as_deref(),
+            &cur.metadata,
+            Controls {
+                policy: cur.policy.clone(),
+                budget: cur.budget.clone(),
+                limits: cur.limits.clone(),
+            },
+        );
         self.patch(("api_keys", "key"), id, current, patch).await?;
         Ok((self.key(id).await?, self.key_hash(id).await?))
     }
@@ -495,15 +609,15 @@ impl Tenancy {
         if let Some(n) = &spec.name {
             check_name("key", n)?;
         }
-        let policy = policy_text(&spec.policy)?;
+        let (policy, budget, limits) = controls_text(&spec.controls)?;
         let secret = generate_secret();
         let prefix: String = secret.chars().take(11).collect();
         let (id, now) = (Uuid::now_v7().to_string(), now_ms());
         let meta = metadata_text(spec.metadata)?;
         let sql = format!(
-            "INSERT INTO api_keys (id, team_id, name, key_hash, key_prefix, policy, metadata, expires_at, revoked_at, created_at, updated_at) \
-             VALUES ({}, {}, {}, {}, {}, {}, {}, {}, NULL, {}, {})",
-            self.p(1), self.p(2), self.p(3), self.p(4), self.p(5), self.p(6), self.p(7), self.p(8), self.p(9), self.p(10)
+            "INSERT INTO api_keys (id, team_id, name, key_hash, key_prefix, policy, budget, limits, metadata, expires_at, revoked_at, created_at, updated_at) \
+             VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, NULL, {}, {})",
+            self.p(1), self.p(2), self.p(3), self.p(4), self.p(5), self.p(6), self.p(7), self.p(8), self.p(9), self.p(10), self.p(11), self.p(12)
         );
         sqlx::query(AssertSqlSafe(sql))
             .bind(&id)
@@ -512,6 +626,8 @@ impl Tenancy {
             .bind(hash_secret(&secret))
             .bind(&prefix)
             .bind(&policy)
+            .bind(budget)
+            .bind(limits)
             .bind(&meta)
             .bind(spec.expires_at_ms)
             .bind(now)
@@ -525,7 +641,9 @@ impl Tenancy {
                 org_id: team.org_id,
                 name: spec.name,
                 prefix,
-                policy: spec.policy,
+                policy: spec.controls.policy,
+                budget: spec.controls.budget,
+                limits: spec.controls.limits,
                 metadata: parse_json(&meta),
                 expires_at: spec.expires_at_ms.map(rfc3339),
                 revoked_at: None,
@@ -582,7 +700,9 @@ impl Tenancy {
     pub async fn key_by_hash(&self, hash: &str) -> Result<Option<KeyInfo>, DbError> {
         let sql = format!(
             "SELECT k.id, k.team_id, t.org_id, k.name, k.key_prefix, k.expires_at, k.revoked_at, \
-             k.policy AS key_policy, t.policy AS team_policy, o.policy AS org_policy \
+             k.policy AS key_policy, t.policy AS team_policy, o.policy AS org_policy, \
+             k.budget AS key_budget, t.budget AS team_budget, o.budget AS org_budget, \
+             k.limits AS key_limits, t.limits AS team_limits, o.limits AS org_limits \
              FROM api_keys k JOIN teams t ON t.id = k.team_id JOIN orgs o ON o.id = t.org_id \
              WHERE k.key_hash = {}",
             self.p(1)
@@ -597,6 +717,12 @@ impl Tenancy {
         let policy = |col: &str| -> Result<Policy, sqlx::Error> {
             Ok(parse_policy(&row.try_get::<String, _>(col)?))
         };
+        let quota = |level: &str| -> Result<Quota, sqlx::Error> {
+            Ok(Quota {
+                budget: parse_budget(row.try_get(format!("{level}_budget").as_str())?),
+                limits: parse_limits(row.try_get(format!("{level}_limits").as_str())?),
+            })
+        };
         Ok(Some(KeyInfo {
             id: row.try_get("id")?,
             team_id: row.try_get("team_id")?,
@@ -607,6 +733,11 @@ impl Tenancy {
                 org: policy("org_policy")?,
                 team: policy("team_policy")?,
                 key: policy("key_policy")?,
+            },
+            quotas: Quotas {
+                org: quota("org")?,
+                team: quota("team")?,
+                key: quota("key")?,
             },
             expires_at_ms: row.try_get("expires_at")?,
             revoked: row.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
@@ -700,6 +831,7 @@ mod tests {
             name: None,
             prefix: "tg-x".into(),
             policies: Policies::default(),
+            quotas: Quotas::default(),
             expires_at_ms: Some(1000),
             revoked: false,
         };

@@ -2,7 +2,8 @@
 //! pending migrations, does one thing and prints JSON.
 
 use billing::policy::{Policy, PolicyPatch};
-use billing::tenancy::{parse_rfc3339, KeySpec, Patch, Tenancy};
+use billing::quota::{Budget, Limits};
+use billing::tenancy::{parse_rfc3339, Controls, KeySpec, Patch, Tenancy};
 use serde_json::Value;
 
 use crate::app::open_database;
@@ -26,8 +27,16 @@ fn metadata(text: Option<&str>) -> anyhow::Result<Option<Value>> {
     .transpose()
 }
 
-/// A policy from flags, its names checked against the config.
-fn policy(names: &KnownNames, args: PolicyArgs) -> anyhow::Result<Policy> {
+fn json_arg<T: serde::de::DeserializeOwned>(
+    flag: &str,
+    text: Option<&str>,
+) -> anyhow::Result<Option<T>> {
+    text.map(|t| serde_json::from_str(t).map_err(|e| anyhow::anyhow!("--{flag} is not valid: {e}")))
+        .transpose()
+}
+
+/// What `create` sets, its names checked against the config.
+fn controls(names: &KnownNames, args: PolicyArgs) -> anyhow::Result<Controls> {
     let p = Policy {
         allowed_models: args.allowed_models,
         denied_models: args.denied_models.unwrap_or_default(),
@@ -37,12 +46,18 @@ fn policy(names: &KnownNames, args: PolicyArgs) -> anyhow::Result<Policy> {
     names
         .check(&p)
         .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
-    Ok(p)
+    Ok(Controls {
+        policy: p,
+        budget: json_arg("budget", args.budget.as_deref())?,
+        limits: json_arg("limits", args.limits.as_deref())?,
+    })
 }
 
 /// A change from `update`'s flags.
 fn patch(names: &KnownNames, args: UpdateArgs) -> anyhow::Result<Patch> {
     let set = |v: Option<Vec<String>>| v.map(Some);
+    let mut budget = json_arg::<Budget>("budget", args.policy.budget.as_deref())?.map(Some);
+    let mut limits = json_arg::<Limits>("limits", args.policy.limits.as_deref())?.map(Some);
     let mut policy = PolicyPatch {
         allowed_models: set(args.policy.allowed_models),
         denied_models: set(args.policy.denied_models),
@@ -51,12 +66,20 @@ fn patch(names: &KnownNames, args: UpdateArgs) -> anyhow::Result<Patch> {
     };
     for field in &args.clear {
         let slot = match field.as_str() {
+            "budget" => {
+                budget = Some(None);
+                continue;
+            }
+            "limits" => {
+                limits = Some(None);
+                continue;
+            }
             "allowed_models" => &mut policy.allowed_models,
             "denied_models" => &mut policy.denied_models,
             "allowed_providers" => &mut policy.allowed_providers,
             "denied_providers" => &mut policy.denied_providers,
             other => anyhow::bail!(
-                "--clear takes allowed_models, denied_models, allowed_providers or denied_providers, not '{other}'"
+                "--clear takes allowed_models, denied_models, allowed_providers, denied_providers, budget or limits, not '{other}'"
             ),
         };
         *slot = Some(None);
@@ -68,6 +91,8 @@ fn patch(names: &KnownNames, args: UpdateArgs) -> anyhow::Result<Patch> {
         name: args.name,
         metadata: metadata(args.metadata.as_deref())?,
         policy,
+        budget,
+        limits,
     })
 }
 
@@ -86,7 +111,7 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<Strin
             policy: p,
         }) => serde_json::to_value(
             tenancy
-                .create_org(&name, metadata(m.as_deref())?, &policy(&names, p)?)
+                .create_org(&name, metadata(m.as_deref())?, &controls(&names, p)?)
                 .await?,
         )?,
         AdminCommand::Org(OrgAction::List) => serde_json::to_value(tenancy.list_orgs().await?)?,
@@ -101,7 +126,7 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<Strin
             policy: p,
         }) => serde_json::to_value(
             tenancy
-                .create_team(&org, &name, metadata(m.as_deref())?, &policy(&names, p)?)
+                .create_team(&org, &name, metadata(m.as_deref())?, &controls(&names, p)?)
                 .await?,
         )?,
         AdminCommand::Team(TeamAction::Update(args)) => {
@@ -133,7 +158,7 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<Strin
                 team_id: team,
                 name,
                 expires_at_ms,
-                policy: policy(&names, p)?,
+                controls: controls(&names, p)?,
                 metadata: metadata(m.as_deref())?,
             };
             serde_json::to_value(tenancy.create_key(spec).await?)?

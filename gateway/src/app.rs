@@ -28,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::policy::KnownNames;
 use crate::record::{RecordSink, Recorder};
 use crate::state::{AdminState, AppState, ProxyState, Readiness};
+use billing::quota::{QuotaEngine, Seed};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +233,10 @@ impl App {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let names = Arc::new(KnownNames::of(&catalog));
+        let quotas = QuotaEngine::local(
+            Seed::Ledger(db.clone()),
+            config.quotas.alert_thresholds.clone(),
+        );
         let state = AppState {
             proxy: ProxyState {
                 catalog,
@@ -243,6 +248,7 @@ impl App {
                 default_price: Arc::new(config.billing.default_price.clone()),
                 max_ledger_backlog: config.ledger.max_backlog_bytes,
                 spool: spool.clone(),
+                quotas: quotas.clone(),
             },
             auth: Arc::new(Authenticator::new(&config.server.master_key, keys.clone())),
             metrics,

@@ -14,7 +14,7 @@ use crate::config::Secret;
 use crate::error::ApiError;
 
 /// The authenticated caller, carried in the request context.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Caller {
     /// The holder of the master key: every endpoint, no tenant.
     Master,

@@ -65,9 +65,16 @@ pub enum Command {
     },
 }
 
-/// Which models and providers may be used (comma-separated names).
+/// Which models and providers may be used (comma-separated names), and
+/// the budget and rate limits.
 #[derive(Debug, Clone, Default, Args)]
 pub struct PolicyArgs {
+    /// A budget, as JSON: '{"limit_usd": 50, "period": "monthly", "enforcement": "hard"}'.
+    #[arg(long)]
+    pub budget: Option<String>,
+    /// Rate limits, as JSON: '{"rpm": 600, "tpm": 2000000, "max_concurrent": 16}'.
+    #[arg(long)]
+    pub limits: Option<String>,
     /// Only these models and routes.
     #[arg(long, value_delimiter = ',')]
     pub allowed_models: Option<Vec<String>>,
@@ -95,8 +102,8 @@ pub struct UpdateArgs {
     pub metadata: Option<String>,
     #[command(flatten)]
     pub policy: PolicyArgs,
-    /// Clear a policy list: allowed_models, denied_models, allowed_providers
-    /// or denied_providers (repeatable).
+    /// Clear a policy list (allowed_models, denied_models, allowed_providers,
+    /// denied_providers), the budget or the limits (repeatable).
     #[arg(long, value_name = "FIELD")]
     pub clear: Vec<String>,
 }

@@ -46,6 +46,16 @@ impl ApiError {
         self.status
     }
 
+    /// An error of any status, type and code.
+    pub fn custom(
+        status: StatusCode,
+        kind: &'static str,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::new(status, kind, code, message)
+    }
+
     /// The message shown to the client.
     pub fn message(&self) -> &str {
         &self.message

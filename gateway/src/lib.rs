@@ -27,6 +27,7 @@ pub mod http;
 pub mod ledger;
 pub mod metrics;
 pub mod policy;
+pub mod quota;
 pub mod record;
 pub mod state;
 

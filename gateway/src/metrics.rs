@@ -49,6 +49,10 @@ pub struct Metrics {
     pub fallbacks: IntCounterVec,
     /// Circuit breaker per model: 0 closed, 1 open, 2 half-open.
     pub breaker_state: IntGaugeVec,
+    /// Requests refused by a budget or rate limit, by reason and level.
+    pub quota_rejections: IntCounterVec,
+    /// Budget threshold crossings, by level, unit and threshold.
+    pub budget_alerts: IntCounterVec,
     ledger_stats: OnceLock<Arc<LedgerStats>>,
 }
 
@@ -126,6 +130,8 @@ impl Metrics {
             route_choices: counter(&registry, "tollgate_route_choices_total", "Routed requests by route and the model chosen first.", &["route", "model"])?,
             fallbacks: counter(&registry, "tollgate_fallbacks_total", "Attempts that failed over to the next candidate, by route, model and reason.", &["route", "model", "reason"])?,
             breaker_state,
+            quota_rejections: counter(&registry, "tollgate_quota_rejections_total", "Requests refused by a budget or rate limit, by reason (budget, rpm, tpm, concurrency) and level.", &["reason", "level"])?,
+            budget_alerts: counter(&registry, "tollgate_budget_alerts_total", "Budgets crossing an alert threshold, by level, unit (usd, tokens) and threshold.", &["level", "unit", "threshold"])?,
             http_requests: counter(&registry, "tollgate_http_requests_total", "HTTP requests by route and status.", &["route", "status"])?,
             requests: counter(&registry, "tollgate_requests_total", "Proxied requests by endpoint, model, provider and status.", &["endpoint", "model", "provider", "status"])?,
             request_duration: histogram(&registry, "tollgate_request_duration_seconds", "Proxied request latency to the last byte.", &["endpoint", "model", "provider"])?,

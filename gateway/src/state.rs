@@ -66,6 +66,8 @@ pub struct ProxyState {
     pub max_ledger_backlog: u64,
     /// The ledger spool: its health and backlog gate admission.
     pub spool: Arc<Spool>,
+    /// Budgets and rate limits.
+    pub quotas: billing::quota::QuotaEngine,
 }
 
 /// Ready until shutdown starts; `/readyz` turns 503 while draining so load

@@ -27,5 +27,6 @@ macro_rules! both_backends {
 mod helpers;
 mod ledger;
 mod migrations;
+mod quota;
 mod reports;
 mod tenancy;

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use billing::keys::KeyCache;
 use billing::policy::{Policy, PolicyPatch};
-use billing::tenancy::{hash_secret, KeySpec, Patch, Tenancy, TenancyError};
+use billing::quota::{Budget, Enforcement, Limits, Period};
+use billing::tenancy::{hash_secret, Controls, KeySpec, Patch, Tenancy, TenancyError};
 use billing::testing::TestDb;
 use serde_json::json;
 use sqlx::Row;
@@ -21,7 +22,7 @@ async fn migrations_apply_once(t: &TestDb) {
         .unwrap()
         .try_get("n")
         .unwrap();
-    assert_eq!(applied, 2);
+    assert_eq!(applied, 3);
     for table in ["orgs", "teams", "api_keys", "ledger", "spend_hourly"] {
         let sql = format!("SELECT COUNT(*) FROM {table}");
         sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -37,21 +38,51 @@ both_backends!(
 
 async fn tenancy_round_trip(t: &TestDb) {
     let ten = Tenancy::new(t.db.clone());
+    let monthly_50 = Budget {
+        limit_usd: Some(50.0),
+        limit_tokens: None,
+        period: Period::Monthly,
+        enforcement: Enforcement::Hard,
+    };
     let no_anthropic = Policy {
         denied_providers: vec!["anthropic".into()],
         ..Policy::default()
     };
     let org = ten
-        .create_org("acme", Some(json!({"cost_center": "42"})), &no_anthropic)
+        .create_org(
+            "acme",
+            Some(json!({"cost_center": "42"})),
+            &Controls {
+                policy: no_anthropic.clone(),
+                budget: Some(monthly_50.clone()),
+                limits: None,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(org.policy, no_anthropic);
+    assert_eq!(org.budget.as_ref(), Some(&monthly_50));
+    // A budget must limit something.
+    let empty_budget = Controls {
+        budget: Some(Budget {
+            limit_usd: None,
+            limit_tokens: None,
+            period: Period::Daily,
+            enforcement: Enforcement::Soft,
+        }),
+        ..Controls::default()
+    };
     assert!(matches!(
-        ten.create_org("acme", None, &Policy::default()).await,
+        ten.create_org("acme-2", None, &empty_budget).await,
+        Err(TenancyError::Invalid(_))
+    ));
+    assert!(matches!(
+        ten.create_org("acme", None, &Controls::default()).await,
         Err(TenancyError::Conflict(_))
     ));
     assert!(matches!(
-        ten.create_team("nope", "x", None, &Policy::default()).await,
+        ten.create_team("nope", "x", None, &Controls::default())
+            .await,
         Err(TenancyError::NotFound(..))
     ));
     let blank = Policy {
@@ -59,11 +90,20 @@ async fn tenancy_round_trip(t: &TestDb) {
         ..Policy::default()
     };
     assert!(matches!(
-        ten.create_team(&org.id, "x", None, &blank).await,
+        ten.create_team(
+            &org.id,
+            "x",
+            None,
+            &Controls {
+                policy: blank,
+                ..Controls::default()
+            }
+        )
+        .await,
         Err(TenancyError::Invalid(_))
     ));
     let team = ten
-        .create_team(&org.id, "search", None, &Policy::default())
+        .create_team(&org.id, "search", None, &Controls::default())
         .await
         .unwrap();
     let renamed = ten
@@ -76,6 +116,11 @@ async fn tenancy_round_trip(t: &TestDb) {
                     denied_providers: Some(Some(vec!["deepseek".into()])),
                     ..PolicyPatch::default()
                 },
+                limits: Some(Some(Limits {
+                    rpm: Some(600),
+                    ..Limits::default()
+                })),
+                budget: None,
             },
         )
         .await
@@ -115,9 +160,12 @@ async fn tenancy_round_trip(t: &TestDb) {
             team_id: team.id.clone(),
             name: Some("ci".into()),
             expires_at_ms: Some(4_102_444_800_000),
-            policy: Policy {
-                allowed_models: Some(vec!["kimi-k2.5".into()]),
-                ..Policy::default()
+            controls: Controls {
+                policy: Policy {
+                    allowed_models: Some(vec!["kimi-k2.5".into()]),
+                    ..Policy::default()
+                },
+                ..Controls::default()
             },
             metadata: None,
         })
@@ -149,6 +197,13 @@ async fn tenancy_round_trip(t: &TestDb) {
     );
     assert_eq!(info.policies.team, renamed.policy);
     assert_eq!(info.policies.org, org2.policy);
+    // And their budgets and limits.
+    assert_eq!(info.quotas.org.budget.as_ref(), Some(&monthly_50));
+    assert_eq!(
+        info.quotas.team.limits.as_ref().and_then(|l| l.rpm),
+        Some(600)
+    );
+    assert!(info.quotas.key.is_empty());
     assert_eq!(
         info.policies.excludes("kimi-k2.5", "kimi-k2.5", "kimi"),
         None
@@ -195,9 +250,12 @@ both_backends!(tenancy_round_trips, super::tenancy_round_trip);
 
 async fn cache_sees_revocations(t: &TestDb) {
     let ten = Arc::new(Tenancy::new(t.db.clone()));
-    let org = ten.create_org("o", None, &Policy::default()).await.unwrap();
+    let org = ten
+        .create_org("o", None, &Controls::default())
+        .await
+        .unwrap();
     let team = ten
-        .create_team(&org.id, "t", None, &Policy::default())
+        .create_team(&org.id, "t", None, &Controls::default())
         .await
         .unwrap();
     let key = ten

@@ -52,6 +52,27 @@ pub struct Config {
     pub routes: BTreeMap<String, RouteConfig>,
     /// Circuit breakers.
     pub breaker: router::route::BreakerPolicy,
+    /// Budgets and rate limits.
+    pub quotas: QuotasConfig,
+}
+
+/// `[quotas]`.
+#[derive(Debug, Clone)]
+pub struct QuotasConfig {
+    /// Fractions of a budget's limit at which an alert is raised once per
+    /// period (metric, log line, webhook).
+    pub alert_thresholds: Vec<f64>,
+    /// Where alerts are POSTed as JSON, if anywhere.
+    pub alert_webhook: Option<String>,
+}
+
+impl Default for QuotasConfig {
+    fn default() -> Self {
+        Self {
+            alert_thresholds: vec![0.8, 1.0],
+            alert_webhook: None,
+        }
+    }
 }
 
 pub use routes::RouteConfig;
@@ -488,6 +509,7 @@ fn from_raw(
     let database = c.database(&raw.database, lookup);
     let ledger = c.ledger(&raw.ledger);
     let billing = c.billing(&raw.billing);
+    let quotas = quotas(&mut c, &raw.quotas);
     if c.problems.is_empty() {
         Ok(Config {
             server: ServerConfig {
@@ -503,12 +525,37 @@ fn from_raw(
             billing,
             routes,
             breaker,
+            quotas,
         })
     } else {
         Err(ConfigError {
             file: file.to_owned(),
             problems: c.problems,
         })
+    }
+}
+
+fn quotas(c: &mut Checker, raw: &raw::RawQuotas) -> QuotasConfig {
+    let d = QuotasConfig::default();
+    let thresholds = raw.alert_thresholds.clone().unwrap_or(d.alert_thresholds);
+    if thresholds
+        .iter()
+        .any(|t| !(t.is_finite() && *t > 0.0 && *t <= 10.0))
+    {
+        c.fail(
+            "quotas.alert_thresholds",
+            "each must be above 0 and at most 10 (1.0 is the limit)",
+        );
+    }
+    let webhook = raw.alert_webhook.clone();
+    if let Some(url) = &webhook {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            c.fail("quotas.alert_webhook", "must be an http:// or https:// URL");
+        }
+    }
+    QuotasConfig {
+        alert_thresholds: thresholds,
+        alert_webhook: webhook,
     }
 }
 

@@ -24,6 +24,15 @@ pub struct RawConfig {
     pub routes: BTreeMap<String, RawRoute>,
     #[serde(default)]
     pub router: RawRouter,
+    #[serde(default)]
+    pub quotas: RawQuotas,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuotas {
+    pub alert_thresholds: Option<Vec<f64>>,
+    pub alert_webhook: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

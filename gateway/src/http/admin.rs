@@ -8,8 +8,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use billing::policy::{Policy, PolicyPatch};
+use billing::quota::{Budget, Limits};
 use billing::reports::{self, GroupBy, SpendFilter};
-use billing::tenancy::{parse_rfc3339, KeySpec, Patch, MAX_RFC3339_MS};
+use billing::tenancy::{parse_rfc3339, Controls, KeySpec, Patch, MAX_RFC3339_MS};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -62,6 +63,45 @@ fn created(v: impl serde::Serialize) -> Response {
 struct NewOrg {
     name: String,
     metadata: Option<Value>,
+    budget: Option<Budget>,
+    limits: Option<Limits>,
+}
+
+/// Checks what a create body sets and bundles it.
+fn controls(
+    admin: &AdminState,
+    policy: Policy,
+    budget: Option<Budget>,
+    limits: Option<Limits>,
+) -> Result<Controls, ApiError> {
+    admin.names.check(&policy)?;
+    check_quota(admin, budget.as_ref(), limits.as_ref())?;
+    Ok(Controls {
+        policy,
+        budget,
+        limits,
+    })
+}
+
+/// A budget must limit something; per-model limits must name models.
+fn check_quota(
+    admin: &AdminState,
+    budget: Option<&Budget>,
+    limits: Option<&Limits>,
+) -> Result<(), ApiError> {
+    if let Some(b) = budget {
+        b.validate()
+            .map_err(|m| ApiError::invalid(Some("budget"), format!("budget: {m}.")))?;
+    }
+    for model in limits.iter().flat_map(|l| l.models.keys()) {
+        if !admin.names.models.contains(model) {
+            return Err(ApiError::invalid(
+                Some("limits"),
+                format!("limits.models names '{model}', which this gateway does not have."),
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub async fn create_org(
@@ -69,11 +109,11 @@ pub async fn create_org(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let (req, policy): (NewOrg, Policy) = body_with_policy(&bytes)?;
-    admin.names.check(&policy)?;
+    let c = controls(&admin, policy, req.budget, req.limits)?;
     Ok(created(
         admin
             .tenancy
-            .create_org(&req.name, req.metadata, &policy)
+            .create_org(&req.name, req.metadata, &c)
             .await?,
     ))
 }
@@ -90,17 +130,38 @@ pub async fn get_org(
 struct PatchFields {
     name: Option<String>,
     metadata: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    budget: Option<Option<Budget>>,
+    #[serde(default, deserialize_with = "present")]
+    limits: Option<Option<Limits>>,
 }
 
-/// A `PATCH` body: name, metadata and policy fields, each optional.
+/// A field that is present (`Some`), possibly `null` (`Some(None)`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A `PATCH` body: name, metadata, policy fields, budget and limits, each
+/// optional; `null` removes a budget or limits.
 fn patch_body(admin: &AdminState, bytes: &[u8]) -> Result<Patch, ApiError> {
     let (own, policy): (PatchFields, PolicyPatch) = body_with_policy(bytes)?;
     // Only the names being set need to exist.
     admin.names.check(&policy.apply(Policy::default()))?;
+    check_quota(
+        admin,
+        own.budget.as_ref().and_then(Option::as_ref),
+        own.limits.as_ref().and_then(Option::as_ref),
+    )?;
     Ok(Patch {
         name: own.name,
         metadata: own.metadata,
         policy,
+        budget: own.budget,
+        limits: own.limits,
     })
 }
 
@@ -127,6 +188,8 @@ struct NewTeam {
     org_id: String,
     name: String,
     metadata: Option<Value>,
+    budget: Option<Budget>,
+    limits: Option<Limits>,
 }
 
 pub async fn create_team(
@@ -134,11 +197,11 @@ pub async fn create_team(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let (req, policy): (NewTeam, Policy) = body_with_policy(&bytes)?;
-    admin.names.check(&policy)?;
+    let c = controls(&admin, policy, req.budget, req.limits)?;
     Ok(created(
         admin
             .tenancy
-            .create_team(&req.org_id, &req.name, req.metadata, &policy)
+            .create_team(&req.org_id, &req.name, req.metadata, &c)
             .await?,
     ))
 }
@@ -194,6 +257,8 @@ struct NewKey {
     /// RFC 3339.
     expires_at: Option<String>,
     metadata: Option<Value>,
+    budget: Option<Budget>,
+    limits: Option<Limits>,
 }
 
 pub async fn create_key(
@@ -201,7 +266,7 @@ pub async fn create_key(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let (req, policy): (NewKey, Policy) = body_with_policy(&bytes)?;
-    admin.names.check(&policy)?;
+    let controls = controls(&admin, policy, req.budget, req.limits)?;
     let expires_at_ms = req
         .expires_at
         .as_deref()
@@ -226,7 +291,7 @@ pub async fn create_key(
             team_id: req.team_id,
             name: req.name,
             expires_at_ms,
-            policy,
+            controls,
             metadata: req.metadata,
         })
         .await?;

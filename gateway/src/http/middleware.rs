@@ -98,7 +98,11 @@ pub async fn anthropic_errors(req: Request, next: Next) -> Response {
         if let Some(err) = resp.extensions_mut().remove::<ApiError>() {
             let mut out = err.into_anthropic_response();
             for (name, value) in resp.headers() {
-                if name.as_str().starts_with("x-tollgate-") || name == "retry-after" {
+                let n = name.as_str();
+                if n.starts_with("x-tollgate-")
+                    || n.starts_with("x-ratelimit-")
+                    || n == "retry-after"
+                {
                     out.headers_mut().insert(name.clone(), value.clone());
                 }
             }

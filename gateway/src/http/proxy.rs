@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
+use billing::quota::Ticket;
 use billing::Picodollars;
 use bytes::Bytes;
 use router::provider::{ReplyBody, UpstreamReply};
@@ -128,7 +129,14 @@ impl Incoming {
     fn needs(&self) -> Needs {
         match self {
             Self::Chat(r) => Needs::of_chat(r.body()),
-            Self::Embeddings(_) => Needs::default(),
+            Self::Embeddings(r) => {
+                let input = serde_json::json!({"input": r.body().get("input")});
+                Needs {
+                    prompt_tokens: estimate::embeddings_input(&input),
+                    max_output: Some(0),
+                    ..Needs::default()
+                }
+            }
             Self::Messages(r) => Needs::of_messages(r.body()),
         }
     }
@@ -190,6 +198,8 @@ struct Pending {
     ctx: Option<RequestContext>,
     model: Arc<ModelEntry>,
     upstream_body: Bytes,
+    /// What the request holds of its budgets and limits, settled with its cost.
+    ticket: Option<Ticket>,
 }
 
 impl Pending {
@@ -198,6 +208,7 @@ impl Pending {
         ctx: RequestContext,
         model: Arc<ModelEntry>,
         upstream_body: Bytes,
+        ticket: Option<Ticket>,
     ) -> Self {
         proxy.metrics.in_flight.inc();
         Self {
@@ -205,6 +216,7 @@ impl Pending {
             ctx: Some(ctx),
             model,
             upstream_body,
+            ticket,
         }
     }
 
@@ -248,6 +260,9 @@ impl Pending {
             None => (self.proxy.default_price.as_ref(), false),
         };
         let cost = billing::cost(&usage, price);
+        if let Some(ticket) = self.ticket.take() {
+            ticket.settle(cost, usage.total(), billing::db::now_ms());
+        }
         let reference_cost = ctx.reference.as_ref().map(|r| {
             billing::cost(
                 &usage,
@@ -335,7 +350,11 @@ async fn forward(
             "The gateway cannot record usage right now; retry shortly.",
         ));
     }
-    let needs = if route.filter {
+    // Budgets and limits over the caller, if any; a hard budget needs the
+    // request's worst case, and so its estimated prompt.
+    let limited = caller.key().filter(|k| !k.quotas.is_empty());
+    let hard = limited.is_some_and(|k| k.quotas.has_hard_budget());
+    let needs = if route.filter || hard {
         request.needs()
     } else {
         Needs::default()
@@ -376,6 +395,41 @@ async fn forward(
             Err(e) => return Err(e),
         };
         attempt += 1;
+        let ticket = match limited {
+            None => None,
+            Some(key) => {
+                let worst = if hard {
+                    crate::quota::worst_case(
+                        entry,
+                        &proxy.default_price,
+                        needs.prompt_tokens,
+                        needs.max_output,
+                    )
+                } else {
+                    (Picodollars::ZERO, 0)
+                };
+                let admission = crate::quota::admission(
+                    key,
+                    &entry.name,
+                    worst,
+                    attempt == 1,
+                    billing::db::now_ms(),
+                );
+                match proxy.quotas.admit(&admission).await {
+                    Ok(t) => Some(t),
+                    Err(r) => {
+                        proxy
+                            .metrics
+                            .quota_rejections
+                            .with_label_values(&[r.reason.label(), r.level.name()])
+                            .inc();
+                        tracing::info!(request_id = %id, reason = r.reason.label(), level = r.level.name(), "request refused by a quota");
+                        return Ok(crate::quota::rejection(&r));
+                    }
+                }
+            }
+        };
+        let rate = ticket.as_ref().map(Ticket::rate);
         let attempt_id = if attempt == 1 {
             id
         } else {
@@ -389,6 +443,7 @@ async fn forward(
                 id: attempt_id,
                 client_id: id,
                 caller: caller.clone(),
+                ticket,
             },
             entry,
             &client_model,
@@ -400,9 +455,15 @@ async fn forward(
         match outcome {
             Attempt::Answered(mut resp) => {
                 set_header(&mut resp, ATTEMPTS_HEADER, &attempt.to_string());
+                if let Some(rate) = &rate {
+                    crate::quota::set_rate_headers(resp.headers_mut(), rate);
+                }
                 return Ok(resp);
             }
             Attempt::Failed { mut resp, reason } => {
+                if let Some(rate) = &rate {
+                    crate::quota::set_rate_headers(resp.headers_mut(), rate);
+                }
                 let more = plan[n + 1..]
                     .iter()
                     .any(|m| m.health.available(std::time::Instant::now()));
@@ -515,6 +576,8 @@ struct Try<'a> {
     /// The id the client was given.
     client_id: uuid::Uuid,
     caller: Caller,
+    /// What admission reserved for this attempt.
+    ticket: Option<Ticket>,
 }
 
 async fn try_once(
@@ -552,7 +615,7 @@ async fn try_once(
         started_at: SystemTime::now(),
     };
     let started = ctx.started;
-    let pending = Pending::new(proxy, ctx, entry.clone(), upstream_body.clone());
+    let pending = Pending::new(proxy, ctx, entry.clone(), upstream_body.clone(), at.ticket);
     let sent = entry
         .provider
         .send(op, upstream_body, formats.stream, started, client_headers)

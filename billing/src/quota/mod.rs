@@ -1,0 +1,282 @@
+//! Budgets and rate limits that hold under concurrency.
+//!
+//! Admission reserves a request's worst-case cost and tokens against every
+//! budget over it (key, team, organization) and takes a request and a slot
+//! from every rate limit, all at once or not at all. The [`Ticket`] it
+//! returns is settled exactly once when the request ends: the reservation
+//! becomes the actual spend, the slot is freed and the tokens count against
+//! the minute's token limit. A ticket dropped unsettled releases what it
+//! holds. Budget spend for the current period is seeded from the ledger the
+//! first time a budget is used in this process.
+//!
+//! Periods are UTC calendar windows ([`Period`]); rate limits count in fixed
+//! minute windows, so a limit of N admits exactly N requests in a minute.
+
+pub mod limits;
+mod local;
+
+use std::sync::Arc;
+
+pub use limits::{Budget, Enforcement, Limits, Period, Quota, Quotas, Rates};
+
+use crate::db::Db;
+use crate::money::Picodollars;
+use crate::reports::{self, SpendFilter};
+
+/// The level a budget or limit is set on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Level {
+    Org,
+    Team,
+    Key,
+}
+
+impl Level {
+    /// The name in messages and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Org => "organization",
+            Self::Team => "team",
+            Self::Key => "key",
+        }
+    }
+}
+
+/// A request asking to be admitted.
+#[derive(Debug, Clone)]
+pub struct Admission<'a> {
+    /// The organization, team and key, each with its id and quota.
+    pub levels: [(Level, &'a str, &'a Quota); 3],
+    /// The configured model that would serve it (for per-model limits).
+    pub model: &'a str,
+    /// Its worst-case cost and tokens (reserved against budgets).
+    pub cost: Picodollars,
+    pub tokens: u64,
+    /// Whether this is a new client request (counted against `rpm`) rather
+    /// than a further attempt at one.
+    pub new_request: bool,
+    /// Now, ms since the epoch.
+    pub now_ms: i64,
+}
+
+/// Why a request was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// A hard budget has no room for the request's worst case.
+    Budget,
+    /// Requests per minute.
+    Requests,
+    /// Tokens per minute.
+    Tokens,
+    /// Requests in flight.
+    Concurrency,
+}
+
+impl Reason {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Budget => "budget",
+            Self::Requests => "rpm",
+            Self::Tokens => "tpm",
+            Self::Concurrency => "concurrency",
+        }
+    }
+}
+
+/// The tightest request and token limits that applied, for the
+/// `x-ratelimit-*` headers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateView {
+    pub requests: Option<Window>,
+    pub tokens: Option<Window>,
+}
+
+/// One limit's state in the current minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub limit: u64,
+    pub remaining: u64,
+    /// Until the window resets.
+    pub reset_ms: i64,
+}
+
+/// A refusal, with what the client is told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub reason: Reason,
+    pub level: Level,
+    /// A message naming the limit and when it resets.
+    pub message: String,
+    /// Seconds until retrying can succeed (at least 1); `None` when waiting
+    /// will not help (a lifetime budget).
+    pub retry_after_s: Option<u64>,
+    pub rate: RateView,
+}
+
+/// A budget crossing one of the alert thresholds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    pub level: Level,
+    pub id: String,
+    pub period: Period,
+    pub enforcement: Enforcement,
+    /// The threshold crossed, as a fraction of the limit (0.8, 1.0, ...).
+    pub threshold: f64,
+    /// Which limit: `usd` or `tokens`.
+    pub unit: &'static str,
+    pub used: f64,
+    pub limit: f64,
+    pub period_start_ms: i64,
+}
+
+/// How much a budget has used in its current period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Usage {
+    pub period_start_ms: i64,
+    pub period_end_ms: i64,
+    pub spent: Picodollars,
+    pub tokens: u64,
+    /// Held by requests in flight.
+    pub reserved: Picodollars,
+    pub reserved_tokens: u64,
+}
+
+/// Where period spend comes from the first time a budget is used.
+#[derive(Debug, Clone)]
+pub enum Seed {
+    /// Sums of the ledger.
+    Ledger(Db),
+    /// Nothing before this process (tests of the engine alone).
+    Empty,
+}
+
+impl Seed {
+    /// What `level` `id` spent over `[from, to)`: cost and tokens.
+    pub async fn spent(
+        &self,
+        level: Level,
+        id: &str,
+        (from_ms, to_ms): (i64, i64),
+    ) -> Result<(Picodollars, u64), crate::DbError> {
+        let Seed::Ledger(db) = self else {
+            return Ok((Picodollars::ZERO, 0));
+        };
+        let mut f = SpendFilter {
+            from_ms,
+            to_ms: to_ms.min(crate::tenancy::MAX_RFC3339_MS),
+            ..Default::default()
+        };
+        let id = Some(id.to_owned());
+        match level {
+            Level::Org => f.org_id = id,
+            Level::Team => f.team_id = id,
+            Level::Key => f.key_id = id,
+        }
+        let t = reports::total(db, &f).await?;
+        let tokens =
+            t.input_tokens + t.cached_input_tokens + t.cache_write_tokens + t.output_tokens;
+        Ok((
+            Picodollars(t.cost_picousd),
+            u64::try_from(tokens).unwrap_or(0),
+        ))
+    }
+}
+
+/// The quota engine (in-process; shared by every request of this replica).
+#[derive(Debug, Clone)]
+pub struct QuotaEngine {
+    inner: Arc<local::Local>,
+}
+
+impl QuotaEngine {
+    /// An in-process engine seeding from `seed`, alerting at `thresholds`
+    /// (fractions of each budget's limit).
+    pub fn local(seed: Seed, thresholds: Vec<f64>) -> Self {
+        Self {
+            inner: Arc::new(local::Local::new(seed, thresholds)),
+        }
+    }
+
+    /// Admits the request, reserving what it may use, or says why not.
+    pub async fn admit(&self, a: &Admission<'_>) -> Result<Ticket, Box<Rejection>> {
+        self.inner.ensure_seeded(a).await;
+        let holds = self.inner.admit(a)?;
+        Ok(Ticket {
+            engine: Some(self.inner.clone()),
+            holds,
+        })
+    }
+
+    /// The budget alerts raised since the last call.
+    pub fn take_alerts(&self) -> Vec<Alert> {
+        self.inner.take_alerts()
+    }
+
+    /// What a budget has used in the period containing `now_ms`, if this
+    /// process has seen it used.
+    pub fn usage(&self, level: Level, id: &str, period: Period, now_ms: i64) -> Option<Usage> {
+        self.inner.usage(level, id, period, now_ms)
+    }
+}
+
+/// What an admitted request holds: settle it once, with what it used.
+#[derive(Debug)]
+pub struct Ticket {
+    engine: Option<Arc<local::Local>>,
+    holds: local::Holds,
+}
+
+impl Ticket {
+    /// The request and token limits as admission left them.
+    pub fn rate(&self) -> RateView {
+        self.holds.rate
+    }
+
+    /// What the request was reserved for.
+    pub fn reserved(&self) -> (Picodollars, u64) {
+        (self.holds.cost, self.holds.tokens)
+    }
+
+    /// Turns the reservation into actual spend and frees the request's slot.
+    pub fn settle(mut self, cost: Picodollars, tokens: u64, now_ms: i64) {
+        if let Some(engine) = self.engine.take() {
+            engine.settle(&self.holds, cost, tokens, now_ms);
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Some(engine) = self.engine.take() {
+            engine.settle(&self.holds, Picodollars::ZERO, 0, crate::db::now_ms());
+        }
+    }
+}
+
+/// `ms` as a short duration the way OpenAI's reset headers write it
+/// (`1s`, `6m0s`, `1h2m3s`; under a second as `250ms`).
+pub fn reset_text(ms: i64) -> String {
+    let ms = ms.max(0);
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = (ms + 999) / 1000;
+    let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn resets_read_like_openais() {
+        assert_eq!(super::reset_text(250), "250ms");
+        assert_eq!(super::reset_text(1000), "1s");
+        assert_eq!(super::reset_text(59_001), "1m0s");
+        assert_eq!(super::reset_text(3_723_000), "1h2m3s");
+    }
+}

@@ -1,0 +1,446 @@
+//! The quota engine alone: exact admission under a 64-way race, settlement
+//! of shorter and longer requests, period rollover on an injected clock,
+//! rate limits, alerts, and seeding from the ledger.
+
+use std::sync::Arc;
+
+use billing::ledger::insert_batch;
+use billing::quota::{
+    Admission, Budget, Enforcement, Level, Limits, Period, Quota, QuotaEngine, Rates, Reason, Seed,
+};
+use billing::tenancy::parse_rfc3339;
+use billing::testing::TestDb;
+use billing::Picodollars;
+
+use crate::helpers::row;
+
+fn at(s: &str) -> i64 {
+    parse_rfc3339(s).unwrap()
+}
+
+fn budget(usd: Option<f64>, tokens: Option<u64>, period: Period, e: Enforcement) -> Quota {
+    Quota {
+        budget: Some(Budget {
+            limit_usd: usd,
+            limit_tokens: tokens,
+            period,
+            enforcement: e,
+        }),
+        limits: None,
+    }
+}
+
+/// An admission for key `k` of team `t` in org `o`, with these quotas.
+fn adm<'a>(
+    q: &'a [Quota; 3],
+    cost: i64,
+    tokens: u64,
+    new_request: bool,
+    now_ms: i64,
+) -> Admission<'a> {
+    Admission {
+        levels: [
+            (Level::Org, "o", &q[0]),
+            (Level::Team, "t", &q[1]),
+            (Level::Key, "k", &q[2]),
+        ],
+        model: "m",
+        cost: Picodollars(cost),
+        tokens,
+        new_request,
+        now_ms,
+    }
+}
+
+const NOW: &str = "2026-11-21T12:00:00Z";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_64_way_race_admits_exactly_what_fits() {
+    // $1 a request; the team's hard budget fits 13 of them.
+    let engine = QuotaEngine::local(Seed::Empty, vec![]);
+    let q = Arc::new([
+        Quota::default(),
+        budget(Some(13.0), None, Period::Monthly, Enforcement::Hard),
+        Quota::default(),
+    ]);
+    let now = at(NOW);
+    let barrier = Arc::new(tokio::sync::Barrier::new(64));
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (engine, q, barrier) = (engine.clone(), q.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let ticket = engine
+                    .admit(&adm(&q, 1_000_000_000_000, 10, true, now))
+                    .await;
+                // Hold the reservation a moment, as a request in flight does.
+                tokio::task::yield_now().await;
+                ticket
+            })
+        })
+        .collect();
+    let mut admitted = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(ticket) => admitted.push(ticket),
+            Err(r) => {
+                assert_eq!((r.reason, r.level), (Reason::Budget, Level::Team));
+                assert!(
+                    r.message.contains("monthly budget of $13.00"),
+                    "{}",
+                    r.message
+                );
+                assert!(
+                    r.message.contains("It resets at 2026-12-01T00:00:00.000Z."),
+                    "{}",
+                    r.message
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((admitted.len(), refused), (13, 51));
+    // Each settles for less than it reserved: the room comes back.
+    for t in admitted {
+        t.settle(Picodollars(400_000_000_000), 5, now);
+    }
+    let used = engine
+        .usage(Level::Team, "t", Period::Monthly, now)
+        .unwrap();
+    assert_eq!(used.spent, Picodollars(13 * 400_000_000_000));
+    assert_eq!(used.reserved, Picodollars(0));
+    // $13 - $5.20 = $7.80 left: seven more $1 requests fit, not eight.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        if let Ok(t) = engine
+            .admit(&adm(&q, 1_000_000_000_000, 10, true, now))
+            .await
+        {
+            held.push(t);
+        }
+    }
+    assert_eq!(held.len(), 7);
+}
+
+#[tokio::test]
+async fn token_budgets_hold_and_a_longer_answer_is_charged_in_full() {
+    let engine = QuotaEngine::local(Seed::Empty, vec![]);
+    let q = [
+        budget(None, Some(1000), Period::Daily, Enforcement::Hard),
+        Quota::default(),
+        Quota::default(),
+    ];
+    let now = at(NOW);
+    let a = engine.admit(&adm(&q, 0, 600, true, now)).await.unwrap();
+    let refused = engine.admit(&adm(&q, 0, 500, true, now)).await.unwrap_err();
+    assert_eq!(refused.level, Level::Org);
+    assert!(
+        refused.message.contains("1000 tokens"),
+        "{}",
+        refused.message
+    );
+    // The first ran longer than reserved: all of it counts.
+    a.settle(Picodollars(0), 900, now);
+    assert_eq!(
+        engine
+            .usage(Level::Org, "o", Period::Daily, now)
+            .unwrap()
+            .tokens,
+        900
+    );
+    assert!(engine.admit(&adm(&q, 0, 101, true, now)).await.is_err());
+    let b = engine.admit(&adm(&q, 0, 100, true, now)).await.unwrap();
+    // A ticket dropped unsettled (a request that failed) gives its room back.
+    drop(b);
+    let c = engine.admit(&adm(&q, 0, 100, true, now)).await.unwrap();
+    c.settle(Picodollars(0), 100, now);
+    // Spent in full: nothing more, however small.
+    assert!(engine.admit(&adm(&q, 0, 1, true, now)).await.is_err());
+}
+
+#[tokio::test]
+async fn periods_roll_over_on_the_injected_clock() {
+    let engine = QuotaEngine::local(Seed::Empty, vec![]);
+    let q = [
+        Quota::default(),
+        Quota::default(),
+        budget(Some(1.0), None, Period::Daily, Enforcement::Hard),
+    ];
+    let before = at("2026-11-21T23:59:59.999Z");
+    let t = engine
+        .admit(&adm(&q, 1_000_000_000_000, 1, true, before))
+        .await
+        .unwrap();
+    t.settle(Picodollars(1_000_000_000_000), 1, before);
+    let refused = engine
+        .admit(&adm(&q, 1, 1, true, before))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.retry_after_s, Some(1));
+    let after = at("2026-11-22T00:00:00Z");
+    let t = engine
+        .admit(&adm(&q, 1_000_000_000_000, 1, true, after))
+        .await;
+    assert!(t.is_ok(), "a new day, a new budget");
+    // A request from the old day settling late does not count on the new one.
+    let week = [
+        Quota::default(),
+        Quota::default(),
+        budget(Some(1.0), None, Period::Weekly, Enforcement::Hard),
+    ];
+    let sunday = at("2026-11-22T23:59:00Z");
+    let late = engine
+        .admit(&adm(&week, 500_000_000_000, 1, true, sunday))
+        .await
+        .unwrap();
+    let monday = at("2026-11-23T00:00:01Z");
+    let fresh = engine
+        .admit(&adm(&week, 1_000_000_000_000, 1, true, monday))
+        .await
+        .unwrap();
+    late.settle(Picodollars(500_000_000_000), 1, monday);
+    fresh.settle(Picodollars(0), 0, monday);
+    let used = engine
+        .usage(Level::Key, "k", Period::Weekly, monday)
+        .unwrap();
+    assert_eq!(
+        (used.spent, used.reserved),
+        (Picodollars(0), Picodollars(0))
+    );
+    // A lifetime budget never resets.
+    let life = [
+        Quota::default(),
+        budget(Some(1.0), None, Period::Lifetime, Enforcement::Hard),
+        Quota::default(),
+    ];
+    let t = engine
+        .admit(&adm(&life, 1_000_000_000_000, 1, true, before))
+        .await
+        .unwrap();
+    t.settle(Picodollars(1_000_000_000_000), 1, before);
+    let r = engine
+        .admit(&adm(&life, 1, 1, true, at("2030-01-01T00:00:00Z")))
+        .await
+        .unwrap_err();
+    assert_eq!(r.retry_after_s, None);
+    assert!(r.message.contains("It does not reset."), "{}", r.message);
+}
+
+fn limited(rates: Rates, per_model: Option<Rates>) -> Quota {
+    Quota {
+        budget: None,
+        limits: Some(Limits {
+            rpm: rates.rpm,
+            tpm: rates.tpm,
+            max_concurrent: rates.max_concurrent,
+            models: per_model.into_iter().map(|r| ("m".to_owned(), r)).collect(),
+        }),
+    }
+}
+
+#[tokio::test]
+async fn rate_limits_count_requests_tokens_and_requests_in_flight() {
+    let engine = QuotaEngine::local(Seed::Empty, vec![]);
+    let minute = at("2026-11-21T12:00:00Z");
+    // rpm 3 on the key.
+    let q = [
+        Quota::default(),
+        Quota::default(),
+        limited(
+            Rates {
+                rpm: Some(3),
+                ..Rates::default()
+            },
+            None,
+        ),
+    ];
+    for i in 0..3 {
+        let t = engine
+            .admit(&adm(&q, 0, 0, true, minute + i))
+            .await
+            .unwrap();
+        assert_eq!(t.rate().requests.unwrap().remaining, 2 - i as u64);
+        t.settle(Picodollars(0), 0, minute + i);
+    }
+    let r = engine
+        .admit(&adm(&q, 0, 0, true, minute + 10_000))
+        .await
+        .unwrap_err();
+    assert_eq!(r.reason, Reason::Requests);
+    assert_eq!(r.retry_after_s, Some(50));
+    // A further attempt at an admitted request is not a new request.
+    assert!(engine
+        .admit(&adm(&q, 0, 0, false, minute + 10_000))
+        .await
+        .is_ok());
+    assert!(
+        engine
+            .admit(&adm(&q, 0, 0, true, minute + 60_000))
+            .await
+            .is_ok(),
+        "next minute"
+    );
+
+    // tpm 100 on the team, counted when requests finish.
+    let q = [
+        Quota::default(),
+        limited(
+            Rates {
+                tpm: Some(100),
+                ..Rates::default()
+            },
+            None,
+        ),
+        Quota::default(),
+    ];
+    let t = engine.admit(&adm(&q, 0, 0, true, minute)).await.unwrap();
+    assert!(
+        engine.admit(&adm(&q, 0, 0, true, minute)).await.is_ok(),
+        "nothing counted yet"
+    );
+    t.settle(Picodollars(0), 100, minute + 1);
+    let r = engine
+        .admit(&adm(&q, 0, 0, true, minute + 2))
+        .await
+        .unwrap_err();
+    assert_eq!(r.reason, Reason::Tokens);
+    assert!(engine
+        .admit(&adm(&q, 0, 0, true, minute + 60_000))
+        .await
+        .is_ok());
+
+    // Two in flight per model on the org; other models are not limited.
+    let q = [
+        limited(
+            Rates::default(),
+            Some(Rates {
+                max_concurrent: Some(2),
+                ..Rates::default()
+            }),
+        ),
+        Quota::default(),
+        Quota::default(),
+    ];
+    let a = engine.admit(&adm(&q, 0, 0, true, minute)).await.unwrap();
+    let b = engine.admit(&adm(&q, 0, 0, true, minute)).await.unwrap();
+    let r = engine
+        .admit(&adm(&q, 0, 0, true, minute))
+        .await
+        .unwrap_err();
+    assert_eq!((r.reason, r.level), (Reason::Concurrency, Level::Org));
+    assert!(r.message.contains("'m'"), "{}", r.message);
+    let mut other = adm(&q, 0, 0, true, minute);
+    other.model = "n";
+    assert!(engine.admit(&other).await.is_ok());
+    drop(a);
+    assert!(engine.admit(&adm(&q, 0, 0, true, minute)).await.is_ok());
+    drop(b);
+}
+
+#[tokio::test]
+async fn a_refusal_takes_nothing_from_the_other_limits() {
+    let engine = QuotaEngine::local(Seed::Empty, vec![]);
+    let now = at(NOW);
+    let q = [
+        Quota::default(),
+        budget(Some(1.0), None, Period::Monthly, Enforcement::Hard),
+        limited(
+            Rates {
+                rpm: Some(5),
+                ..Rates::default()
+            },
+            None,
+        ),
+    ];
+    // The key's rpm would allow it; the team's budget does not.
+    for _ in 0..3 {
+        assert!(engine
+            .admit(&adm(&q, 2_000_000_000_000, 1, true, now))
+            .await
+            .is_err());
+    }
+    let t = engine.admit(&adm(&q, 1, 1, true, now)).await.unwrap();
+    assert_eq!(
+        t.rate().requests.unwrap().remaining,
+        4,
+        "refused requests did not count against the rpm"
+    );
+}
+
+#[tokio::test]
+async fn alerts_fire_once_per_threshold_per_period() {
+    let engine = QuotaEngine::local(Seed::Empty, vec![0.8, 1.0]);
+    let now = at(NOW);
+    let q = [
+        Quota::default(),
+        budget(Some(10.0), Some(1000), Period::Monthly, Enforcement::Soft),
+        Quota::default(),
+    ];
+    let spend = |usd: i64, tokens: u64| {
+        let engine = engine.clone();
+        let q = q.clone();
+        async move {
+            let t = engine.admit(&adm(&q, 0, 0, true, now)).await.unwrap();
+            t.settle(Picodollars(usd * 1_000_000_000_000), tokens, now);
+        }
+    };
+    spend(7, 100).await;
+    assert!(engine.take_alerts().is_empty());
+    spend(1, 100).await; // $8: 80%
+    let a = engine.take_alerts();
+    assert_eq!(a.len(), 1);
+    assert_eq!(
+        (a[0].level, a[0].unit, a[0].threshold),
+        (Level::Team, "usd", 0.8)
+    );
+    spend(1, 0).await; // $9: nothing new
+    assert!(engine.take_alerts().is_empty());
+    spend(5, 700).await; // $14 and 900 tokens: 100% of USD, 80% of tokens
+    let mut a: Vec<_> = engine
+        .take_alerts()
+        .into_iter()
+        .map(|a| (a.unit, a.threshold))
+        .collect();
+    a.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    assert_eq!(a, [("tokens", 0.8), ("usd", 1.0)]);
+    // A soft budget over its limit still admits.
+    assert!(engine.admit(&adm(&q, 0, 0, true, now)).await.is_ok());
+}
+
+async fn seeded(t: &TestDb) {
+    // This month the team already spent $3 (in the ledger, by an earlier
+    // process); last month's spend does not count.
+    let now = at(NOW);
+    let mut rows = Vec::new();
+    for (i, when) in [now - 3_600_000, now - 60_000, at("2026-10-31T23:00:00Z")]
+        .into_iter()
+        .enumerate()
+    {
+        let mut r = row(i as u64, when, Some(("o", "t", "k")), "m", "p");
+        r.cost_picousd = 1_000_000_000_000 + if i == 0 { 1_000_000_000_000 } else { 0 };
+        rows.push(r);
+    }
+    insert_batch(&t.db, &rows).await.unwrap();
+    let engine = QuotaEngine::local(Seed::Ledger(t.db.clone()), vec![]);
+    let q = [
+        Quota::default(),
+        budget(Some(4.0), None, Period::Monthly, Enforcement::Hard),
+        Quota::default(),
+    ];
+    assert!(engine
+        .admit(&adm(&q, 1_000_000_000_001, 1, true, now))
+        .await
+        .is_err());
+    let ok = engine
+        .admit(&adm(&q, 1_000_000_000_000, 1, true, now))
+        .await;
+    assert!(ok.is_ok());
+    let used = engine
+        .usage(Level::Team, "t", Period::Monthly, now)
+        .unwrap();
+    assert_eq!(used.spent, Picodollars(3_000_000_000_000));
+    let tokens: u64 = rows[..2].iter().map(|r| r.usage.total()).sum();
+    assert_eq!(used.tokens, tokens);
+}
+both_backends!(budgets_are_seeded_from_the_ledger, super::seeded);

@@ -175,6 +175,20 @@ impl Local {
             tokens: a.tokens,
             ..Holds::default()
         };
+        let mut limited: Vec<(RateKey, Rates)> = Vec::new();
+        for (level, id, quota) in a.levels {
+            let Some(limits) = &quota.limits else {
+                continue;
+            };
+            let all = limits.all();
+            if !all.is_empty() {
+                limited.push(((level, id.to_owned(), None), all));
+            }
+            if let Some(r) = limits.models.get(a.model).filter(|r| !r.is_empty()) {
+                limited.push(((level, id.to_owned(), Some(a.model.to_owned())), r.clone()));
+            }
+        }
+        let view = rate_view(&state, &limited, minute, now);
         // Check everything first.
         for (level, id, quota) in a.levels {
             let Some(budget) = &quota.budget else {
@@ -201,7 +215,7 @@ impl Local {
                         level.name()
                     ),
                     retry_after_s: Some(1),
-                    rate: RateView::default(),
+                    rate: view,
                 }));
             };
             if let Some(limit) = budget.limit_cost() {
@@ -220,7 +234,7 @@ impl Local {
                             reset_phrase(c.end)
                         ),
                         retry_after_s: secs_until(c.end, now),
-                        rate: RateView::default(),
+                        rate: view,
                     }));
                 }
             }
@@ -239,24 +253,11 @@ impl Local {
                             reset_phrase(c.end)
                         ),
                         retry_after_s: secs_until(c.end, now),
-                        rate: RateView::default(),
+                        rate: view,
                     }));
                 }
             }
             holds.budgets.push((key, start, budget.clone()));
-        }
-        let mut limited: Vec<(RateKey, Rates)> = Vec::new();
-        for (level, id, quota) in a.levels {
-            let Some(limits) = &quota.limits else {
-                continue;
-            };
-            let all = limits.all();
-            if !all.is_empty() {
-                limited.push(((level, id.to_owned(), None), all));
-            }
-            if let Some(r) = limits.models.get(a.model).filter(|r| !r.is_empty()) {
-                limited.push(((level, id.to_owned(), Some(a.model.to_owned())), r.clone()));
-            }
         }
         for (key, rates) in &limited {
             let c = state.rates.entry(key.clone()).or_default();
@@ -276,7 +277,7 @@ impl Local {
                     level: key.0,
                     message,
                     retry_after_s: retry,
-                    rate: RateView::default(),
+                    rate: view,
                 }))
             };
             if let Some(rpm) = rates.rpm {
@@ -305,7 +306,7 @@ impl Local {
                         level: key.0,
                         message: format!("{whose} of {max} concurrent requests is reached; retry when one finishes."),
                         retry_after_s: Some(1),
-                        rate: RateView::default(),
+                        rate: view,
                     }));
                 }
             }
@@ -317,28 +318,15 @@ impl Local {
                 c.reserved_tokens += a.tokens;
             }
         }
-        let tighter = |w: Option<Window>, limit: Option<u64>, used: u64| -> Option<Window> {
-            let limit = limit?;
-            let next = Window {
-                limit,
-                remaining: limit.saturating_sub(used),
-                reset_ms: minute_end - now,
-            };
-            Some(match w {
-                Some(w) if w.remaining <= next.remaining => w,
-                _ => next,
-            })
-        };
-        for (key, rates) in limited {
+        for (key, _) in &limited {
             let c = state.rates.entry(key.clone()).or_default();
             if a.new_request {
                 c.requests += 1;
             }
             c.in_flight += 1;
-            holds.rate.requests = tighter(holds.rate.requests, rates.rpm, c.requests);
-            holds.rate.tokens = tighter(holds.rate.tokens, rates.tpm, c.tokens);
-            holds.rates.push(key);
         }
+        holds.rate = rate_view(&state, &limited, minute, now);
+        holds.rates = limited.into_iter().map(|(k, _)| k).collect();
         Ok(holds)
     }
 
@@ -435,6 +423,33 @@ impl Local {
             reserved_tokens: c.reserved_tokens,
         })
     }
+}
+
+/// The tightest request and token windows among `limited`, as counted now.
+fn rate_view(state: &State, limited: &[(RateKey, Rates)], minute: i64, now: i64) -> RateView {
+    let mut view = RateView::default();
+    let tighter = |w: Option<Window>, limit: Option<u64>, used: u64| -> Option<Window> {
+        let Some(limit) = limit else { return w };
+        let next = Window {
+            limit,
+            remaining: limit.saturating_sub(used),
+            reset_ms: minute + MINUTE_MS - now,
+        };
+        Some(match w {
+            Some(w) if w.remaining <= next.remaining => w,
+            _ => next,
+        })
+    };
+    for (key, rates) in limited {
+        let (requests, tokens) = state
+            .rates
+            .get(key)
+            .filter(|c| c.minute == minute)
+            .map_or((0, 0), |c| (c.requests, c.tokens));
+        view.requests = tighter(view.requests, rates.rpm, requests);
+        view.tokens = tighter(view.tokens, rates.tpm, tokens);
+    }
+    view
 }
 
 fn alert(

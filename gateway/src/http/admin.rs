@@ -63,17 +63,29 @@ fn created(v: impl serde::Serialize) -> Response {
 struct NewOrg {
     name: String,
     metadata: Option<Value>,
-    budget: Option<Budget>,
-    limits: Option<Limits>,
+    budget: Option<Value>,
+    limits: Option<Value>,
+}
+
+/// `field` of a body as `T`, with a 400 that names the field.
+fn typed<T: DeserializeOwned>(field: &str, v: Option<Value>) -> Result<Option<T>, ApiError> {
+    v.filter(|v| !v.is_null())
+        .map(|v| {
+            serde_json::from_value(v)
+                .map_err(|e| ApiError::invalid(Some(field), format!("{field} is not valid: {e}.")))
+        })
+        .transpose()
 }
 
 /// Checks what a create body sets and bundles it.
 fn controls(
     admin: &AdminState,
     policy: Policy,
-    budget: Option<Budget>,
-    limits: Option<Limits>,
+    budget: Option<Value>,
+    limits: Option<Value>,
 ) -> Result<Controls, ApiError> {
+    let budget: Option<Budget> = typed("budget", budget)?;
+    let limits: Option<Limits> = typed("limits", limits)?;
     admin.names.check(&policy)?;
     check_quota(admin, budget.as_ref(), limits.as_ref())?;
     Ok(Controls {
@@ -131,9 +143,9 @@ struct PatchFields {
     name: Option<String>,
     metadata: Option<Value>,
     #[serde(default, deserialize_with = "present")]
-    budget: Option<Option<Budget>>,
+    budget: Option<Option<Value>>,
     #[serde(default, deserialize_with = "present")]
-    limits: Option<Option<Limits>>,
+    limits: Option<Option<Value>>,
 }
 
 /// A field that is present (`Some`), possibly `null` (`Some(None)`).
@@ -151,17 +163,25 @@ fn patch_body(admin: &AdminState, bytes: &[u8]) -> Result<Patch, ApiError> {
     let (own, policy): (PatchFields, PolicyPatch) = body_with_policy(bytes)?;
     // Only the names being set need to exist.
     admin.names.check(&policy.apply(Policy::default()))?;
+    let budget: Option<Option<Budget>> = match own.budget {
+        Some(v) => Some(typed("budget", v)?),
+        None => None,
+    };
+    let limits: Option<Option<Limits>> = match own.limits {
+        Some(v) => Some(typed("limits", v)?),
+        None => None,
+    };
     check_quota(
         admin,
-        own.budget.as_ref().and_then(Option::as_ref),
-        own.limits.as_ref().and_then(Option::as_ref),
+        budget.as_ref().and_then(Option::as_ref),
+        limits.as_ref().and_then(Option::as_ref),
     )?;
     Ok(Patch {
         name: own.name,
         metadata: own.metadata,
         policy,
-        budget: own.budget,
-        limits: own.limits,
+        budget,
+        limits,
     })
 }
 
@@ -188,8 +208,8 @@ struct NewTeam {
     org_id: String,
     name: String,
     metadata: Option<Value>,
-    budget: Option<Budget>,
-    limits: Option<Limits>,
+    budget: Option<Value>,
+    limits: Option<Value>,
 }
 
 pub async fn create_team(
@@ -257,8 +277,8 @@ struct NewKey {
     /// RFC 3339.
     expires_at: Option<String>,
     metadata: Option<Value>,
-    budget: Option<Budget>,
-    limits: Option<Limits>,
+    budget: Option<Value>,
+    limits: Option<Value>,
 }
 
 pub async fn create_key(

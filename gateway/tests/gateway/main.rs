@@ -16,6 +16,7 @@ mod embeddings;
 mod errors;
 mod models;
 mod policy;
+mod quotas;
 mod routing;
 mod shutdown;
 mod streaming;

@@ -1,0 +1,352 @@
+//! Budgets and rate limits end to end: a 64-way race against a hard budget
+//! through both doors, in USD and in tokens; rate limits with their headers;
+//! changes that reach the gateway within a second.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use crate::helpers::*;
+
+/// Model `m` at $1/Mtok in and $2/Mtok out on a fast mock answering
+/// 8 tokens (as many as the requests below allow), so each request costs
+/// exactly what it reserves.
+async fn priced_app() -> (loadtest::mock::MockHandle, TestApp) {
+    let mock = spawn_fast_mock().await;
+    let cfg = config(&format!(
+        "[billing]\nkey_refresh_interval = \"100ms\"\n\
+         [providers.up]\nkind = \"openai\"\nbase_url = \"{}\"\n\
+         [models.m]\nprovider = \"up\"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n",
+        mock.base_url()
+    ));
+    (mock, spawn_app(cfg).await)
+}
+
+async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+    let resp = app
+        .http
+        .request(method, app.url(path))
+        .bearer_auth(MASTER_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+/// A team with `team` settings and a key in it: (team id, key secret).
+async fn team_key(app: &TestApp, team: Value, key: Value) -> (String, String) {
+    let (_, org) = send(
+        app,
+        reqwest::Method::POST,
+        "/admin/orgs",
+        json!({"name": format!("org-{}", uuid::Uuid::now_v7())}),
+    )
+    .await;
+    let mut body = json!({"org_id": org["id"], "name": "team"});
+    body.as_object_mut()
+        .unwrap()
+        .extend(team.as_object().unwrap().clone());
+    let (status, t) = send(app, reqwest::Method::POST, "/admin/teams", body).await;
+    assert_eq!(status, 201, "{t}");
+    let mut body = json!({"team_id": t["id"]});
+    body.as_object_mut()
+        .unwrap()
+        .extend(key.as_object().unwrap().clone());
+    let (status, k) = send(app, reqwest::Method::POST, "/admin/keys", body).await;
+    assert_eq!(status, 201, "{k}");
+    (
+        t["id"].as_str().unwrap().to_owned(),
+        k["key"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn chat(max_tokens: u64) -> Value {
+    json!({"model": "m", "max_tokens": max_tokens,
+           "messages": [{"role": "user", "content": "count the sheep in the meadow"}]})
+}
+
+fn messages(max_tokens: u64) -> Value {
+    json!({"model": "m", "max_tokens": max_tokens,
+           "messages": [{"role": "user", "content": "count the sheep in the meadow"}]})
+}
+
+/// Posts `body` to `path` with `key` the way that door's SDK would.
+async fn post_as(app: &TestApp, key: &str, path: &str, body: &Value) -> reqwest::Response {
+    let req = app.http.post(app.url(path)).json(body);
+    let req = if path == "/v1/messages" {
+        req.header("x-api-key", key)
+            .header("anthropic-version", "2023-06-01")
+    } else {
+        req.bearer_auth(key)
+    };
+    req.send().await.unwrap()
+}
+
+async fn ledger_cost_and_tokens(db: &billing::Db, n: usize) -> (i64, i64) {
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let r = sqlx::query(
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(SUM(cost_picousd), 0) AS BIGINT) AS c, \
+             CAST(COALESCE(SUM(input_tokens + cached_input_tokens + cache_write_tokens + output_tokens), 0) AS BIGINT) AS t FROM ledger",
+        )
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        let rows: i64 = r.try_get("n").unwrap();
+        if rows as usize >= n {
+            assert_eq!(rows as usize, n, "one row per admitted request");
+            return (r.try_get("c").unwrap(), r.try_get("t").unwrap());
+        }
+        assert!(tokio::time::Instant::now() < until, "{rows} of {n} rows");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// 64 requests at once against a hard team budget that fits exactly `k`.
+async fn race(door: &str, unit: &str) {
+    let (_mock, app) = priced_app().await;
+    let (body, prompt) = if door == "/v1/messages" {
+        let b = messages(8);
+        let p = router::estimate::messages_prompt(&b);
+        (b, p)
+    } else {
+        let b = chat(8);
+        let p = router::estimate::chat_prompt(&b);
+        (b, p)
+    };
+    // Worst case: the prompt at $1/Mtok, 8 output tokens at $2/Mtok.
+    let reserved = prompt as i64 * 1_000_000 + 8 * 2_000_000;
+    let k = 11;
+    let budget = if unit == "usd" {
+        json!({"limit_usd": (reserved * k) as f64 / 1e12, "period": "monthly", "enforcement": "hard"})
+    } else {
+        json!({"limit_tokens": (prompt + 8) * k as u64, "period": "daily", "enforcement": "hard"})
+    };
+    let (_, key) = team_key(&app, json!({"budget": budget}), json!({})).await;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(64));
+    let results = join_all((0..64).map(|i| {
+        let (app, key, body, barrier) = (&app, &key, &body, barrier.clone());
+        async move {
+            let mut body = body.clone();
+            body["stream"] = json!(i % 2 == 0);
+            barrier.wait().await;
+            let resp = post_as(app, key, door, &body).await;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let text = resp.text().await.unwrap();
+            (status, headers, text)
+        }
+    }))
+    .await;
+    let admitted = results.iter().filter(|r| r.0 == 200).count();
+    assert_eq!(admitted, k as usize, "{door} {unit}: exactly k admitted");
+    for (status, headers, text) in results.iter().filter(|r| r.0 != 200) {
+        assert_eq!(*status, 429, "{text}");
+        let err: Value = serde_json::from_str(text).unwrap();
+        if door == "/v1/messages" {
+            assert_eq!(err["error"]["type"], "rate_limit_error", "{text}");
+        } else {
+            assert_eq!(err["error"]["code"], "insufficient_quota", "{text}");
+        }
+        let msg = err["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("The team's") && msg.contains("It resets at"),
+            "{msg}"
+        );
+        assert!(headers.contains_key("retry-after"));
+    }
+    let (cost, tokens) = ledger_cost_and_tokens(&app.db, k as usize).await;
+    if unit == "usd" {
+        assert_eq!(
+            cost,
+            reserved * k,
+            "each cost what it reserved; the total is the limit"
+        );
+    } else {
+        assert_eq!(tokens, ((prompt + 8) * k as u64) as i64);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hard_usd_budget_admits_exactly_what_fits_through_the_openai_door() {
+    race("/v1/chat/completions", "usd").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hard_usd_budget_admits_exactly_what_fits_through_the_anthropic_door() {
+    race("/v1/messages", "usd").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hard_token_budget_admits_exactly_what_fits_through_both_doors() {
+    race("/v1/chat/completions", "tokens").await;
+    race("/v1/messages", "tokens").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_with_openais_headers() {
+    let (_mock, app) = priced_app().await;
+    let (_, key) = team_key(
+        &app,
+        json!({}),
+        json!({"limits": {"rpm": 3, "tpm": 100000}}),
+    )
+    .await;
+    for remaining in [2, 1, 0] {
+        let resp = post_as(&app, &key, "/v1/chat/completions", &chat(8)).await;
+        assert_eq!(resp.status(), 200);
+        let h = resp.headers();
+        assert_eq!(h["x-ratelimit-limit-requests"], "3");
+        assert_eq!(
+            h["x-ratelimit-remaining-requests"],
+            remaining.to_string().as_str()
+        );
+        assert_eq!(h["x-ratelimit-limit-tokens"], "100000");
+        assert!(h["x-ratelimit-reset-requests"]
+            .to_str()
+            .unwrap()
+            .ends_with('s'));
+    }
+    let resp = post_as(&app, &key, "/v1/chat/completions", &chat(8)).await;
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(err["error"]["type"], "requests");
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("3 requests per minute"));
+    // The Anthropic door says the same in Anthropic's shape.
+    let resp = post_as(&app, &key, "/v1/messages", &messages(8)).await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["x-ratelimit-limit-requests"], "3");
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["type"], "rate_limit_error");
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("tollgate_quota_rejections_total{level=\"key\",reason=\"rpm\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limits_hold_requests_in_flight() {
+    let mock = spawn_mock(loadtest::mock::MockOptions {
+        sim: router::sim::SimConfig {
+            ttft: Duration::from_millis(400),
+            ..fast_sim()
+        },
+        ..Default::default()
+    })
+    .await;
+    let cfg = config(&format!(
+        "[providers.up]\nkind = \"openai\"\nbase_url = \"{}\"\n[models.m]\nprovider = \"up\"\n",
+        mock.base_url()
+    ));
+    let app = spawn_app(cfg).await;
+    let (_, key) = team_key(&app, json!({"limits": {"max_concurrent": 2}}), json!({})).await;
+    let statuses: Vec<u16> = join_all((0..3).map(|i| {
+        let (app, key) = (&app, &key);
+        async move {
+            tokio::time::sleep(Duration::from_millis(50 * i)).await;
+            post_as(app, key, "/v1/chat/completions", &chat(8))
+                .await
+                .status()
+                .as_u16()
+        }
+    }))
+    .await;
+    assert_eq!(statuses, [200, 200, 429]);
+    // Once they are done there is room again.
+    assert_eq!(
+        post_as(&app, &key, "/v1/chat/completions", &chat(8))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_changes_apply_within_a_second() {
+    let (_mock, app) = priced_app().await;
+    let (team, key) = team_key(&app, json!({}), json!({})).await;
+    assert_eq!(
+        post_as(&app, &key, "/v1/chat/completions", &chat(8))
+            .await
+            .status(),
+        200
+    );
+    let (status, t) = send(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/admin/teams/{team}"),
+        json!({"budget": {"limit_usd": 0.000001, "period": "daily", "enforcement": "hard"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["budget"]["limit_usd"], 0.000001);
+    let started = std::time::Instant::now();
+    loop {
+        let status = post_as(&app, &key, "/v1/chat/completions", &chat(8))
+            .await
+            .status();
+        if status == 429 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the budget applies within a second"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Removing it lifts it.
+    let (status, _) = send(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/admin/teams/{team}"),
+        json!({"budget": null}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let started = std::time::Instant::now();
+    while post_as(&app, &key, "/v1/chat/completions", &chat(8))
+        .await
+        .status()
+        != 200
+    {
+        assert!(started.elapsed() < Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Bad budgets and limits are refused with what is wrong.
+    for (bad, field) in [
+        (
+            json!({"budget": {"period": "daily", "enforcement": "hard"}}),
+            "budget",
+        ),
+        (
+            json!({"budget": {"limit_usd": 1, "period": "hourly", "enforcement": "hard"}}),
+            "budget",
+        ),
+        (
+            json!({"limits": {"rpm": 1, "models": {"nope": {"rpm": 1}}}}),
+            "limits",
+        ),
+    ] {
+        let (status, err) = send(
+            &app,
+            reqwest::Method::PATCH,
+            &format!("/admin/teams/{team}"),
+            bad,
+        )
+        .await;
+        assert_eq!(status, 400, "{err}");
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains(field),
+            "{err}"
+        );
+    }
+}

@@ -13,7 +13,7 @@ use billing::ledger::{Spool, Writer, WriterConfig};
 use billing::tenancy::Tenancy;
 use billing::Db;
 use router::provider::{AnthropicProvider, MockProvider, OpenAiProvider};
-use router::route::{Health, Route};
+use router::route::{Health, LowBudget, Route, Strategy};
 use router::{Catalog, ModelEntry, Provider, ProviderError};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -121,24 +121,34 @@ pub fn build_catalog(config: &Config) -> Result<Catalog, BuildError> {
             Some((name.clone(), Arc::new(entry)))
         })
         .collect();
+    let pick = |names: &[String]| -> Vec<Arc<ModelEntry>> {
+        names
+            .iter()
+            .filter_map(|c| entries.get(c).cloned())
+            .collect()
+    };
     let routes = config
         .routes
         .iter()
-        .map(|(name, r)| Route {
-            name: name.clone(),
-            candidates: r
-                .candidates
-                .iter()
-                .filter_map(|c| entries.get(c).cloned())
-                .collect(),
-            strategy: r.strategy.clone(),
-            max_attempts: r.max_attempts,
-            max_time: r.max_time,
-            reference: r
-                .reference_model
-                .as_ref()
-                .and_then(|m| entries.get(m).cloned()),
-            filter: true,
+        .map(|(name, r)| {
+            let route = |candidates, strategy, low_budget| Route {
+                name: name.clone(),
+                candidates,
+                strategy,
+                max_attempts: r.max_attempts,
+                max_time: r.max_time,
+                reference: r
+                    .reference_model
+                    .as_ref()
+                    .and_then(|m| entries.get(m).cloned()),
+                filter: true,
+                low_budget,
+            };
+            let low = r.low_budget.as_ref().map(|l| LowBudget {
+                below: l.below,
+                route: Arc::new(route(pick(&l.candidates), Strategy::Cheapest, None)),
+            });
+            route(pick(&r.candidates), r.strategy.clone(), low)
         })
         .collect();
     Ok(Catalog::with_routes(
@@ -237,6 +247,12 @@ impl App {
             Seed::Ledger(db.clone()),
             config.quotas.alert_thresholds.clone(),
         );
+        background.spawn(crate::quota::watch(
+            quotas.clone(),
+            metrics.clone(),
+            config.quotas.alert_webhook.clone(),
+            background_stop.clone().cancelled_owned(),
+        ));
         let state = AppState {
             proxy: ProxyState {
                 catalog,
@@ -258,6 +274,7 @@ impl App {
                 db,
                 keys,
                 names,
+                quotas,
             },
         };
         let addr = config.server.listen;

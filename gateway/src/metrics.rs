@@ -8,8 +8,8 @@ use std::sync::{Arc, OnceLock};
 
 use billing::ledger::LedgerStats;
 use prometheus::{
-    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric the gateway exports.
@@ -53,12 +53,27 @@ pub struct Metrics {
     pub quota_rejections: IntCounterVec,
     /// Budget threshold crossings, by level, unit and threshold.
     pub budget_alerts: IntCounterVec,
+    /// Team and organization budgets in USD: limit, spent, reserved, remaining.
+    pub budget_usd: GaugeVec,
+    /// The same in tokens.
+    pub budget_tokens: GaugeVec,
     ledger_stats: OnceLock<Arc<LedgerStats>>,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
+
+fn gauge(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<GaugeVec, prometheus::Error> {
+    let g = GaugeVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
+}
 
 fn counter(
     registry: &Registry,
@@ -130,6 +145,8 @@ impl Metrics {
             route_choices: counter(&registry, "tollgate_route_choices_total", "Routed requests by route and the model chosen first.", &["route", "model"])?,
             fallbacks: counter(&registry, "tollgate_fallbacks_total", "Attempts that failed over to the next candidate, by route, model and reason.", &["route", "model", "reason"])?,
             breaker_state,
+            budget_usd: gauge(&registry, "tollgate_budget_usd", "Team and organization budgets in USD this period, by level, id and kind (limit, spent, reserved, remaining).", &["level", "id", "kind"])?,
+            budget_tokens: gauge(&registry, "tollgate_budget_tokens", "Team and organization budgets in tokens this period, by level, id and kind (limit, spent, reserved, remaining).", &["level", "id", "kind"])?,
             quota_rejections: counter(&registry, "tollgate_quota_rejections_total", "Requests refused by a budget or rate limit, by reason (budget, rpm, tpm, concurrency) and level.", &["reason", "level"])?,
             budget_alerts: counter(&registry, "tollgate_budget_alerts_total", "Budgets crossing an alert threshold, by level, unit (usd, tokens) and threshold.", &["level", "unit", "threshold"])?,
             http_requests: counter(&registry, "tollgate_http_requests_total", "HTTP requests by route and status.", &["route", "status"])?,

@@ -34,6 +34,37 @@ pub fn admission<'a>(
     }
 }
 
+/// The smallest share of a budget left over `key` (1.0 for a budget this
+/// process has not counted yet), or `None` when no budget applies.
+pub fn budget_left(
+    engine: &billing::quota::QuotaEngine,
+    key: &KeyInfo,
+    now_ms: i64,
+) -> Option<f64> {
+    let q = &key.quotas;
+    let mut least: Option<f64> = None;
+    for (level, id, quota) in [
+        (Level::Org, &key.org_id, &q.org),
+        (Level::Team, &key.team_id, &q.team),
+        (Level::Key, &key.id, &q.key),
+    ] {
+        let Some(b) = &quota.budget else { continue };
+        let mut left = 1.0f64;
+        if let Some(u) = engine.usage(level, id, b.period, now_ms) {
+            if let Some(limit) = b.limit_cost().filter(|l| l.0 > 0) {
+                let used = (u.spent.0 + u.reserved.0) as f64;
+                left = left.min(1.0 - used / limit.0 as f64);
+            }
+            if let Some(limit) = b.limit_tokens.filter(|l| *l > 0) {
+                let used = (u.tokens + u.reserved_tokens) as f64;
+                left = left.min(1.0 - used / limit as f64);
+            }
+        }
+        least = Some(least.map_or(left, |l: f64| l.min(left)));
+    }
+    least
+}
+
 /// The most a request may cost on `entry`: its estimated prompt at the
 /// dearer of the input and cache-write rates, plus `max_output` (the
 /// model's maximum when the request sets none) at the output rate.
@@ -95,6 +126,116 @@ pub fn set_rate_headers(headers: &mut HeaderMap, view: &RateView) {
             ) {
                 headers.insert(name, v);
             }
+        }
+    }
+}
+
+/// Raises budget alerts (metric, log line, optional webhook POST) and keeps
+/// the team and organization budget gauges current, until `stop`.
+pub async fn watch(
+    engine: billing::quota::QuotaEngine,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    webhook: Option<String>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    router::provider::ensure_tls_provider();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .ok();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = tick.tick() => {}
+        }
+        for a in engine.take_alerts() {
+            let threshold = format!("{}", a.threshold);
+            metrics
+                .budget_alerts
+                .with_label_values(&[a.level.name(), a.unit, &threshold])
+                .inc();
+            let enforcement = match a.enforcement {
+                billing::quota::Enforcement::Hard => "hard",
+                billing::quota::Enforcement::Soft => "soft",
+            };
+            tracing::warn!(
+                level = a.level.name(),
+                id = %a.id,
+                unit = a.unit,
+                threshold = a.threshold,
+                used = a.used,
+                limit = a.limit,
+                enforcement,
+                "budget threshold crossed"
+            );
+            if let (Some(url), Some(client)) = (&webhook, &client) {
+                let body = serde_json::json!({
+                    "type": "budget_threshold",
+                    "level": a.level.name(),
+                    "id": a.id,
+                    "period": a.period,
+                    "period_start": billing::tenancy::rfc3339(a.period_start_ms),
+                    "enforcement": enforcement,
+                    "unit": a.unit,
+                    "threshold": a.threshold,
+                    "used": a.used,
+                    "limit": a.limit,
+                });
+                match client.post(url).json(&body).send().await {
+                    Ok(r) if r.status().is_success() => {}
+                    Ok(r) => tracing::warn!(
+                        status = r.status().as_u16(),
+                        "budget alert webhook refused the alert"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "budget alert webhook could not be reached")
+                    }
+                }
+            }
+        }
+        n += 1;
+        if n.is_multiple_of(4) {
+            budget_gauges(&engine, &metrics);
+        }
+    }
+}
+
+fn budget_gauges(engine: &billing::quota::QuotaEngine, metrics: &crate::metrics::Metrics) {
+    for (level, id, budget, used) in engine.budgets(billing::db::now_ms()) {
+        if level == Level::Key {
+            continue;
+        }
+        let set = |g: &prometheus::GaugeVec, kind: &str, v: f64| {
+            g.with_label_values(&[level.name(), &id, kind]).set(v);
+        };
+        if let Some(limit) = budget.limit_cost() {
+            let spent = used.spent.usd_f64();
+            set(&metrics.budget_usd, "limit", limit.usd_f64());
+            set(&metrics.budget_usd, "spent", spent);
+            set(&metrics.budget_usd, "reserved", used.reserved.usd_f64());
+            set(
+                &metrics.budget_usd,
+                "remaining",
+                (limit.usd_f64() - spent).max(0.0),
+            );
+        }
+        if let Some(limit) = budget.limit_tokens {
+            set(&metrics.budget_tokens, "limit", limit as f64);
+            set(&metrics.budget_tokens, "spent", used.tokens as f64);
+            set(
+                &metrics.budget_tokens,
+                "reserved",
+                used.reserved_tokens as f64,
+            );
+            set(
+                &metrics.budget_tokens,
+                "remaining",
+                limit.saturating_sub(used.tokens) as f64,
+            );
         }
     }
 }

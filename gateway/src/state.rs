@@ -43,6 +43,8 @@ pub struct AdminState {
     pub keys: KeyCache,
     /// The names policies may mention.
     pub names: Arc<crate::policy::KnownNames>,
+    /// Budgets and rate limits (what `/v1/me` reports).
+    pub quotas: billing::quota::QuotaEngine,
 }
 
 /// The state of the proxy endpoints.

@@ -26,6 +26,8 @@ struct Counter {
     /// The thresholds already alerted on this period, per unit.
     alerted_usd: Vec<u64>,
     alerted_tokens: Vec<u64>,
+    /// The budget as last seen by admission.
+    budget: Budget,
 }
 
 /// A rate limit's counters in the current minute.
@@ -152,6 +154,7 @@ impl Local {
                                 reserved_tokens: 0,
                                 alerted_usd: Vec::new(),
                                 alerted_tokens: Vec::new(),
+                                budget: budget.clone(),
                             },
                         );
                     }
@@ -312,10 +315,13 @@ impl Local {
             }
         }
         // Room everywhere: take it.
-        for (key, start, _) in &holds.budgets {
+        for (key, start, budget) in &holds.budgets {
             if let Some(c) = state.budgets.get_mut(key).filter(|c| c.start == *start) {
                 c.reserved += a.cost.0;
                 c.reserved_tokens += a.tokens;
+                if &c.budget != budget {
+                    c.budget = budget.clone();
+                }
             }
         }
         for (key, _) in &limited {
@@ -401,6 +407,31 @@ impl Local {
                 .unwrap_or_else(|e| e.into_inner())
                 .extend(raised);
         }
+    }
+
+    /// Every budget counted in its current period: level, id, budget, usage.
+    pub(super) fn budgets(&self, now: i64) -> Vec<(Level, String, Budget, Usage)> {
+        let state = self.lock();
+        state
+            .budgets
+            .iter()
+            .filter(|(_, c)| c.start <= now && now < c.end)
+            .map(|((level, id), c)| {
+                (
+                    *level,
+                    id.clone(),
+                    c.budget.clone(),
+                    Usage {
+                        period_start_ms: c.start,
+                        period_end_ms: c.end,
+                        spent: Picodollars(c.spent),
+                        tokens: c.tokens,
+                        reserved: Picodollars(c.reserved),
+                        reserved_tokens: c.reserved_tokens,
+                    },
+                )
+            })
+            .collect()
     }
 
     pub(super) fn take_alerts(&self) -> Vec<Alert> {

@@ -208,6 +208,11 @@ impl QuotaEngine {
         })
     }
 
+    /// Every budget counted in its current period at `now_ms`.
+    pub fn budgets(&self, now_ms: i64) -> Vec<(Level, String, Budget, Usage)> {
+        self.inner.budgets(now_ms)
+    }
+
     /// The budget alerts raised since the last call.
     pub fn take_alerts(&self) -> Vec<Alert> {
         self.inner.take_alerts()

@@ -44,6 +44,14 @@ pub struct RawRoute {
     pub max_attempts: Option<usize>,
     pub max_time: Option<String>,
     pub reference_model: Option<String>,
+    pub low_budget: Option<RawLowBudget>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLowBudget {
+    pub below: f64,
+    pub candidates: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -27,6 +27,18 @@ pub struct RouteConfig {
     pub max_time: Duration,
     /// The model savings are measured against.
     pub reference_model: Option<String>,
+    /// The cheaper candidates used when the caller's remaining budget is
+    /// below a fraction of its limit.
+    pub low_budget: Option<LowBudgetConfig>,
+}
+
+/// `low_budget = { below = 0.2, candidates = [...] }`.
+#[derive(Debug, Clone)]
+pub struct LowBudgetConfig {
+    /// The fraction of the tightest budget left under which the tier applies.
+    pub below: f64,
+    /// Its candidates, chosen by expected cost.
+    pub candidates: Vec<String>,
 }
 
 pub(super) fn routes(
@@ -51,7 +63,13 @@ pub(super) fn routes(
             );
             continue;
         }
-        for m in r.candidates.iter().chain(r.reference_model.iter()) {
+        let low_names = r.low_budget.iter().flat_map(|l| l.candidates.iter());
+        for m in r
+            .candidates
+            .iter()
+            .chain(r.reference_model.iter())
+            .chain(low_names)
+        {
             if !models.contains_key(m) {
                 c.fail(
                     prefix.clone(),
@@ -98,6 +116,20 @@ pub(super) fn routes(
             r.max_time.as_deref(),
             DEFAULT_MAX_TIME,
         );
+        if let Some(l) = &r.low_budget {
+            if !(l.below.is_finite() && l.below > 0.0 && l.below <= 1.0) {
+                c.fail(
+                    format!("{prefix}.low_budget.below"),
+                    "must be a fraction above 0 and at most 1",
+                );
+            }
+            if l.candidates.is_empty() {
+                c.fail(
+                    format!("{prefix}.low_budget.candidates"),
+                    "must name at least one model",
+                );
+            }
+        }
         out.insert(
             name.clone(),
             RouteConfig {
@@ -106,6 +138,10 @@ pub(super) fn routes(
                 max_attempts: max_attempts.max(1),
                 max_time,
                 reference_model: r.reference_model.clone(),
+                low_budget: r.low_budget.as_ref().map(|l| LowBudgetConfig {
+                    below: l.below,
+                    candidates: l.candidates.clone(),
+                }),
             },
         );
     }

@@ -211,7 +211,10 @@ fn anthropic_providers_and_routes_are_validated_with_every_problem_named() {
          [routes.r2]\ncandidates = [\"a\", \"b\"]\nstrategy = \"weighted\"\nweights = [1]\n\
          [routes.r3]\ncandidates = []\n\
          [routes.r4]\ncandidates = [\"a\"]\nweights = [1]\nmax_attempts = 0\n\
-         [router]\nbreaker_failures = 0\n"
+         [routes.r5]\ncandidates = [\"a\"]\nlow_budget = {{ below = 1.5, candidates = [] }}\n\
+         [routes.r6]\ncandidates = [\"a\"]\nlow_budget = {{ below = 0.2, candidates = [\"ghost\"] }}\n\
+         [router]\nbreaker_failures = 0\n\
+         [quotas]\nalert_thresholds = [0.8, -1.0]\nalert_webhook = \"ftp://x\"\n"
     ));
     let keys: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
     for expected in [
@@ -227,12 +230,18 @@ fn anthropic_providers_and_routes_are_validated_with_every_problem_named() {
         "routes.\"r4\".weights",
         "routes.\"r4\".max_attempts",
         "router.breaker_failures",
+        "routes.\"r5\".low_budget.below",
+        "routes.\"r5\".low_budget.candidates",
+        "routes.\"r6\"",
+        "quotas.alert_thresholds",
+        "quotas.alert_webhook",
     ] {
         assert!(keys.contains(&expected), "{expected} missing from {p:?}");
     }
     let text = |key: &str| p.iter().find(|(k, _)| k == key).unwrap().1.clone();
     assert!(text("routes.\"r1\"").contains("'nope'"));
     assert!(text("models.\"c\".capabilities").contains("telepathy"));
+    assert!(text("routes.\"r6\"").contains("'ghost'"));
 }
 
 #[test]

@@ -1,10 +1,12 @@
-//! `GET /v1/me`: who the caller is, and what its key spent today and this
-//! month (UTC).
+//! `GET /v1/me`: who the caller is, what its key spent today and this month
+//! (UTC), and for each budget over it what is used and what remains.
 
 use axum::extract::State;
 use axum::{Extension, Json};
 use billing::policy::Policy;
+use billing::quota::{Budget, Level, Seed};
 use billing::reports::{self, SpendFilter};
+use billing::Picodollars;
 use serde_json::{json, Value};
 
 use crate::auth::Caller;
@@ -30,21 +32,89 @@ pub async fn me(
     let this_month = reports::total(&admin.db, &spend(month)).await?;
     let team = admin.tenancy.team(&key.team_id).await?;
     let org = admin.tenancy.org(&key.org_id).await?;
-    // The policies as they were when the key was loaded: what is enforced.
+    // The policies and quotas as they were when the key was loaded: what
+    // is enforced.
     let p = &key.policies;
-    Ok(Json(json!({
-        "object": "caller",
-        "type": "key",
-        "key": with_policy(json!({
+    let q = &key.quotas;
+    let mut key_view = with_policy(
+        json!({
             "id": key.id,
             "name": key.name,
             "prefix": key.prefix,
             "expires_at": key.expires_at_ms.map(billing::tenancy::rfc3339),
-        }), &p.key),
-        "team": with_policy(json!({"id": team.id, "name": team.name}), &p.team),
-        "org": with_policy(json!({"id": org.id, "name": org.name}), &p.org),
+        }),
+        &p.key,
+    );
+    let mut team_view = with_policy(json!({"id": team.id, "name": team.name}), &p.team);
+    let mut org_view = with_policy(json!({"id": org.id, "name": org.name}), &p.org);
+    for (view, level, id, quota) in [
+        (&mut key_view, Level::Key, &key.id, &q.key),
+        (&mut team_view, Level::Team, &key.team_id, &q.team),
+        (&mut org_view, Level::Org, &key.org_id, &q.org),
+    ] {
+        view["budget"] = match &quota.budget {
+            Some(b) => budget_view(&admin, level, id, b, now).await?,
+            None => Value::Null,
+        };
+        view["limits"] = json!(quota.limits);
+    }
+    Ok(Json(json!({
+        "object": "caller",
+        "type": "key",
+        "key": key_view,
+        "team": team_view,
+        "org": org_view,
         "spend": {"today": today, "month": this_month},
     })))
+}
+
+/// A budget with its period, what is used (settled and held by requests in
+/// flight) and what remains. The gateway's own counters when it has used the
+/// budget this period; the ledger otherwise.
+async fn budget_view(
+    admin: &AdminState,
+    level: Level,
+    id: &str,
+    b: &Budget,
+    now: i64,
+) -> Result<Value, ApiError> {
+    let usage = match admin.quotas.usage(level, id, b.period, now) {
+        Some(u) => u,
+        None => {
+            let (start, end) = b.period.window(now);
+            let (spent, tokens) = Seed::Ledger(admin.db.clone())
+                .spent(level, id, (start, end))
+                .await?;
+            billing::quota::Usage {
+                period_start_ms: start,
+                period_end_ms: end,
+                spent,
+                tokens,
+                reserved: Picodollars::ZERO,
+                reserved_tokens: 0,
+            }
+        }
+    };
+    let mut v = json!({
+        "limit_usd": b.limit_usd,
+        "limit_tokens": b.limit_tokens,
+        "period": b.period,
+        "enforcement": b.enforcement,
+        "period_start": billing::tenancy::rfc3339(usage.period_start_ms),
+        "resets_at": (usage.period_end_ms != i64::MAX).then(|| billing::tenancy::rfc3339(usage.period_end_ms)),
+        "spent_usd": usage.spent.usd(),
+        "reserved_usd": usage.reserved.usd(),
+        "spent_tokens": usage.tokens,
+        "reserved_tokens": usage.reserved_tokens,
+    });
+    if let Some(limit) = b.limit_cost() {
+        let left = Picodollars((limit.0 - usage.spent.0 - usage.reserved.0).max(0));
+        v["remaining_usd"] = json!(left.usd());
+    }
+    if let Some(limit) = b.limit_tokens {
+        v["remaining_tokens"] = json!(limit.saturating_sub(usage.tokens + usage.reserved_tokens));
+    }
+    Ok(v)
 }
 
 /// `fields` with the policy's fields beside them.

@@ -328,6 +328,8 @@ impl Drop for Pending {
 
 /// Response header with how many upstream attempts the answer took.
 pub const ATTEMPTS_HEADER: &str = "x-tollgate-attempts";
+/// Response header saying a route's low-budget tier served the request.
+pub const TIER_HEADER: &str = "x-tollgate-tier";
 
 async fn forward(
     proxy: &ProxyState,
@@ -341,6 +343,18 @@ async fn forward(
         .catalog
         .route(&client_model)
         .ok_or_else(|| ApiError::model_not_found(&client_model))?;
+    // A caller low on budget gets the route's cheaper tier, if it has one.
+    let mut low_tier = false;
+    let route = match (&route.low_budget, caller.key()) {
+        (Some(low), Some(key))
+            if crate::quota::budget_left(&proxy.quotas, key, billing::db::now_ms())
+                .is_some_and(|left| left < low.below) =>
+        {
+            low_tier = true;
+            &low.route
+        }
+        _ => route,
+    };
     // The caller's policies may leave out some candidates, or all.
     let route = crate::policy::permitted(&caller, route)?;
     if !proxy.spool.healthy() || proxy.spool.stats().backlog_bytes() > proxy.max_ledger_backlog {
@@ -455,6 +469,9 @@ async fn forward(
         match outcome {
             Attempt::Answered(mut resp) => {
                 set_header(&mut resp, ATTEMPTS_HEADER, &attempt.to_string());
+                if low_tier {
+                    set_header(&mut resp, TIER_HEADER, "low_budget");
+                }
                 if let Some(rate) = &rate {
                     crate::quota::set_rate_headers(resp.headers_mut(), rate);
                 }

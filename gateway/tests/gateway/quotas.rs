@@ -350,3 +350,168 @@ async fn budget_changes_apply_within_a_second() {
         );
     }
 }
+
+/// A webhook receiver on loopback: the bodies it was sent.
+async fn webhook_sink() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+) {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(v);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_budgets_serve_and_alert_once_per_threshold() {
+    let (hook, received) = webhook_sink().await;
+    let mock = spawn_fast_mock().await;
+    let cfg = config(&format!(
+        "[quotas]\nalert_thresholds = [0.5, 1.0]\nalert_webhook = \"http://{hook}/hook\"\n\
+         [providers.up]\nkind = \"openai\"\nbase_url = \"{}\"\n\
+         [models.m]\nprovider = \"up\"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n",
+        mock.base_url()
+    ));
+    let app = spawn_app(cfg).await;
+    let body = chat(8);
+    let cost = router::estimate::chat_prompt(&body) as i64 * 1_000_000 + 8 * 2_000_000;
+    // Room for two and a half requests.
+    let limit = cost as f64 * 2.5 / 1e12;
+    let (team, key) = team_key(
+        &app,
+        json!({"budget": {"limit_usd": limit, "period": "monthly", "enforcement": "soft"}}),
+        json!({}),
+    )
+    .await;
+    for _ in 0..4 {
+        // Soft: served even past the limit.
+        assert_eq!(
+            post_as(&app, &key, "/v1/chat/completions", &body)
+                .await
+                .status(),
+            200
+        );
+    }
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while received.lock().unwrap().len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "two alerts reach the webhook"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let alerts = received.lock().unwrap().clone();
+    assert_eq!(alerts.len(), 2, "once per threshold: {alerts:?}");
+    assert_eq!(alerts[0]["threshold"], 0.5);
+    assert_eq!(alerts[1]["threshold"], 1.0);
+    for a in &alerts {
+        assert_eq!(
+            (a["level"].as_str(), a["id"].as_str()),
+            (Some("team"), Some(team.as_str()))
+        );
+        assert_eq!(
+            (a["unit"].as_str(), a["enforcement"].as_str()),
+            (Some("usd"), Some("soft"))
+        );
+    }
+    let metrics = app.metrics().await;
+    for t in ["0.5", "1"] {
+        assert!(
+            metrics.contains(&format!(
+                "tollgate_budget_alerts_total{{level=\"team\",threshold=\"{t}\",unit=\"usd\"}} 1"
+            )),
+            "{metrics}"
+        );
+    }
+    let until = tokio::time::Instant::now() + DEADLINE;
+    let spent = format!("tollgate_budget_usd{{id=\"{team}\",kind=\"spent\",level=\"team\"}}");
+    while !app.metrics().await.contains(&spent) {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the budget gauges appear"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The key holder sees what is used and what remains.
+    let me: Value = app
+        .http
+        .get(app.url("/v1/me"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let b = &me["team"]["budget"];
+    assert_eq!(b["enforcement"], "soft");
+    assert_eq!(b["spent_usd"], billing::Picodollars(4 * cost).usd());
+    assert_eq!(b["remaining_usd"], "0.000000000000");
+    assert!(b["resets_at"].as_str().unwrap().ends_with("T00:00:00.000Z"));
+    assert_eq!(me["key"]["budget"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_moves_to_its_cheaper_tier_when_the_budget_runs_low() {
+    let (dear, cheap) = (spawn_fast_mock().await, spawn_fast_mock().await);
+    let cfg = config(&format!(
+        "[providers.p0]\nkind = \"openai\"\nbase_url = \"{}\"\n[providers.p1]\nkind = \"openai\"\nbase_url = \"{}\"\n\
+         [models.dear]\nprovider = \"p0\"\ninput_per_mtok = 10.0\noutput_per_mtok = 10.0\n\
+         [models.cheap]\nprovider = \"p1\"\ninput_per_mtok = 0.1\noutput_per_mtok = 0.1\n\
+         [routes.auto]\ncandidates = [\"dear\"]\nlow_budget = {{ below = 0.5, candidates = [\"cheap\"] }}\n",
+        dear.base_url(),
+        cheap.base_url()
+    ));
+    let app = spawn_app(cfg).await;
+    let mut body = chat(8);
+    body["model"] = json!("auto");
+    let dear_cost = (router::estimate::chat_prompt(&body) as i64 + 8) * 10_000_000;
+    let (_, key) = team_key(
+        &app,
+        json!({"budget": {"limit_usd": (dear_cost * 3) as f64 / 1e12, "period": "monthly", "enforcement": "hard"}}),
+        json!({}),
+    )
+    .await;
+    let mut served = Vec::new();
+    for _ in 0..4 {
+        let resp = post_as(&app, &key, "/v1/chat/completions", &body).await;
+        assert_eq!(resp.status(), 200);
+        let tier = resp
+            .headers()
+            .get("x-tollgate-tier")
+            .map(|v| v.to_str().unwrap().to_owned());
+        served.push((
+            resp.headers()["x-tollgate-provider"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+            tier,
+        ));
+        // Let the ledger record settle before the next request looks.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let low = Some("low_budget".to_owned());
+    assert_eq!(
+        served,
+        [
+            ("p0".to_owned(), None),
+            ("p0".to_owned(), None),
+            ("p1".to_owned(), low.clone()),
+            ("p1".to_owned(), low)
+        ],
+        "a third of the budget left is under the tier's half"
+    );
+}

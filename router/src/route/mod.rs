@@ -63,6 +63,17 @@ pub struct Route {
     /// Whether candidates are filtered by what a request needs. Routes are;
     /// a plain model name is not (the client chose the model itself).
     pub filter: bool,
+    /// The cheaper tier used when the caller's budget runs low.
+    pub low_budget: Option<LowBudget>,
+}
+
+/// A route's tier for callers whose remaining budget is low.
+#[derive(Debug, Clone)]
+pub struct LowBudget {
+    /// The fraction of the tightest budget left under which it applies.
+    pub below: f64,
+    /// The route as it is then: the same name and limits, cheaper candidates.
+    pub route: Arc<Route>,
 }
 
 /// Expected output when a request does not say how much it wants, and the
@@ -108,6 +119,7 @@ impl Route {
             max_time: Duration::from_secs(900),
             reference: None,
             filter: false,
+            low_budget: None,
         }
     }
 
@@ -140,6 +152,7 @@ impl Route {
             max_time: self.max_time,
             reference: self.reference.clone(),
             filter: self.filter,
+            low_budget: self.low_budget.clone(),
         }
     }
 

@@ -42,6 +42,7 @@ fn route(strategy: Strategy, candidates: Vec<Arc<ModelEntry>>) -> Route {
         max_time: Duration::from_secs(60),
         reference: None,
         filter: true,
+        low_budget: None,
     }
 }
 

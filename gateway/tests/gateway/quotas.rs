@@ -515,3 +515,49 @@ async fn a_route_moves_to_its_cheaper_tier_when_the_budget_runs_low() {
         "a third of the budget left is under the tier's half"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_shorter_than_reserved_gives_the_difference_back() {
+    let (_mock, app) = priced_app().await;
+    // Room for two reservations of 200 output tokens; the mock answers 8.
+    let mut body = chat(200);
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let prompt = router::estimate::chat_prompt(&chat(200)) as i64;
+    let reserved = prompt * 1_000_000 + 200 * 2_000_000;
+    let actual = prompt * 1_000_000 + 8 * 2_000_000;
+    let (_, key) = team_key(
+        &app,
+        json!({"budget": {"limit_usd": (reserved * 2) as f64 / 1e12, "period": "monthly", "enforcement": "hard"}}),
+        json!({}),
+    )
+    .await;
+    // Two streams held open at once take all the room...
+    let (a, b) = tokio::join!(
+        post_as(&app, &key, "/v1/chat/completions", &body),
+        post_as(&app, &key, "/v1/chat/completions", &body)
+    );
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    read_sse(a).await;
+    read_sse(b).await;
+    // ...and once they end, what they did not use is free again. The i-th
+    // request (from 0) is admitted while i * actual + reserved fits in
+    // 2 * reserved, so floor(reserved / actual) + 1 are served in all.
+    let total = (reserved / actual) as usize + 1;
+    let mut served = 0;
+    loop {
+        let resp = post_as(&app, &key, "/v1/chat/completions", &body).await;
+        if resp.status() != 200 {
+            assert_eq!(resp.status(), 429);
+            break;
+        }
+        read_sse(resp).await;
+        served += 1;
+        assert!(served <= 100);
+    }
+    // Each settled at its actual cost, so more fit than the reservations alone.
+    let (cost, _) = ledger_cost_and_tokens(&app.db, 2 + served).await;
+    assert_eq!(cost, actual * (2 + served) as i64);
+    assert!(cost <= reserved * 2, "never over the limit");
+    assert_eq!(2 + served, total);
+}

@@ -47,8 +47,9 @@ pub struct PolicyPatch {
     pub denied_providers: Option<Option<Vec<String>>>,
 }
 
-/// A field that is present (`Some`), possibly `null` (`Some(None)`).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+/// A field that is present (`Some`), possibly `null` (`Some(None)`): for
+/// `#[serde(default, deserialize_with = "present")]` on `Option<Option<T>>`.
+pub fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,

@@ -14,7 +14,6 @@ use crate::money::Picodollars;
 use crate::tenancy::rfc3339;
 
 const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 86_400_000;
 
 /// What to group by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,16 +261,11 @@ pub async fn total(db: &Db, filter: &SpendFilter) -> Result<SpendRow, DbError> {
 
 /// The start of the UTC day and month containing `now_ms`.
 pub fn day_and_month_start(now_ms: i64) -> (i64, i64) {
-    let day = now_ms.div_euclid(DAY_MS) * DAY_MS;
-    // Days since the epoch to a civil date (Howard Hinnant's algorithm).
-    let z = day / DAY_MS + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    (day, day - (d - 1) * DAY_MS)
+    use crate::quota::Period;
+    (
+        Period::Daily.window(now_ms).0,
+        Period::Monthly.window(now_ms).0,
+    )
 }
 
 /// Rows as CSV with a header line.

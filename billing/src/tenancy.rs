@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::db::{now_ms, Db, DbError};
 use crate::policy::{Policies, Policy, PolicyPatch};
-use crate::quota::{Budget, Enforcement, Limits, Period, Quota, Quotas};
+use crate::quota::{Budget, Enforcement, Level, Limits, Period, Quota, Quotas};
 
 /// What went wrong with an admin operation.
 #[derive(Debug, thiserror::Error)]
@@ -66,9 +66,7 @@ pub struct Org {
     pub name: String,
     pub metadata: Value,
     #[serde(flatten)]
-    pub policy: Policy,
-    pub budget: Option<Budget>,
-    pub limits: Option<Limits>,
+    pub controls: Controls,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -81,9 +79,7 @@ pub struct Team {
     pub name: String,
     pub metadata: Value,
     #[serde(flatten)]
-    pub policy: Policy,
-    pub budget: Option<Budget>,
-    pub limits: Option<Limits>,
+    pub controls: Controls,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -98,9 +94,7 @@ pub struct KeyView {
     /// The first characters of the secret, to recognize it by.
     pub prefix: String,
     #[serde(flatten)]
-    pub policy: Policy,
-    pub budget: Option<Budget>,
-    pub limits: Option<Limits>,
+    pub controls: Controls,
     pub metadata: Value,
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
@@ -127,8 +121,9 @@ pub struct KeySpec {
 }
 
 /// What an organization, a team or a key may use and spend.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Controls {
+    #[serde(flatten)]
     pub policy: Policy,
     pub budget: Option<Budget>,
     pub limits: Option<Limits>,
@@ -162,6 +157,16 @@ pub struct KeyInfo {
 }
 
 impl KeyInfo {
+    /// Its organization, team and itself, each with its id and quota.
+    pub fn quota_levels(&self) -> [(Level, &str, &Quota); 3] {
+        let q = &self.quotas;
+        [
+            (Level::Org, self.org_id.as_str(), &q.org),
+            (Level::Team, self.team_id.as_str(), &q.team),
+            (Level::Key, self.id.as_str(), &q.key),
+        ]
+    }
+
     /// Whether the key has expired at `now_ms`.
     pub fn expired_at(&self, now_ms: i64) -> bool {
         self.expires_at_ms.is_some_and(|e| e <= now_ms)
@@ -261,6 +266,15 @@ fn limits_text(l: Option<&Limits>) -> Result<Option<String>, TenancyError> {
         .transpose()
 }
 
+/// Controls as a row holds them.
+fn read_controls(row: &sqlx::any::AnyRow) -> Result<Controls, sqlx::Error> {
+    Ok(Controls {
+        policy: parse_policy(&row.try_get::<String, _>("policy")?),
+        budget: parse_budget(row.try_get("budget")?),
+        limits: parse_limits(row.try_get("limits")?),
+    })
+}
+
 /// Controls as stored: policy, budget and limits text.
 fn controls_text(c: &Controls) -> Result<(String, Option<String>, Option<String>), TenancyError> {
     Ok((
@@ -296,9 +310,7 @@ fn key_view(row: &sqlx::any::AnyRow) -> Result<KeyView, sqlx::Error> {
         org_id: row.try_get("org_id")?,
         name: row.try_get("name")?,
         prefix: row.try_get("key_prefix")?,
-        policy: parse_policy(&row.try_get::<String, _>("policy")?),
-        budget: parse_budget(row.try_get("budget")?),
-        limits: parse_limits(row.try_get("limits")?),
+        controls: read_controls(row)?,
         metadata: parse_json(&row.try_get::<String, _>("metadata")?),
         expires_at: expires.map(rfc3339),
         revoked_at: revoked.map(rfc3339),
@@ -311,9 +323,7 @@ fn org(row: &sqlx::any::AnyRow) -> Result<Org, sqlx::Error> {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         metadata: parse_json(&row.try_get::<String, _>("metadata")?),
-        policy: parse_policy(&row.try_get::<String, _>("policy")?),
-        budget: parse_budget(row.try_get("budget")?),
-        limits: parse_limits(row.try_get("limits")?),
+        controls: read_controls(row)?,
         created_at: rfc3339(row.try_get("created_at")?),
         updated_at: rfc3339(row.try_get("updated_at")?),
     })
@@ -325,9 +335,7 @@ fn team(row: &sqlx::any::AnyRow) -> Result<Team, sqlx::Error> {
         org_id: row.try_get("org_id")?,
         name: row.try_get("name")?,
         metadata: parse_json(&row.try_get::<String, _>("metadata")?),
-        policy: parse_policy(&row.try_get::<String, _>("policy")?),
-        budget: parse_budget(row.try_get("budget")?),
-        limits: parse_limits(row.try_get("limits")?),
+        controls: read_controls(row)?,
         created_at: rfc3339(row.try_get("created_at")?),
         updated_at: rfc3339(row.try_get("updated_at")?),
     })
@@ -500,7 +508,7 @@ impl Tenancy {
         &self,
         (table, kind): (&'static str, &'static str),
         id: &str,
-        current: (Option<&str>, &Value, Controls),
+        current: (Option<&str>, &Value, &Controls),
         patch: Patch,
     ) -> Result<(), TenancyError> {
         if let Some(n) = &patch.name {
@@ -513,9 +521,9 @@ impl Tenancy {
         };
         let cur = current.2;
         let (policy, budget, limits) = controls_text(&Controls {
-            policy: patch.policy.apply(cur.policy),
-            budget: patch.budget.unwrap_or(cur.budget),
-            limits: patch.limits.unwrap_or(cur.limits),
+            policy: patch.policy.apply(cur.policy.clone()),
+            budget: patch.budget.unwrap_or_else(|| cur.budget.clone()),
+            limits: patch.limits.unwrap_or_else(|| cur.limits.clone()),
         })?;
         let sql = format!(
             "UPDATE {table} SET name = {}, metadata = {}, policy = {}, budget = {}, limits = {}, updated_at = {} WHERE id = {}",
@@ -543,15 +551,7 @@ impl Tenancy {
     /// Renames an organization, or replaces its metadata or policy fields.
     pub async fn update_org(&self, id: &str, patch: Patch) -> Result<Org, TenancyError> {
         let cur = self.org(id).await?;
-        let current = (
-            Some(cur.name.as_str()),
-            &cur.metadata,
-            Controls {
-                policy: cur.policy.clone(),
-                budget: cur.budget.clone(),
-                limits: cur.limits.clone(),
-            },
-        );
+        let current = (Some(cur.name.as_str()), &cur.metadata, &cur.controls);
         self.patch(("orgs", "organization"), id, current, patch)
             .await?;
         self.org(id).await
@@ -560,15 +560,7 @@ impl Tenancy {
     /// Renames a team, or replaces its metadata or policy fields.
     pub async fn update_team(&self, id: &str, patch: Patch) -> Result<Team, TenancyError> {
         let cur = self.team(id).await?;
-        let current = (
-            Some(cur.name.as_str()),
-            &cur.metadata,
-            Controls {
-                policy: cur.policy.clone(),
-                budget: cur.budget.clone(),
-                limits: cur.limits.clone(),
-            },
-        );
+        let current = (Some(cur.name.as_str()), &cur.metadata, &cur.controls);
         self.patch(("teams", "team"), id, current, patch).await?;
         self.team(id).await
     }
@@ -581,15 +573,7 @@ impl Tenancy {
         patch: Patch,
     ) -> Result<(KeyView, String), TenancyError> {
         let cur = self.key(id).await?;
-        let current = (
-            cur.name.as_deref(),
-            &cur.metadata,
-            Controls {
-                policy: cur.policy.clone(),
-                budget: cur.budget.clone(),
-                limits: cur.limits.clone(),
-            },
-        );
+        let current = (cur.name.as_deref(), &cur.metadata, &cur.controls);
         self.patch(("api_keys", "key"), id, current, patch).await?;
         Ok((self.key(id).await?, self.key_hash(id).await?))
     }
@@ -641,9 +625,7 @@ impl Tenancy {
                 org_id: team.org_id,
                 name: spec.name,
                 prefix,
-                policy: spec.controls.policy,
-                budget: spec.controls.budget,
-                limits: spec.controls.limits,
+                controls: spec.controls,
                 metadata: parse_json(&meta),
                 expires_at: spec.expires_at_ms.map(rfc3339),
                 revoked_at: None,

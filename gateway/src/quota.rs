@@ -19,13 +19,8 @@ pub fn admission<'a>(
     new_request: bool,
     now_ms: i64,
 ) -> Admission<'a> {
-    let q = &key.quotas;
     Admission {
-        levels: [
-            (Level::Org, key.org_id.as_str(), &q.org),
-            (Level::Team, key.team_id.as_str(), &q.team),
-            (Level::Key, key.id.as_str(), &q.key),
-        ],
+        levels: key.quota_levels(),
         model,
         cost,
         tokens,
@@ -41,13 +36,8 @@ pub fn budget_left(
     key: &KeyInfo,
     now_ms: i64,
 ) -> Option<f64> {
-    let q = &key.quotas;
     let mut least: Option<f64> = None;
-    for (level, id, quota) in [
-        (Level::Org, &key.org_id, &q.org),
-        (Level::Team, &key.team_id, &q.team),
-        (Level::Key, &key.id, &q.key),
-    ] {
+    for (level, id, quota) in key.quota_levels() {
         let Some(b) = &quota.budget else { continue };
         let mut left = 1.0f64;
         if let Some(u) = engine.usage(level, id, b.period, now_ms) {
@@ -158,10 +148,7 @@ pub async fn watch(
                 .budget_alerts
                 .with_label_values(&[a.level.name(), a.unit, &threshold])
                 .inc();
-            let enforcement = match a.enforcement {
-                billing::quota::Enforcement::Hard => "hard",
-                billing::quota::Enforcement::Soft => "soft",
-            };
+            let enforcement = a.enforcement.name();
             tracing::warn!(
                 level = a.level.name(),
                 id = %a.id,

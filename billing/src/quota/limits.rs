@@ -47,6 +47,16 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 impl Period {
+    /// The name, as written in budgets.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Daily => "daily",
+            Self::Weekly => "weekly",
+            Self::Monthly => "monthly",
+            Self::Lifetime => "lifetime",
+        }
+    }
+
     /// The period containing `now_ms`: its start, inclusive, and end,
     /// exclusive (`i64::MAX` for a lifetime).
     pub fn window(self, now_ms: i64) -> (i64, i64) {
@@ -75,6 +85,16 @@ impl Period {
 pub enum Enforcement {
     Hard,
     Soft,
+}
+
+impl Enforcement {
+    /// The name, as written in budgets.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hard => "hard",
+            Self::Soft => "soft",
+        }
+    }
 }
 
 /// A spending limit, in USD, in tokens, or both, per period.

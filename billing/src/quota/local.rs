@@ -16,7 +16,6 @@ const MINUTE_MS: i64 = 60_000;
 /// A budget's counters in one period.
 #[derive(Debug, Clone)]
 struct Counter {
-    period: Period,
     start: i64,
     end: i64,
     spent: i64,
@@ -26,8 +25,26 @@ struct Counter {
     /// The thresholds already alerted on this period, per unit.
     alerted_usd: Vec<u64>,
     alerted_tokens: Vec<u64>,
-    /// The budget as last seen by admission.
+    /// The budget as last seen by admission (its period is the counter's).
     budget: Budget,
+}
+
+impl Counter {
+    /// Whether it counts `period` starting at `start`.
+    fn is_for(&self, period: Period, start: i64) -> bool {
+        self.start == start && self.budget.period == period
+    }
+
+    fn usage(&self) -> Usage {
+        Usage {
+            period_start_ms: self.start,
+            period_end_ms: self.end,
+            spent: Picodollars(self.spent),
+            tokens: self.tokens,
+            reserved: Picodollars(self.reserved),
+            reserved_tokens: self.reserved_tokens,
+        }
+    }
 }
 
 /// A rate limit's counters in the current minute.
@@ -133,7 +150,7 @@ impl Local {
                 .lock()
                 .budgets
                 .get(&key)
-                .is_some_and(|c| c.start == start && c.period == budget.period);
+                .is_some_and(|c| c.is_for(budget.period, start));
             if fresh {
                 continue;
             }
@@ -141,11 +158,10 @@ impl Local {
                 Ok((spent, tokens)) => {
                     let mut state = self.lock();
                     let c = state.budgets.get(&key);
-                    if !c.is_some_and(|c| c.start == start && c.period == budget.period) {
+                    if !c.is_some_and(|c| c.is_for(budget.period, start)) {
                         state.budgets.insert(
                             key,
                             Counter {
-                                period: budget.period,
                                 start,
                                 end,
                                 spent: spent.0,
@@ -202,7 +218,7 @@ impl Local {
             let counter = state
                 .budgets
                 .get(&key)
-                .filter(|c| c.start == start && c.period == budget.period);
+                .filter(|c| c.is_for(budget.period, start));
             if budget.enforcement == Enforcement::Soft {
                 if counter.is_some() {
                     holds.budgets.push((key, start, budget.clone()));
@@ -229,7 +245,7 @@ impl Local {
                         message: format!(
                             "The {}'s {} budget of {} has no room for this request: {} used, {} held by requests in flight, and this request may cost up to {}. {}",
                             level.name(),
-                            period_name(budget.period),
+                            budget.period.name(),
                             dollars(limit.0),
                             dollars(c.spent),
                             dollars(c.reserved),
@@ -249,7 +265,7 @@ impl Local {
                         message: format!(
                             "The {}'s {} budget of {limit} tokens has no room for this request: {} used, {} held by requests in flight, and this request may use up to {}. {}",
                             level.name(),
-                            period_name(budget.period),
+                            budget.period.name(),
                             c.tokens,
                             c.reserved_tokens,
                             a.tokens,
@@ -416,21 +432,7 @@ impl Local {
             .budgets
             .iter()
             .filter(|(_, c)| c.start <= now && now < c.end)
-            .map(|((level, id), c)| {
-                (
-                    *level,
-                    id.clone(),
-                    c.budget.clone(),
-                    Usage {
-                        period_start_ms: c.start,
-                        period_end_ms: c.end,
-                        spent: Picodollars(c.spent),
-                        tokens: c.tokens,
-                        reserved: Picodollars(c.reserved),
-                        reserved_tokens: c.reserved_tokens,
-                    },
-                )
-            })
+            .map(|((level, id), c)| (*level, id.clone(), c.budget.clone(), c.usage()))
             .collect()
     }
 
@@ -441,18 +443,11 @@ impl Local {
     pub(super) fn usage(&self, level: Level, id: &str, period: Period, now: i64) -> Option<Usage> {
         let (start, _) = period.window(now);
         let state = self.lock();
-        let c = state
+        state
             .budgets
             .get(&(level, id.to_owned()))
-            .filter(|c| c.start == start && c.period == period)?;
-        Some(Usage {
-            period_start_ms: c.start,
-            period_end_ms: c.end,
-            spent: Picodollars(c.spent),
-            tokens: c.tokens,
-            reserved: Picodollars(c.reserved),
-            reserved_tokens: c.reserved_tokens,
-        })
+            .filter(|c| c.is_for(period, start))
+            .map(Counter::usage)
     }
 }
 
@@ -502,14 +497,5 @@ fn alert(
         used,
         limit,
         period_start_ms: c.start,
-    }
-}
-
-fn period_name(p: Period) -> &'static str {
-    match p {
-        Period::Daily => "daily",
-        Period::Weekly => "weekly",
-        Period::Monthly => "monthly",
-        Period::Lifetime => "lifetime",
     }
 }

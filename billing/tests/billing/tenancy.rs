@@ -60,8 +60,8 @@ async fn tenancy_round_trip(t: &TestDb) {
         )
         .await
         .unwrap();
-    assert_eq!(org.policy, no_anthropic);
-    assert_eq!(org.budget.as_ref(), Some(&monthly_50));
+    assert_eq!(org.controls.policy, no_anthropic);
+    assert_eq!(org.controls.budget.as_ref(), Some(&monthly_50));
     // A budget must limit something.
     let empty_budget = Controls {
         budget: Some(Budget {
@@ -127,7 +127,10 @@ async fn tenancy_round_trip(t: &TestDb) {
         .unwrap();
     assert_eq!(renamed.name, "search-infra");
     assert_eq!(renamed.metadata["slack"], "#search");
-    assert_eq!(renamed.policy.denied_providers, vec!["deepseek".to_owned()]);
+    assert_eq!(
+        renamed.controls.policy.denied_providers,
+        vec!["deepseek".to_owned()]
+    );
     // A patch of the policy alone keeps name and metadata.
     let org2 = ten
         .update_org(
@@ -144,8 +147,11 @@ async fn tenancy_round_trip(t: &TestDb) {
         .unwrap();
     assert_eq!(org2.name, "acme");
     assert_eq!(org2.metadata["cost_center"], "42");
-    assert_eq!(org2.policy.denied_providers, vec!["anthropic".to_owned()]);
-    assert!(org2.policy.allowed_providers.is_some());
+    assert_eq!(
+        org2.controls.policy.denied_providers,
+        vec!["anthropic".to_owned()]
+    );
+    assert!(org2.controls.policy.allowed_providers.is_some());
     assert_eq!(
         ten.list_teams(Some(&org.id)).await.unwrap(),
         vec![renamed.clone()]
@@ -195,8 +201,8 @@ async fn tenancy_round_trip(t: &TestDb) {
         info.policies.key.allowed_models,
         Some(vec!["kimi-k2.5".into()])
     );
-    assert_eq!(info.policies.team, renamed.policy);
-    assert_eq!(info.policies.org, org2.policy);
+    assert_eq!(info.policies.team, renamed.controls.policy);
+    assert_eq!(info.policies.org, org2.controls.policy);
     // And their budgets and limits.
     assert_eq!(info.quotas.org.budget.as_ref(), Some(&monthly_50));
     assert_eq!(
@@ -226,7 +232,7 @@ async fn tenancy_round_trip(t: &TestDb) {
         .unwrap();
     assert_eq!(hash, hash_secret(&created.key));
     assert_eq!(patched.name.as_deref(), Some("ci-2"));
-    assert_eq!(patched.policy, Policy::default());
+    assert_eq!(patched.controls.policy, Policy::default());
     assert!(matches!(
         ten.update_key("missing", Patch::default()).await,
         Err(TenancyError::NotFound(..))

@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use billing::policy::{Policy, PolicyPatch};
+use billing::policy::{present, Policy, PolicyPatch};
 use billing::quota::{Budget, Limits};
 use billing::reports::{self, GroupBy, SpendFilter};
 use billing::tenancy::{parse_rfc3339, Controls, KeySpec, Patch, MAX_RFC3339_MS};
@@ -146,15 +146,6 @@ struct PatchFields {
     budget: Option<Option<Value>>,
     #[serde(default, deserialize_with = "present")]
     limits: Option<Option<Value>>,
-}
-
-/// A field that is present (`Some`), possibly `null` (`Some(None)`).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A `PATCH` body: name, metadata, policy fields, budget and limits, each

@@ -35,7 +35,6 @@ pub async fn me(
     // The policies and quotas as they were when the key was loaded: what
     // is enforced.
     let p = &key.policies;
-    let q = &key.quotas;
     let mut key_view = with_policy(
         json!({
             "id": key.id,
@@ -47,11 +46,8 @@ pub async fn me(
     );
     let mut team_view = with_policy(json!({"id": team.id, "name": team.name}), &p.team);
     let mut org_view = with_policy(json!({"id": org.id, "name": org.name}), &p.org);
-    for (view, level, id, quota) in [
-        (&mut key_view, Level::Key, &key.id, &q.key),
-        (&mut team_view, Level::Team, &key.team_id, &q.team),
-        (&mut org_view, Level::Org, &key.org_id, &q.org),
-    ] {
+    let views = [&mut org_view, &mut team_view, &mut key_view];
+    for ((level, id, quota), view) in key.quota_levels().into_iter().zip(views) {
         view["budget"] = match &quota.budget {
             Some(b) => budget_view(&admin, level, id, b, now).await?,
             None => Value::Null,

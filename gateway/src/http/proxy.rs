@@ -466,36 +466,32 @@ async fn forward(
             client_headers,
         )
         .await;
-        match outcome {
-            Attempt::Answered(mut resp) => {
-                set_header(&mut resp, ATTEMPTS_HEADER, &attempt.to_string());
-                if low_tier {
-                    set_header(&mut resp, TIER_HEADER, "low_budget");
-                }
-                if let Some(rate) = &rate {
-                    crate::quota::set_rate_headers(resp.headers_mut(), rate);
-                }
-                return Ok(resp);
-            }
-            Attempt::Failed { mut resp, reason } => {
-                if let Some(rate) = &rate {
-                    crate::quota::set_rate_headers(resp.headers_mut(), rate);
-                }
-                let more = plan[n + 1..]
-                    .iter()
-                    .any(|m| m.health.available(std::time::Instant::now()));
-                if last || !more {
-                    set_header(&mut resp, ATTEMPTS_HEADER, &attempt.to_string());
-                    return Ok(resp);
-                }
+        let (mut resp, failed) = match outcome {
+            Attempt::Answered(resp) => (resp, None),
+            Attempt::Failed { resp, reason } => (resp, Some(reason)),
+        };
+        if let Some(reason) = failed {
+            let more = plan[n + 1..]
+                .iter()
+                .any(|m| m.health.available(std::time::Instant::now()));
+            if !last && more {
                 proxy
                     .metrics
                     .fallbacks
                     .with_label_values(&[&route.name, &entry.name, reason.label()])
                     .inc();
                 tracing::info!(request_id = %id, route = %route.name, model = %entry.name, reason = reason.label(), attempt, "falling back to the next candidate");
+                continue;
             }
         }
+        set_header(&mut resp, ATTEMPTS_HEADER, &attempt.to_string());
+        if low_tier {
+            set_header(&mut resp, TIER_HEADER, "low_budget");
+        }
+        if let Some(rate) = &rate {
+            crate::quota::set_rate_headers(resp.headers_mut(), rate);
+        }
+        return Ok(resp);
     }
     Err(refused.unwrap_or_else(|| {
         ApiError::unavailable(

@@ -125,7 +125,7 @@ pub fn set_rate_headers(headers: &mut HeaderMap, view: &RateView) {
 pub async fn watch(
     engine: billing::quota::QuotaEngine,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
-    webhook: Option<String>,
+    webhook: Option<crate::config::Secret>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     router::provider::ensure_tls_provider();
@@ -172,14 +172,15 @@ pub async fn watch(
                     "used": a.used,
                     "limit": a.limit,
                 });
-                match client.post(url).json(&body).send().await {
+                match client.post(url.expose()).json(&body).send().await {
                     Ok(r) if r.status().is_success() => {}
                     Ok(r) => tracing::warn!(
                         status = r.status().as_u16(),
                         "budget alert webhook refused the alert"
                     ),
+                    // The URL may carry the webhook's token: never logged.
                     Err(e) => {
-                        tracing::warn!(error = %e, "budget alert webhook could not be reached")
+                        tracing::warn!(error = %e.without_url(), "budget alert webhook could not be reached")
                     }
                 }
             }

@@ -62,8 +62,9 @@ pub struct QuotasConfig {
     /// Fractions of a budget's limit at which an alert is raised once per
     /// period (metric, log line, webhook).
     pub alert_thresholds: Vec<f64>,
-    /// Where alerts are POSTed as JSON, if anywhere.
-    pub alert_webhook: Option<String>,
+    /// Where alerts are POSTed as JSON, if anywhere. A secret: webhook URLs
+    /// often carry their token in the path.
+    pub alert_webhook: Option<Secret>,
 }
 
 impl Default for QuotasConfig {
@@ -555,7 +556,7 @@ fn quotas(c: &mut Checker, raw: &raw::RawQuotas) -> QuotasConfig {
     }
     QuotasConfig {
         alert_thresholds: thresholds,
-        alert_webhook: webhook,
+        alert_webhook: webhook.map(Secret::new),
     }
 }
 

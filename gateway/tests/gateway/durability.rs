@@ -167,8 +167,14 @@ async fn secrets_never_reach_the_log_or_admin_listings() {
         ..Default::default()
     })
     .await;
+    // A webhook whose URL carries its token, on a port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let extra = format!(
-        "[providers.up]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-vendor-abcdef123456\"\n[models.m]\nprovider = \"up\"\n",
+        "[providers.up]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-vendor-abcdef123456\"\n[models.m]\nprovider = \"up\"\n\
+         [quotas]\nalert_webhook = \"http://{closed}/hooks/whsec-token-98765\"\n",
         mock.base_url()
     );
     let mut gw = Gateway::start_logging(&write_config(dir.path(), &extra), "debug");
@@ -187,12 +193,17 @@ async fn secrets_never_reach_the_log_or_admin_listings() {
         .json()
         .await
         .unwrap();
-    let team: Value = post("/admin/teams", json!({"org_id": org["id"], "name": "t"}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // A soft budget the first request crosses, so an alert goes out.
+    let budget = json!({"limit_usd": 0.000000001, "period": "daily", "enforcement": "soft"});
+    let team: Value = post(
+        "/admin/teams",
+        json!({"org_id": org["id"], "name": "t", "budget": budget}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     let key: Value = post("/admin/keys", json!({"team_id": team["id"]}))
         .await
         .unwrap()
@@ -236,6 +247,17 @@ async fn secrets_never_reach_the_log_or_admin_listings() {
     .text()
     .await
     .unwrap();
+    let until = std::time::Instant::now() + DEADLINE;
+    while !gw
+        .logged()
+        .contains("budget alert webhook could not be reached")
+    {
+        assert!(
+            std::time::Instant::now() < until,
+            "the failed webhook is logged"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     gw.terminate();
     gw.wait();
     let log = gw.logged();
@@ -249,6 +271,7 @@ async fn secrets_never_reach_the_log_or_admin_listings() {
         ("key hash", hash.as_str()),
         ("master key", MASTER_KEY),
         ("vendor key", "sk-vendor-abcdef123456"),
+        ("webhook token", "whsec-token-98765"),
     ] {
         assert!(!log.contains(s), "the {what} reached the log");
         assert!(

@@ -150,6 +150,35 @@ impl TestApp {
         self.http.get(self.url(path)).bearer_auth(MASTER_KEY)
     }
 
+    /// An admin request with the master key: its status and JSON body.
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(MASTER_KEY)
+            .json(&body)
+            .send()
+            .await
+            .expect("gateway answers");
+        (
+            resp.status().as_u16(),
+            resp.json().await.expect("a JSON body"),
+        )
+    }
+
+    /// A GET with `key`, its body as JSON.
+    pub async fn get_json_as(&self, key: &str, path: &str) -> Value {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("gateway answers")
+            .json()
+            .await
+            .expect("a JSON body")
+    }
+
     /// POSTs a chat request.
     pub async fn chat(&self, body: Value) -> reqwest::Response {
         self.post("/v1/chat/completions")

@@ -29,26 +29,14 @@ async fn two_vendors() -> (
     (ds, kimi, spawn_app(cfg).await)
 }
 
-async fn admin(app: &TestApp, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-    let resp = app
-        .http
-        .request(method, app.url(path))
-        .bearer_auth(MASTER_KEY)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
-}
-
 async fn create(app: &TestApp, path: &str, body: Value) -> Value {
-    let (status, v) = admin(app, reqwest::Method::POST, path, body).await;
+    let (status, v) = app.admin(reqwest::Method::POST, path, body).await;
     assert_eq!(status, 201, "{path}: {v}");
     v
 }
 
 async fn patch(app: &TestApp, path: &str, body: Value) -> Value {
-    let (status, v) = admin(app, reqwest::Method::PATCH, path, body).await;
+    let (status, v) = app.admin(reqwest::Method::PATCH, path, body).await;
     assert_eq!(status, 200, "{path}: {v}");
     v
 }
@@ -74,16 +62,7 @@ async fn served(app: &TestApp, key: &str, model: &str) -> (u16, String, Value) {
 }
 
 async fn listed(app: &TestApp, key: &str) -> Vec<String> {
-    let list: Value = app
-        .http
-        .get(app.url("/v1/models"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = app.get_json_as(key, "/v1/models").await;
     list["data"]
         .as_array()
         .unwrap()
@@ -210,13 +189,13 @@ async fn a_team_deny_list_keeps_a_vendor_out_of_every_route() {
     assert!(listed(&app, wk).await.is_empty());
 
     // A misspelt name is refused rather than denying nothing.
-    let (status, err) = admin(
-        &app,
-        reqwest::Method::PATCH,
-        &format!("/admin/teams/{}", walled["id"].as_str().unwrap()),
-        json!({"denied_providers": ["deepsek"]}),
-    )
-    .await;
+    let (status, err) = app
+        .admin(
+            reqwest::Method::PATCH,
+            &format!("/admin/teams/{}", walled["id"].as_str().unwrap()),
+            json!({"denied_providers": ["deepsek"]}),
+        )
+        .await;
     assert_eq!(status, 400);
     assert_eq!(err["error"]["param"], "denied_providers");
     assert!(err["error"]["message"]
@@ -272,38 +251,27 @@ async fn key_allow_lists_admit_whole_routes_or_single_models() {
     assert_eq!(served(&app, a, "auto").await.1, "kimi");
     assert_eq!(served(&app, a, "k2").await.0, 200);
     // Reading back what is set, and /v1/me for the key holder.
-    let (status, got) = admin(
-        &app,
-        reqwest::Method::GET,
-        &format!("/admin/keys/{id}"),
-        json!({}),
-    )
-    .await;
+    let (status, got) = app
+        .admin(
+            reqwest::Method::GET,
+            &format!("/admin/keys/{id}"),
+            json!({}),
+        )
+        .await;
     assert_eq!((status, &got["denied_models"]), (200, &json!(["ds"])));
-    let me: Value = app
-        .http
-        .get(app.url("/v1/me"))
-        .bearer_auth(a)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = app.get_json_as(a, "/v1/me").await;
     assert_eq!(me["key"]["denied_models"], json!(["ds"]));
     assert_eq!(me["team"]["denied_providers"], json!([]));
     // Bad bodies: a field nobody knows, a list that is not a list.
     for bad in [json!({"colour": "blue"}), json!({"denied_models": "ds"})] {
-        let (status, err) = admin(
-            &app,
-            reqwest::Method::PATCH,
-            &format!("/admin/keys/{id}"),
-            bad,
-        )
-        .await;
+        let (status, err) = app
+            .admin(reqwest::Method::PATCH, &format!("/admin/keys/{id}"), bad)
+            .await;
         assert_eq!(status, 400, "{err}");
         assert_eq!(err["error"]["type"], "invalid_request_error");
     }
-    let (status, _) = admin(&app, reqwest::Method::PATCH, "/admin/keys/nope", json!({})).await;
+    let (status, _) = app
+        .admin(reqwest::Method::PATCH, "/admin/keys/nope", json!({}))
+        .await;
     assert_eq!(status, 404);
 }

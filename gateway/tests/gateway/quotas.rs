@@ -24,38 +24,26 @@ async fn priced_app() -> (loadtest::mock::MockHandle, TestApp) {
     (mock, spawn_app(cfg).await)
 }
 
-async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-    let resp = app
-        .http
-        .request(method, app.url(path))
-        .bearer_auth(MASTER_KEY)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
-}
-
 /// A team with `team` settings and a key in it: (team id, key secret).
 async fn team_key(app: &TestApp, team: Value, key: Value) -> (String, String) {
-    let (_, org) = send(
-        app,
-        reqwest::Method::POST,
-        "/admin/orgs",
-        json!({"name": format!("org-{}", uuid::Uuid::now_v7())}),
-    )
-    .await;
+    let (_, org) = app
+        .admin(
+            reqwest::Method::POST,
+            "/admin/orgs",
+            json!({"name": format!("org-{}", uuid::Uuid::now_v7())}),
+        )
+        .await;
     let mut body = json!({"org_id": org["id"], "name": "team"});
     body.as_object_mut()
         .unwrap()
         .extend(team.as_object().unwrap().clone());
-    let (status, t) = send(app, reqwest::Method::POST, "/admin/teams", body).await;
+    let (status, t) = app.admin(reqwest::Method::POST, "/admin/teams", body).await;
     assert_eq!(status, 201, "{t}");
     let mut body = json!({"team_id": t["id"]});
     body.as_object_mut()
         .unwrap()
         .extend(key.as_object().unwrap().clone());
-    let (status, k) = send(app, reqwest::Method::POST, "/admin/keys", body).await;
+    let (status, k) = app.admin(reqwest::Method::POST, "/admin/keys", body).await;
     assert_eq!(status, 201, "{k}");
     (
         t["id"].as_str().unwrap().to_owned(),
@@ -280,13 +268,13 @@ async fn budget_changes_apply_within_a_second() {
             .status(),
         200
     );
-    let (status, t) = send(
-        &app,
-        reqwest::Method::PATCH,
-        &format!("/admin/teams/{team}"),
-        json!({"budget": {"limit_usd": 0.000001, "period": "daily", "enforcement": "hard"}}),
-    )
-    .await;
+    let (status, t) = app
+        .admin(
+            reqwest::Method::PATCH,
+            &format!("/admin/teams/{team}"),
+            json!({"budget": {"limit_usd": 0.000001, "period": "daily", "enforcement": "hard"}}),
+        )
+        .await;
     assert_eq!(status, 200, "{t}");
     assert_eq!(t["budget"]["limit_usd"], 0.000001);
     let started = std::time::Instant::now();
@@ -304,13 +292,13 @@ async fn budget_changes_apply_within_a_second() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Removing it lifts it.
-    let (status, _) = send(
-        &app,
-        reqwest::Method::PATCH,
-        &format!("/admin/teams/{team}"),
-        json!({"budget": null}),
-    )
-    .await;
+    let (status, _) = app
+        .admin(
+            reqwest::Method::PATCH,
+            &format!("/admin/teams/{team}"),
+            json!({"budget": null}),
+        )
+        .await;
     assert_eq!(status, 200);
     let started = std::time::Instant::now();
     while post_as(&app, &key, "/v1/chat/completions", &chat(8))
@@ -336,13 +324,9 @@ async fn budget_changes_apply_within_a_second() {
             "limits",
         ),
     ] {
-        let (status, err) = send(
-            &app,
-            reqwest::Method::PATCH,
-            &format!("/admin/teams/{team}"),
-            bad,
-        )
-        .await;
+        let (status, err) = app
+            .admin(reqwest::Method::PATCH, &format!("/admin/teams/{team}"), bad)
+            .await;
         assert_eq!(status, 400, "{err}");
         assert!(
             err["error"]["message"].as_str().unwrap().contains(field),
@@ -446,16 +430,7 @@ async fn soft_budgets_serve_and_alert_once_per_threshold() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The key holder sees what is used and what remains.
-    let me: Value = app
-        .http
-        .get(app.url("/v1/me"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = app.get_json_as(&key, "/v1/me").await;
     let b = &me["team"]["budget"];
     assert_eq!(b["enforcement"], "soft");
     assert_eq!(b["spent_usd"], billing::Picodollars(4 * cost).usd());

@@ -4,22 +4,14 @@
 # plain and streamed chat completions. Loopback only; stops by itself.
 #   loadtest/overhead.sh [SECONDS] [CONCURRENCY]
 set -euo pipefail
-cd "$(dirname "$0")/.."
 secs=${1:-10}
 conc=${2:-32}
 mock_port=19090
 gw_port=18080
 key=overhead-test-key
+source "$(dirname "$0")/harness.sh"
 
-cargo build --release -j2 -p tollgate -p tollgate-loadtest >&2
-bin=target/release
-work=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-RUST_LOG=warn "$bin/loadtest" mock --listen "127.0.0.1:$mock_port" --ttft 0s --tokens-per-second 0 --output-tokens 64 &
-pids+=($!)
+start_mock "$mock_port"
 cat > "$work/tollgate.toml" <<TOML
 [server]
 listen = "127.0.0.1:$gw_port"
@@ -30,13 +22,7 @@ base_url = "http://127.0.0.1:$mock_port/v1"
 [models.demo]
 provider = "mock"
 TOML
-RUST_LOG=warn "$bin/tollgate" serve --config "$work/tollgate.toml" &
-gw_pid=$!
-pids+=($gw_pid)
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$gw_port/readyz" >/dev/null && break
-    sleep 0.1
-done
+start_gateway "$gw_port"
 
 # CPU seconds (user + system) the gateway process has used so far.
 gw_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$gw_pid/stat"; }

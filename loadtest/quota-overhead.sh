@@ -6,22 +6,14 @@
 # direct is the baseline. Loopback only; stops by itself.
 #   loadtest/quota-overhead.sh [SECONDS] [CONCURRENCY]
 set -euo pipefail
-cd "$(dirname "$0")/.."
 secs=${1:-8}
 conc=${2:-32}
 mock_port=19092
 gw_port=18082
 master=quota-overhead-key
+source "$(dirname "$0")/harness.sh"
 
-cargo build --release -j2 -p tollgate -p tollgate-loadtest >&2
-bin=target/release
-work=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-RUST_LOG=warn "$bin/loadtest" mock --listen "127.0.0.1:$mock_port" --ttft 0s --tokens-per-second 0 --output-tokens 64 &
-pids+=($!)
+start_mock "$mock_port"
 cat > "$work/tollgate.toml" <<TOML
 [server]
 listen = "127.0.0.1:$gw_port"
@@ -38,12 +30,7 @@ provider = "mock"
 input_per_mtok = 1.0
 output_per_mtok = 2.0
 TOML
-RUST_LOG=warn "$bin/tollgate" serve --config "$work/tollgate.toml" &
-pids+=($!)
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$gw_port/readyz" >/dev/null && break
-    sleep 0.1
-done
+start_gateway "$gw_port"
 
 admin() { curl -sf "http://127.0.0.1:$gw_port$1" -H "Authorization: Bearer $master" -H 'content-type: application/json' -d "$2"; }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
@@ -58,11 +45,4 @@ drive() { "$bin/loadtest" drive --duration "${secs}s" --concurrency "$conc" --mo
 direct=$(drive --base-url "http://127.0.0.1:$mock_port/v1" --api-key "$master")
 plain=$(drive --base-url "http://127.0.0.1:$gw_port/v1" --api-key "$plain_key")
 limited=$(drive --base-url "http://127.0.0.1:$gw_port/v1" --api-key "$limited_key")
-python3 - "$direct" "$plain" "$limited" <<'PY'
-import json, sys
-runs = [("direct", json.loads(sys.argv[1])), ("key, no quotas", json.loads(sys.argv[2])), ("key, budgets+limits", json.loads(sys.argv[3]))]
-base = runs[0][1]["requests_per_s"]
-for name, r in runs:
-    print(f"{name:20}: {r['requests_per_s']:7.0f} req/s ({r['requests_per_s'] / base:.2f} of direct) "
-          f"p50 {r['latency']['p50_ms']:.2f} ms p99 {r['latency']['p99_ms']:.2f} ms errors {r['errors']}")
-PY
+compare "direct" "$direct" "key, no quotas" "$plain" "key, budgets+limits" "$limited"

@@ -1,0 +1,46 @@
+# Shared by the overhead scripts (sourced, not run): builds the release
+# binaries, starts a mock upstream and the gateway on loopback, waits for
+# them, and stops everything it started when the script exits.
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cargo build --release -j2 -p tollgate -p tollgate-loadtest >&2
+bin=target/release
+work=$(mktemp -d)
+pids=()
+harness_cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
+trap harness_cleanup EXIT
+
+# start_mock PORT: an unpaced mock answering 64 tokens.
+start_mock() {
+    RUST_LOG=warn "$bin/loadtest" mock --listen "127.0.0.1:$1" --ttft 0s --tokens-per-second 0 --output-tokens 64 &
+    pids+=($!)
+}
+
+# start_gateway PORT: the gateway on $work/tollgate.toml, once it is ready;
+# its pid in gw_pid.
+start_gateway() {
+    RUST_LOG=warn "$bin/tollgate" serve --config "$work/tollgate.toml" &
+    gw_pid=$!
+    pids+=($gw_pid)
+    for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$1/readyz" >/dev/null && return
+        sleep 0.1
+    done
+    echo "the gateway did not become ready" >&2
+    exit 1
+}
+
+# compare NAME JSON [NAME JSON ...]: each run's throughput and latency, with
+# its throughput as a share of the first run's.
+compare() {
+    python3 - "$@" <<'PY'
+import json, sys
+args = sys.argv[1:]
+runs = [(args[i], json.loads(args[i + 1])) for i in range(0, len(args), 2)]
+base = runs[0][1]["requests_per_s"]
+width = max(len(n) for n, _ in runs)
+for name, r in runs:
+    print(f"{name:{width}}: {r['requests_per_s']:7.0f} req/s ({r['requests_per_s'] / base:.2f} of {runs[0][0]}) "
+          f"p50 {r['latency']['p50_ms']:.2f} ms p99 {r['latency']['p99_ms']:.2f} ms errors {r['errors']}")
+PY
+}

@@ -98,7 +98,7 @@ fn patch(names: &KnownNames, args: UpdateArgs) -> anyhow::Result<Patch> {
 
 /// Runs one admin command; returns what to print.
 pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<String> {
-    let names = KnownNames::of_config(config);
+    let names = KnownNames::of(config);
     let db = open_database(config).await?;
     let tenancy = Tenancy::new(db.clone());
     let out = match command {

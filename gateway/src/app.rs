@@ -242,7 +242,7 @@ impl App {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let names = Arc::new(KnownNames::of(&catalog));
+        let names = Arc::new(KnownNames::of(&config));
         let quotas = QuotaEngine::local(
             Seed::Ledger(db.clone()),
             config.quotas.alert_thresholds.clone(),

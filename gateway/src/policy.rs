@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use billing::policy::{Policies, Policy};
 use router::route::Route;
-use router::Catalog;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -63,21 +62,8 @@ pub struct KnownNames {
 }
 
 impl KnownNames {
-    /// The names in a catalog.
-    pub fn of(catalog: &Catalog) -> Self {
-        let mut names = Self::default();
-        for m in catalog.iter() {
-            names.models.insert(m.name.clone());
-            names.providers.insert(m.provider.name().to_owned());
-        }
-        for r in catalog.routes() {
-            names.models.insert(r.name.clone());
-        }
-        names
-    }
-
     /// The names in a config (what its catalog will hold).
-    pub fn of_config(config: &crate::config::Config) -> Self {
+    pub fn of(config: &crate::config::Config) -> Self {
         Self {
             models: config
                 .models

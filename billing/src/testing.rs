@@ -1,4 +1,5 @@
-//! Test support (feature `testing`): fresh databases on both backends.
+//! Test support (feature `testing`): fresh databases on both backends, and
+//! a Redis key prefix of a test's own.
 //!
 //! SQLite always runs, in a temporary directory. Postgres runs when
 //! `DATABASE_URL` names a server: each test gets a database of its own,
@@ -168,6 +169,109 @@ impl Drop for TestDb {
             });
         })
         .join();
+    }
+}
+
+/// The Redis server tests use: `REDIS_URL`, if set. Panics under `CI`
+/// without one; otherwise `None` skips the Redis variant with a reason.
+pub fn redis_url() -> Option<String> {
+    match std::env::var("REDIS_URL")
+        .ok()
+        .filter(|u| u.starts_with("redis"))
+    {
+        Some(u) => Some(u),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but REDIS_URL names no Redis server: Redis tests must run in CI")
+        }
+        None => {
+            eprintln!("skipping the Redis variant: set REDIS_URL=redis://127.0.0.1:6379 to run it");
+            None
+        }
+    }
+}
+
+/// A test's own corner of the Redis in `REDIS_URL`: a key prefix nobody
+/// else uses, whose keys are deleted when it drops.
+#[derive(Debug)]
+pub struct TestRedis {
+    /// The server.
+    pub url: String,
+    /// The prefix of this test's keys.
+    pub prefix: String,
+}
+
+impl TestRedis {
+    /// A fresh prefix on the test server, or `None` when there is none.
+    pub fn new() -> Option<TestRedis> {
+        let url = redis_url()?;
+        let prefix = format!("tollgate-test:{}", uuid::Uuid::now_v7().simple());
+        Some(TestRedis { url, prefix })
+    }
+
+    /// Engine options for this prefix, reaching Redis at `url`.
+    pub fn options(
+        &self,
+        url: &str,
+        on_failure: crate::quota::FailureMode,
+    ) -> crate::quota::RedisOptions {
+        crate::quota::RedisOptions {
+            url: url.to_owned(),
+            prefix: self.prefix.clone(),
+            on_failure,
+            timeout: std::time::Duration::from_millis(500),
+            lease: std::time::Duration::from_secs(30),
+        }
+    }
+
+    /// Every key under the prefix.
+    pub fn keys(&self) -> Vec<String> {
+        let Ok(mut conn) = redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection())
+        else {
+            return Vec::new();
+        };
+        redis::cmd("KEYS")
+            .arg(format!("{}:*", self.prefix))
+            .query(&mut conn)
+            .unwrap_or_default()
+    }
+
+    /// Deletes every key under the prefix (Redis losing its data).
+    pub fn wipe(&self) {
+        let keys = self.keys();
+        if keys.is_empty() {
+            return;
+        }
+        if let Ok(mut conn) =
+            redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection())
+        {
+            let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(&keys).query(&mut conn);
+        }
+    }
+
+    /// The socket address of the server (to put a forwarder in front).
+    pub async fn server_addr(&self) -> std::net::SocketAddr {
+        let rest = self
+            .url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, r)| r);
+        let hostpath = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+        let host = hostpath.split(['/', '?']).next().unwrap_or("127.0.0.1");
+        let host = if host.contains(':') {
+            host.to_owned()
+        } else {
+            format!("{host}:6379")
+        };
+        tokio::net::lookup_host(host)
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .expect("the Redis host in REDIS_URL resolves")
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.wipe();
     }
 }
 

@@ -4,14 +4,11 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use super::rules::{self, minute_of, Held, RateKey};
 use super::{
-    Admission, Alert, Budget, Enforcement, Level, Period, RateView, Rates, Reason, Rejection, Seed,
-    Usage, Window,
+    Admission, Alert, Budget, Enforcement, Level, Period, RateView, Rates, Rejection, Seed, Usage,
 };
 use crate::money::Picodollars;
-use crate::tenancy::rfc3339;
-
-const MINUTE_MS: i64 = 60_000;
 
 /// A budget's counters in one period.
 #[derive(Debug, Clone)]
@@ -33,6 +30,15 @@ impl Counter {
     /// Whether it counts `period` starting at `start`.
     fn is_for(&self, period: Period, start: i64) -> bool {
         self.start == start && self.budget.period == period
+    }
+
+    fn held(&self) -> Held {
+        Held {
+            spent: self.spent,
+            tokens: self.tokens,
+            reserved: self.reserved,
+            reserved_tokens: self.reserved_tokens,
+        }
     }
 
     fn usage(&self) -> Usage {
@@ -57,7 +63,6 @@ struct RateCounter {
 }
 
 type BudgetKey = (Level, String);
-type RateKey = (Level, String, Option<String>);
 
 #[derive(Debug, Default)]
 struct State {
@@ -75,6 +80,15 @@ pub(super) struct Holds {
     pub(super) rate: RateView,
 }
 
+impl Holds {
+    /// Each budget held: level, id, period and period start.
+    pub(super) fn budget_windows(&self) -> impl Iterator<Item = (Level, &str, Period, i64)> {
+        self.budgets
+            .iter()
+            .map(|((level, id), start, b)| (*level, id.as_str(), b.period, *start))
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct Local {
     seed: Seed,
@@ -84,47 +98,11 @@ pub(super) struct Local {
     alerts: Mutex<Vec<Alert>>,
 }
 
-/// `$12.34`, with more places when the amount is small.
-fn dollars(p: i64) -> String {
-    let usd = p as f64 / 1e12;
-    if usd.abs() >= 1.0 || usd == 0.0 {
-        format!("${usd:.2}")
-    } else {
-        let s = format!("{usd:.6}");
-        let s = s.trim_end_matches('0');
-        let s = if s.len() < "0.00".len() {
-            format!("{s:0<4}")
-        } else {
-            s.to_owned()
-        };
-        format!("${s}")
-    }
-}
-
-fn reset_phrase(end: i64) -> String {
-    if end == i64::MAX {
-        "It does not reset.".into()
-    } else {
-        format!("It resets at {}.", rfc3339(end))
-    }
-}
-
-fn secs_until(end: i64, now: i64) -> Option<u64> {
-    (end != i64::MAX).then(|| u64::try_from((end - now + 999) / 1000).unwrap_or(0).max(1))
-}
-
 impl Local {
     pub(super) fn new(seed: Seed, thresholds: Vec<f64>) -> Self {
-        let mut thresholds: Vec<u64> = thresholds
-            .into_iter()
-            .filter(|t| t.is_finite() && *t > 0.0)
-            .map(|t| (t * 1000.0).round() as u64)
-            .collect();
-        thresholds.sort_unstable();
-        thresholds.dedup();
         Self {
             seed,
-            thresholds,
+            thresholds: rules::thousandths(thresholds),
             state: Mutex::new(State::default()),
             alerts: Mutex::new(Vec::new()),
         }
@@ -134,6 +112,12 @@ impl Local {
         // A panic while holding the lock leaves counters that are still
         // counts: carry on with them.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets every count: the next admission seeds afresh from the
+    /// ledger. Tickets still out settle against nothing.
+    pub(super) fn clear(&self) {
+        *self.lock() = State::default();
     }
 
     /// Seeds, from the ledger, each budget of `a` this process has not
@@ -186,27 +170,14 @@ impl Local {
     /// all of them.
     pub(super) fn admit(&self, a: &Admission<'_>) -> Result<Holds, Box<Rejection>> {
         let now = a.now_ms;
-        let minute = now.div_euclid(MINUTE_MS) * MINUTE_MS;
-        let minute_end = minute + MINUTE_MS;
+        let minute = minute_of(now);
         let mut state = self.lock();
         let mut holds = Holds {
             cost: a.cost,
             tokens: a.tokens,
             ..Holds::default()
         };
-        let mut limited: Vec<(RateKey, Rates)> = Vec::new();
-        for (level, id, quota) in a.levels {
-            let Some(limits) = &quota.limits else {
-                continue;
-            };
-            let all = limits.all();
-            if !all.is_empty() {
-                limited.push(((level, id.to_owned(), None), all));
-            }
-            if let Some(r) = limits.models.get(a.model).filter(|r| !r.is_empty()) {
-                limited.push(((level, id.to_owned(), Some(a.model.to_owned())), r.clone()));
-            }
-        }
+        let limited = rules::rate_limits(a);
         let view = rate_view(&state, &limited, minute, now);
         // Check everything first.
         for (level, id, quota) in a.levels {
@@ -226,56 +197,17 @@ impl Local {
                 continue;
             }
             let Some(c) = counter else {
-                return Err(Box::new(Rejection {
-                    reason: Reason::Budget,
-                    level,
-                    message: format!(
-                        "The {}'s budget cannot be checked right now; retry shortly.",
-                        level.name()
-                    ),
-                    retry_after_s: Some(1),
-                    rate: view,
-                }));
+                return Err(rules::unknown_budget(level, view));
             };
-            if let Some(limit) = budget.limit_cost() {
-                if c.spent >= limit.0 || c.spent + c.reserved + a.cost.0 > limit.0 {
-                    return Err(Box::new(Rejection {
-                        reason: Reason::Budget,
-                        level,
-                        message: format!(
-                            "The {}'s {} budget of {} has no room for this request: {} used, {} held by requests in flight, and this request may cost up to {}. {}",
-                            level.name(),
-                            budget.period.name(),
-                            dollars(limit.0),
-                            dollars(c.spent),
-                            dollars(c.reserved),
-                            dollars(a.cost.0),
-                            reset_phrase(c.end)
-                        ),
-                        retry_after_s: secs_until(c.end, now),
-                        rate: view,
-                    }));
-                }
-            }
-            if let Some(limit) = budget.limit_tokens {
-                if c.tokens >= limit || c.tokens + c.reserved_tokens + a.tokens > limit {
-                    return Err(Box::new(Rejection {
-                        reason: Reason::Budget,
-                        level,
-                        message: format!(
-                            "The {}'s {} budget of {limit} tokens has no room for this request: {} used, {} held by requests in flight, and this request may use up to {}. {}",
-                            level.name(),
-                            budget.period.name(),
-                            c.tokens,
-                            c.reserved_tokens,
-                            a.tokens,
-                            reset_phrase(c.end)
-                        ),
-                        retry_after_s: secs_until(c.end, now),
-                        rate: view,
-                    }));
-                }
-            }
+            rules::check_budget(
+                level,
+                budget,
+                c.held(),
+                (a.cost.0, a.tokens),
+                c.end,
+                now,
+                view,
+            )?;
             holds.budgets.push((key, start, budget.clone()));
         }
         for (key, rates) in &limited {
@@ -285,50 +217,15 @@ impl Local {
                 c.requests = 0;
                 c.tokens = 0;
             }
-            let whose = match &key.2 {
-                Some(m) => format!("The {}'s limit for '{m}'", key.0.name()),
-                None => format!("The {}'s limit", key.0.name()),
-            };
-            let retry = secs_until(minute_end, now);
-            let reject = |reason, message: String| {
-                Err(Box::new(Rejection {
-                    reason,
-                    level: key.0,
-                    message,
-                    retry_after_s: retry,
-                    rate: view,
-                }))
-            };
-            if let Some(rpm) = rates.rpm {
-                if a.new_request && c.requests >= rpm {
-                    return reject(
-                        Reason::Requests,
-                        format!(
-                            "{whose} of {rpm} requests per minute is reached. It resets at {}.",
-                            rfc3339(minute_end)
-                        ),
-                    );
-                }
-            }
-            if let Some(tpm) = rates.tpm {
-                if c.tokens >= tpm {
-                    return reject(
-                        Reason::Tokens,
-                        format!("{whose} of {tpm} tokens per minute is reached ({} used). It resets at {}.", c.tokens, rfc3339(minute_end)),
-                    );
-                }
-            }
-            if let Some(max) = rates.max_concurrent {
-                if c.in_flight >= max {
-                    return Err(Box::new(Rejection {
-                        reason: Reason::Concurrency,
-                        level: key.0,
-                        message: format!("{whose} of {max} concurrent requests is reached; retry when one finishes."),
-                        retry_after_s: Some(1),
-                        rate: view,
-                    }));
-                }
-            }
+            rules::check_rates(
+                key,
+                rates,
+                (c.requests, c.tokens, c.in_flight),
+                a.new_request,
+                minute,
+                now,
+                view,
+            )?;
         }
         // Room everywhere: take it.
         for (key, start, budget) in &holds.budgets {
@@ -355,7 +252,7 @@ impl Local {
     /// Turns a reservation into spend, frees the slot, counts the tokens,
     /// and raises the alerts the spend crossed.
     pub(super) fn settle(&self, holds: &Holds, cost: Picodollars, tokens: u64, now: i64) {
-        let minute = now.div_euclid(MINUTE_MS) * MINUTE_MS;
+        let minute = minute_of(now);
         let mut raised = Vec::new();
         {
             let mut state = self.lock();
@@ -453,29 +350,15 @@ impl Local {
 
 /// The tightest request and token windows among `limited`, as counted now.
 fn rate_view(state: &State, limited: &[(RateKey, Rates)], minute: i64, now: i64) -> RateView {
-    let mut view = RateView::default();
-    let tighter = |w: Option<Window>, limit: Option<u64>, used: u64| -> Option<Window> {
-        let Some(limit) = limit else { return w };
-        let next = Window {
-            limit,
-            remaining: limit.saturating_sub(used),
-            reset_ms: minute + MINUTE_MS - now,
-        };
-        Some(match w {
-            Some(w) if w.remaining <= next.remaining => w,
-            _ => next,
-        })
-    };
-    for (key, rates) in limited {
-        let (requests, tokens) = state
+    let counts = limited.iter().map(|(key, rates)| {
+        let used = state
             .rates
             .get(key)
             .filter(|c| c.minute == minute)
             .map_or((0, 0), |c| (c.requests, c.tokens));
-        view.requests = tighter(view.requests, rates.rpm, requests);
-        view.tokens = tighter(view.tokens, rates.tpm, tokens);
-    }
-    view
+        (rates, used)
+    });
+    rules::rate_view(counts, minute, now)
 }
 
 fn alert(

@@ -11,13 +11,19 @@
 //!
 //! Periods are UTC calendar windows ([`Period`]); rate limits count in fixed
 //! minute windows, so a limit of N admits exactly N requests in a minute.
+//!
+//! The counters live in this process ([`QuotaEngine::local`]) or in Redis,
+//! shared by every replica ([`QuotaEngine::redis`]).
 
 pub mod limits;
 mod local;
+mod rules;
+mod shared;
 
 use std::sync::Arc;
 
 pub use limits::{Budget, Enforcement, Limits, Period, Quota, Quotas, Rates};
+pub use shared::{FailureMode, RedisOptions, StoreError, StoreStatus};
 
 use crate::db::Db;
 use crate::money::Picodollars;
@@ -70,6 +76,9 @@ pub enum Reason {
     Tokens,
     /// Requests in flight.
     Concurrency,
+    /// The shared counters (Redis) cannot be reached and the engine fails
+    /// closed.
+    Unavailable,
 }
 
 impl Reason {
@@ -80,6 +89,7 @@ impl Reason {
             Self::Requests => "rpm",
             Self::Tokens => "tpm",
             Self::Concurrency => "concurrency",
+            Self::Unavailable => "unavailable",
         }
     }
 }
@@ -183,10 +193,13 @@ impl Seed {
     }
 }
 
-/// The quota engine (in-process; shared by every request of this replica).
+/// The quota engine, shared by every request of this replica.
 #[derive(Debug, Clone)]
 pub struct QuotaEngine {
-    inner: Arc<local::Local>,
+    /// In-process counts: the engine itself, or Redis's stand-in while
+    /// Redis cannot be reached.
+    local: Arc<local::Local>,
+    shared: Option<Arc<shared::Shared>>,
 }
 
 impl QuotaEngine {
@@ -194,68 +207,181 @@ impl QuotaEngine {
     /// (fractions of each budget's limit).
     pub fn local(seed: Seed, thresholds: Vec<f64>) -> Self {
         Self {
-            inner: Arc::new(local::Local::new(seed, thresholds)),
+            local: Arc::new(local::Local::new(seed, thresholds)),
+            shared: None,
         }
+    }
+
+    /// An engine counting in Redis, shared with every replica using the same
+    /// Redis and prefix. It connects on first use, so it starts even when
+    /// Redis is away.
+    pub fn redis(seed: Seed, thresholds: Vec<f64>, opts: RedisOptions) -> Result<Self, StoreError> {
+        let local = Arc::new(local::Local::new(seed.clone(), thresholds.clone()));
+        let shared = shared::Shared::new(seed, thresholds, opts, local.clone())?;
+        Ok(Self {
+            local,
+            shared: Some(Arc::new(shared)),
+        })
+    }
+
+    /// Redis's state, for an engine counting there.
+    pub fn store_status(&self) -> Option<StoreStatus> {
+        self.shared.as_ref().map(|s| s.status())
     }
 
     /// Admits the request, reserving what it may use, or says why not.
     pub async fn admit(&self, a: &Admission<'_>) -> Result<Ticket, Box<Rejection>> {
-        self.inner.ensure_seeded(a).await;
-        let holds = self.inner.admit(a)?;
+        let Some(shared) = &self.shared else {
+            return self.admit_locally(a, None).await;
+        };
+        if shared.is_up() {
+            match shared.admit(a).await {
+                Ok(Ok(holds)) => {
+                    return Ok(Ticket {
+                        rate: holds.rate,
+                        reserved: (holds.cost, holds.tokens),
+                        held: Some(Held::Shared(shared.clone(), holds)),
+                    })
+                }
+                Ok(Err(rejection)) => return Err(rejection),
+                // Counted as a failure; fall through to the failure mode.
+                Err(_) => {}
+            }
+        }
+        match shared.mode() {
+            FailureMode::Open => {
+                shared.note_local_admission();
+                self.admit_locally(a, Some(shared.clone())).await
+            }
+            FailureMode::Closed => {
+                let level = a
+                    .levels
+                    .iter()
+                    .find(|(_, _, q)| !q.is_empty())
+                    .map_or(Level::Key, |(l, _, _)| *l);
+                Err(Box::new(Rejection {
+                    reason: Reason::Unavailable,
+                    level,
+                    message: "Budgets and rate limits cannot be checked right now (their shared store is unreachable); retry shortly.".into(),
+                    retry_after_s: Some(1),
+                    rate: RateView::default(),
+                }))
+            }
+        }
+    }
+
+    /// Admits by this process's counts; with `reconcile`, the spend is also
+    /// owed to Redis.
+    async fn admit_locally(
+        &self,
+        a: &Admission<'_>,
+        reconcile: Option<Arc<shared::Shared>>,
+    ) -> Result<Ticket, Box<Rejection>> {
+        self.local.ensure_seeded(a).await;
+        let holds = self.local.admit(a)?;
         Ok(Ticket {
-            engine: Some(self.inner.clone()),
-            holds,
+            rate: holds.rate,
+            reserved: (holds.cost, holds.tokens),
+            held: Some(Held::Local(self.local.clone(), holds, reconcile)),
         })
+    }
+
+    /// Settles, renews leases and watches Redis until `stop` (for an engine
+    /// counting in Redis; otherwise it just waits for `stop`).
+    pub async fn run(&self, stop: impl std::future::Future<Output = ()>) {
+        match &self.shared {
+            Some(shared) => shared.run(stop).await,
+            None => stop.await,
+        }
+    }
+
+    /// Sends settlements still queued for Redis and rereads the budgets
+    /// this replica counts, now rather than with the next batch. Nothing to
+    /// do for an engine counting in process.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        match &self.shared {
+            Some(shared) => shared.sync().await,
+            None => Ok(()),
+        }
     }
 
     /// Every budget counted in its current period at `now_ms`.
     pub fn budgets(&self, now_ms: i64) -> Vec<(Level, String, Budget, Usage)> {
-        self.inner.budgets(now_ms)
+        match &self.shared {
+            Some(s) if s.is_up() => s.budgets(now_ms),
+            _ => self.local.budgets(now_ms),
+        }
     }
 
     /// The budget alerts raised since the last call.
     pub fn take_alerts(&self) -> Vec<Alert> {
-        self.inner.take_alerts()
+        let mut alerts = self.local.take_alerts();
+        if let Some(s) = &self.shared {
+            alerts.extend(s.take_alerts());
+        }
+        alerts
     }
 
     /// What a budget has used in the period containing `now_ms`, if this
-    /// process has seen it used.
+    /// process has seen it used (with Redis, as of the last second).
     pub fn usage(&self, level: Level, id: &str, period: Period, now_ms: i64) -> Option<Usage> {
-        self.inner.usage(level, id, period, now_ms)
+        match &self.shared {
+            Some(s) if s.is_up() => s.usage(level, id, period, now_ms),
+            _ => self.local.usage(level, id, period, now_ms),
+        }
     }
+}
+
+/// Where a ticket's holds are.
+#[derive(Debug)]
+enum Held {
+    /// In this process; with the Redis engine to owe the spend to, when it
+    /// was admitted while Redis was away.
+    Local(Arc<local::Local>, local::Holds, Option<Arc<shared::Shared>>),
+    Shared(Arc<shared::Shared>, shared::Holds),
 }
 
 /// What an admitted request holds: settle it once, with what it used.
 #[derive(Debug)]
 pub struct Ticket {
-    engine: Option<Arc<local::Local>>,
-    holds: local::Holds,
+    held: Option<Held>,
+    rate: RateView,
+    reserved: (Picodollars, u64),
 }
 
 impl Ticket {
     /// The request and token limits as admission left them.
     pub fn rate(&self) -> RateView {
-        self.holds.rate
+        self.rate
     }
 
     /// What the request was reserved for.
     pub fn reserved(&self) -> (Picodollars, u64) {
-        (self.holds.cost, self.holds.tokens)
+        self.reserved
     }
 
     /// Turns the reservation into actual spend and frees the request's slot.
     pub fn settle(mut self, cost: Picodollars, tokens: u64, now_ms: i64) {
-        if let Some(engine) = self.engine.take() {
-            engine.settle(&self.holds, cost, tokens, now_ms);
+        self.finish(cost, tokens, now_ms);
+    }
+
+    fn finish(&mut self, cost: Picodollars, tokens: u64, now_ms: i64) {
+        match self.held.take() {
+            None => {}
+            Some(Held::Local(engine, holds, owed)) => {
+                engine.settle(&holds, cost, tokens, now_ms);
+                if let Some(shared) = owed {
+                    shared.reconcile(&holds, cost, tokens);
+                }
+            }
+            Some(Held::Shared(engine, holds)) => engine.settle(holds, cost, tokens, now_ms),
         }
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if let Some(engine) = self.engine.take() {
-            engine.settle(&self.holds, Picodollars::ZERO, 0, crate::db::now_ms());
-        }
+        self.finish(Picodollars::ZERO, 0, crate::db::now_ms());
     }
 }
 

@@ -1,15 +1,17 @@
 //! The quota engine alone: exact admission under a 64-way race, settlement
 //! of shorter and longer requests, period rollover on an injected clock,
-//! rate limits, alerts, and seeding from the ledger.
+//! rate limits, alerts, and seeding from the ledger, each on the
+//! in-process engine and on the Redis engine.
 
 use std::sync::Arc;
 
 use billing::ledger::insert_batch;
 use billing::quota::{
-    Admission, Budget, Enforcement, Level, Limits, Period, Quota, QuotaEngine, Rates, Reason, Seed,
+    Admission, Budget, Enforcement, FailureMode, Level, Limits, Period, Quota, QuotaEngine, Rates,
+    Reason, Seed,
 };
 use billing::tenancy::parse_rfc3339;
-use billing::testing::TestDb;
+use billing::testing::{TestDb, TestRedis};
 use billing::Picodollars;
 
 use crate::helpers::row;
@@ -54,10 +56,41 @@ fn adm<'a>(
 
 const NOW: &str = "2026-11-21T12:00:00Z";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_64_way_race_admits_exactly_what_fits() {
+/// Runs a check on the in-process engine and on the Redis engine, each
+/// alerting at `$thresholds`.
+macro_rules! engines {
+    ($name:ident, $thresholds:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn local() {
+                super::$name(QuotaEngine::local(Seed::Empty, $thresholds)).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn redis() {
+                let Some(r) = TestRedis::new() else { return };
+                let engine = QuotaEngine::redis(
+                    Seed::Empty,
+                    $thresholds,
+                    r.options(&r.url, FailureMode::Closed),
+                )
+                .unwrap();
+                super::$name(engine).await;
+                assert!(!r.keys().is_empty(), "the counts were in Redis");
+            }
+        }
+    };
+}
+
+/// Lets settlements reach the engine's counts (Redis settles in batches).
+async fn synced(engine: &QuotaEngine) {
+    engine.sync().await.unwrap();
+}
+
+async fn a_64_way_race_admits_exactly_what_fits(engine: QuotaEngine) {
     // $1 a request; the team's hard budget fits 13 of them.
-    let engine = QuotaEngine::local(Seed::Empty, vec![]);
     let q = Arc::new([
         Quota::default(),
         budget(Some(13.0), None, Period::Monthly, Enforcement::Hard),
@@ -105,6 +138,7 @@ async fn a_64_way_race_admits_exactly_what_fits() {
     for t in admitted {
         t.settle(Picodollars(400_000_000_000), 5, now);
     }
+    synced(&engine).await;
     let used = engine
         .usage(Level::Team, "t", Period::Monthly, now)
         .unwrap();
@@ -123,9 +157,7 @@ async fn a_64_way_race_admits_exactly_what_fits() {
     assert_eq!(held.len(), 7);
 }
 
-#[tokio::test]
-async fn token_budgets_hold_and_a_longer_answer_is_charged_in_full() {
-    let engine = QuotaEngine::local(Seed::Empty, vec![]);
+async fn token_budgets_hold_and_a_longer_answer_is_charged_in_full(engine: QuotaEngine) {
     let q = [
         budget(None, Some(1000), Period::Daily, Enforcement::Hard),
         Quota::default(),
@@ -142,6 +174,7 @@ async fn token_budgets_hold_and_a_longer_answer_is_charged_in_full() {
     );
     // The first ran longer than reserved: all of it counts.
     a.settle(Picodollars(0), 900, now);
+    synced(&engine).await;
     assert_eq!(
         engine
             .usage(Level::Org, "o", Period::Daily, now)
@@ -153,15 +186,15 @@ async fn token_budgets_hold_and_a_longer_answer_is_charged_in_full() {
     let b = engine.admit(&adm(&q, 0, 100, true, now)).await.unwrap();
     // A ticket dropped unsettled (a request that failed) gives its room back.
     drop(b);
+    synced(&engine).await;
     let c = engine.admit(&adm(&q, 0, 100, true, now)).await.unwrap();
     c.settle(Picodollars(0), 100, now);
+    synced(&engine).await;
     // Spent in full: nothing more, however small.
     assert!(engine.admit(&adm(&q, 0, 1, true, now)).await.is_err());
 }
 
-#[tokio::test]
-async fn periods_roll_over_on_the_injected_clock() {
-    let engine = QuotaEngine::local(Seed::Empty, vec![]);
+async fn periods_roll_over_on_the_injected_clock(engine: QuotaEngine) {
     let q = [
         Quota::default(),
         Quota::default(),
@@ -173,6 +206,7 @@ async fn periods_roll_over_on_the_injected_clock() {
         .await
         .unwrap();
     t.settle(Picodollars(1_000_000_000_000), 1, before);
+    synced(&engine).await;
     let refused = engine
         .admit(&adm(&q, 1, 1, true, before))
         .await
@@ -201,6 +235,7 @@ async fn periods_roll_over_on_the_injected_clock() {
         .unwrap();
     late.settle(Picodollars(500_000_000_000), 1, monday);
     fresh.settle(Picodollars(0), 0, monday);
+    synced(&engine).await;
     let used = engine
         .usage(Level::Key, "k", Period::Weekly, monday)
         .unwrap();
@@ -219,6 +254,7 @@ async fn periods_roll_over_on_the_injected_clock() {
         .await
         .unwrap();
     t.settle(Picodollars(1_000_000_000_000), 1, before);
+    synced(&engine).await;
     let r = engine
         .admit(&adm(&life, 1, 1, true, at("2030-01-01T00:00:00Z")))
         .await
@@ -239,9 +275,7 @@ fn limited(rates: Rates, per_model: Option<Rates>) -> Quota {
     }
 }
 
-#[tokio::test]
-async fn rate_limits_count_requests_tokens_and_requests_in_flight() {
-    let engine = QuotaEngine::local(Seed::Empty, vec![]);
+async fn rate_limits_count_requests_tokens_and_requests_in_flight(engine: QuotaEngine) {
     let minute = at("2026-11-21T12:00:00Z");
     // rpm 3 on the key.
     let q = [
@@ -300,6 +334,7 @@ async fn rate_limits_count_requests_tokens_and_requests_in_flight() {
         "nothing counted yet"
     );
     t.settle(Picodollars(0), 100, minute + 1);
+    synced(&engine).await;
     let r = engine
         .admit(&adm(&q, 0, 0, true, minute + 2))
         .await
@@ -334,13 +369,12 @@ async fn rate_limits_count_requests_tokens_and_requests_in_flight() {
     other.model = "n";
     assert!(engine.admit(&other).await.is_ok());
     drop(a);
+    synced(&engine).await;
     assert!(engine.admit(&adm(&q, 0, 0, true, minute)).await.is_ok());
     drop(b);
 }
 
-#[tokio::test]
-async fn a_refusal_takes_nothing_from_the_other_limits() {
-    let engine = QuotaEngine::local(Seed::Empty, vec![]);
+async fn a_refusal_takes_nothing_from_the_other_limits(engine: QuotaEngine) {
     let now = at(NOW);
     let q = [
         Quota::default(),
@@ -368,9 +402,7 @@ async fn a_refusal_takes_nothing_from_the_other_limits() {
     );
 }
 
-#[tokio::test]
-async fn alerts_fire_once_per_threshold_per_period() {
-    let engine = QuotaEngine::local(Seed::Empty, vec![0.8, 1.0]);
+async fn alerts_fire_once_per_threshold_per_period(engine: QuotaEngine) {
     let now = at(NOW);
     let q = [
         Quota::default(),
@@ -383,6 +415,7 @@ async fn alerts_fire_once_per_threshold_per_period() {
         async move {
             let t = engine.admit(&adm(&q, 0, 0, true, now)).await.unwrap();
             t.settle(Picodollars(usd * 1_000_000_000_000), tokens, now);
+            synced(&engine).await;
         }
     };
     spend(7, 100).await;
@@ -422,7 +455,24 @@ async fn seeded(t: &TestDb) {
         rows.push(r);
     }
     insert_batch(&t.db, &rows).await.unwrap();
-    let engine = QuotaEngine::local(Seed::Ledger(t.db.clone()), vec![]);
+    seeded_engine(
+        QuotaEngine::local(Seed::Ledger(t.db.clone()), vec![]),
+        &rows,
+    )
+    .await;
+    if let Some(r) = TestRedis::new() {
+        let opts = r.options(&r.url, FailureMode::Closed);
+        let engine = QuotaEngine::redis(Seed::Ledger(t.db.clone()), vec![], opts).unwrap();
+        seeded_engine(engine.clone(), &rows).await;
+        // Redis loses its data (a restart without persistence): the next
+        // admission seeds again from the ledger, which has the spend.
+        r.wipe();
+        seeded_engine(engine, &rows).await;
+    }
+}
+
+async fn seeded_engine(engine: QuotaEngine, rows: &[billing::ledger::LedgerRow]) {
+    let now = at(NOW);
     let q = [
         Quota::default(),
         budget(Some(4.0), None, Period::Monthly, Enforcement::Hard),
@@ -436,6 +486,8 @@ async fn seeded(t: &TestDb) {
         .admit(&adm(&q, 1_000_000_000_000, 1, true, now))
         .await;
     assert!(ok.is_ok());
+    drop(ok);
+    synced(&engine).await;
     let used = engine
         .usage(Level::Team, "t", Period::Monthly, now)
         .unwrap();
@@ -444,3 +496,16 @@ async fn seeded(t: &TestDb) {
     assert_eq!(used.tokens, tokens);
 }
 both_backends!(budgets_are_seeded_from_the_ledger, super::seeded);
+
+engines!(a_64_way_race_admits_exactly_what_fits, vec![]);
+engines!(
+    token_budgets_hold_and_a_longer_answer_is_charged_in_full,
+    vec![]
+);
+engines!(periods_roll_over_on_the_injected_clock, vec![]);
+engines!(
+    rate_limits_count_requests_tokens_and_requests_in_flight,
+    vec![]
+);
+engines!(a_refusal_takes_nothing_from_the_other_limits, vec![]);
+engines!(alerts_fire_once_per_threshold_per_period, vec![0.8, 1.0]);

@@ -1,0 +1,58 @@
+-- Shared by Tollgate's quota scripts. Amounts of money are picodollars,
+-- which can pass 2^53, where Lua's numbers stop being exact: they are kept
+-- as strings, changed only by HINCRBY, and compared as (billions, units)
+-- pairs, which are exact.
+
+local function fmt(n)
+  return string.format('%d', n)
+end
+
+-- Redis's clock, in milliseconds: leases are timed by it, so replicas whose
+-- clocks disagree still agree on when a lease lapses.
+local function server_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function big(s)
+  if s == nil or s == false or string.sub(s, 1, 1) == '-' then
+    return {0, 0}
+  end
+  local n = #s
+  if n <= 9 then
+    return {0, tonumber(s)}
+  end
+  return {tonumber(string.sub(s, 1, n - 9)), tonumber(string.sub(s, n - 8))}
+end
+
+local function add(a, b)
+  local hi, lo = a[1] + b[1], a[2] + b[2]
+  if lo >= 1000000000 then
+    return {hi + 1, lo - 1000000000}
+  end
+  return {hi, lo}
+end
+
+local function gt(a, b)
+  return a[1] > b[1] or (a[1] == b[1] and a[2] > b[2])
+end
+
+local function neg(s)
+  if s == '0' then
+    return '0'
+  end
+  return '-' .. s
+end
+
+-- Gives back what ticket `id` holds on budget `bk`, if it still holds it.
+local function release(bk, id)
+  local h = redis.call('HGET', bk, 'h:' .. id)
+  if h then
+    local c, n = string.match(h, '^(%d+) (%d+)$')
+    if c then
+      redis.call('HINCRBY', bk, 'reserved', neg(c))
+      redis.call('HINCRBY', bk, 'reserved_tokens', neg(n))
+    end
+    redis.call('HDEL', bk, 'h:' .. id)
+  end
+end

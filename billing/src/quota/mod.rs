@@ -250,8 +250,9 @@ impl QuotaEngine {
         }
         match shared.mode() {
             FailureMode::Open => {
+                let ticket = self.admit_locally(a, Some(shared.clone())).await?;
                 shared.note_local_admission();
-                self.admit_locally(a, Some(shared.clone())).await
+                Ok(ticket)
             }
             FailureMode::Closed => {
                 let level = a

@@ -28,5 +28,6 @@ mod helpers;
 mod ledger;
 mod migrations;
 mod quota;
+mod quota_redis;
 mod reports;
 mod tenancy;

@@ -16,11 +16,16 @@ use billing::Picodollars;
 
 use crate::helpers::row;
 
-fn at(s: &str) -> i64 {
+pub(crate) fn at(s: &str) -> i64 {
     parse_rfc3339(s).unwrap()
 }
 
-fn budget(usd: Option<f64>, tokens: Option<u64>, period: Period, e: Enforcement) -> Quota {
+pub(crate) fn budget(
+    usd: Option<f64>,
+    tokens: Option<u64>,
+    period: Period,
+    e: Enforcement,
+) -> Quota {
     Quota {
         budget: Some(Budget {
             limit_usd: usd,
@@ -33,7 +38,7 @@ fn budget(usd: Option<f64>, tokens: Option<u64>, period: Period, e: Enforcement)
 }
 
 /// An admission for key `k` of team `t` in org `o`, with these quotas.
-fn adm<'a>(
+pub(crate) fn adm<'a>(
     q: &'a [Quota; 3],
     cost: i64,
     tokens: u64,
@@ -54,7 +59,7 @@ fn adm<'a>(
     }
 }
 
-const NOW: &str = "2026-11-21T12:00:00Z";
+pub(crate) const NOW: &str = "2026-11-21T12:00:00Z";
 
 /// Runs a check on the in-process engine and on the Redis engine, each
 /// alerting at `$thresholds`.
@@ -263,7 +268,7 @@ async fn periods_roll_over_on_the_injected_clock(engine: QuotaEngine) {
     assert!(r.message.contains("It does not reset."), "{}", r.message);
 }
 
-fn limited(rates: Rates, per_model: Option<Rates>) -> Quota {
+pub(crate) fn limited(rates: Rates, per_model: Option<Rates>) -> Quota {
     Quota {
         budget: None,
         limits: Some(Limits {

@@ -60,6 +60,14 @@ pub enum BuildError {
         /// Why.
         source: billing::DbError,
     },
+    /// The Redis URL is not one Redis can be reached by.
+    #[error("redis {url}: {source}")]
+    Redis {
+        /// The URL, password redacted.
+        url: String,
+        /// Why.
+        source: billing::quota::StoreError,
+    },
     /// The ledger spool could not be opened.
     #[error("ledger spool: {0}")]
     Spool(#[from] billing::ledger::SpoolError),
@@ -193,6 +201,36 @@ pub async fn open_database(config: &Config) -> Result<Db, BuildError> {
     Ok(db)
 }
 
+/// The quota engine: counting in Redis when `[redis]` is set, else in
+/// this process.
+fn quota_engine(config: &Config, db: &Db) -> Result<QuotaEngine, BuildError> {
+    let seed = Seed::Ledger(db.clone());
+    let thresholds = config.quotas.alert_thresholds.clone();
+    let Some(r) = &config.redis else {
+        return Ok(QuotaEngine::local(seed, thresholds));
+    };
+    let url = r.url.expose();
+    let opts = billing::quota::RedisOptions {
+        url: url.to_owned(),
+        prefix: r.prefix.clone(),
+        on_failure: r.on_failure,
+        timeout: r.timeout,
+        lease: r.lease,
+    };
+    let engine =
+        QuotaEngine::redis(seed, thresholds, opts).map_err(|source| BuildError::Redis {
+            url: billing::db::redact_url(url),
+            source,
+        })?;
+    tracing::info!(
+        url = %billing::db::redact_url(url),
+        prefix = %r.prefix,
+        on_failure = r.on_failure.name(),
+        "budgets and rate limits are counted in Redis, shared with every replica"
+    );
+    Ok(engine)
+}
+
 impl App {
     /// Builds the gateway and binds its listener (port 0 picks a free port).
     pub async fn build(config: Config) -> Result<App, BuildError> {
@@ -243,10 +281,13 @@ impl App {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let names = Arc::new(KnownNames::of(&config));
-        let quotas = QuotaEngine::local(
-            Seed::Ledger(db.clone()),
-            config.quotas.alert_thresholds.clone(),
-        );
+        let quotas = quota_engine(&config, &db)?;
+        metrics.attach_quotas(&quotas)?;
+        {
+            let quotas = quotas.clone();
+            let stop = background_stop.clone().cancelled_owned();
+            background.spawn(async move { quotas.run(stop).await });
+        }
         background.spawn(crate::quota::watch(
             quotas.clone(),
             metrics.clone(),

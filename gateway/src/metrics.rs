@@ -57,7 +57,14 @@ pub struct Metrics {
     pub budget_usd: GaugeVec,
     /// The same in tokens.
     pub budget_tokens: GaugeVec,
+    /// With Redis: 1 while it answers, 0 while the engine fails open or closed.
+    pub quota_store_up: IntGauge,
+    /// With Redis: calls that failed or timed out.
+    pub quota_store_failures: IntCounter,
+    /// With Redis: requests admitted on this process's counts during an outage.
+    pub quota_local_admissions: IntCounter,
     ledger_stats: OnceLock<Arc<LedgerStats>>,
+    quotas: OnceLock<billing::quota::QuotaEngine>,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -133,6 +140,18 @@ impl Metrics {
             &["state"],
         )?;
         registry.register(Box::new(ledger_rows.clone()))?;
+        let quota_store_up = IntGauge::new(
+            "tollgate_quota_store_up",
+            "1 while Redis (the shared budget and rate-limit counters) answers, 0 while it does not. Absent without Redis.",
+        )?;
+        let quota_store_failures = IntCounter::new(
+            "tollgate_quota_store_failures_total",
+            "Redis calls of the quota engine that failed or timed out.",
+        )?;
+        let quota_local_admissions = IntCounter::new(
+            "tollgate_quota_local_admissions_total",
+            "Requests admitted on this replica's own counts while Redis could not be reached (on_failure = open).",
+        )?;
         let breaker_state = IntGaugeVec::new(
             Opts::new(
                 "tollgate_breaker_state",
@@ -164,6 +183,10 @@ impl Metrics {
             ledger_backlog_bytes,
             ledger_rows,
             ledger_stats: OnceLock::new(),
+            quotas: OnceLock::new(),
+            quota_store_up,
+            quota_store_failures,
+            quota_local_admissions,
             registry,
         })
     }
@@ -173,8 +196,33 @@ impl Metrics {
         let _ = self.ledger_stats.set(stats);
     }
 
+    /// Reports the quota engine's Redis state from now on (an engine
+    /// counting in process has none to report).
+    pub fn attach_quotas(
+        &self,
+        engine: &billing::quota::QuotaEngine,
+    ) -> Result<(), prometheus::Error> {
+        if engine.store_status().is_none() {
+            return Ok(());
+        }
+        self.registry
+            .register(Box::new(self.quota_store_up.clone()))?;
+        self.registry
+            .register(Box::new(self.quota_store_failures.clone()))?;
+        self.registry
+            .register(Box::new(self.quota_local_admissions.clone()))?;
+        let _ = self.quotas.set(engine.clone());
+        Ok(())
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        if let Some(status) = self.quotas.get().and_then(|q| q.store_status()) {
+            self.quota_store_up.set(i64::from(status.up));
+            let catch_up = |c: &IntCounter, v: u64| c.inc_by(v.saturating_sub(c.get()));
+            catch_up(&self.quota_store_failures, status.failures);
+            catch_up(&self.quota_local_admissions, status.local_admissions);
+        }
         if let Some(s) = self.ledger_stats.get() {
             let n = |a: &std::sync::atomic::AtomicU64| {
                 i64::try_from(a.load(Ordering::Relaxed)).unwrap_or(i64::MAX)

@@ -82,15 +82,19 @@ pub fn worst_case(
 
 /// A refusal as the client's 429: OpenAI's `insufficient_quota` or
 /// `rate_limit_exceeded` (Anthropic's `rate_limit_error` on its door),
-/// with `retry-after` and the rate headers.
+/// with `retry-after` and the rate headers; a 503 when the shared counters
+/// cannot be reached and the engine fails closed.
 pub fn rejection(r: &Rejection) -> Response {
-    let (kind, code) = match r.reason {
-        Reason::Budget => ("insufficient_quota", "insufficient_quota"),
-        Reason::Tokens => ("tokens", "rate_limit_exceeded"),
-        Reason::Requests | Reason::Concurrency => ("requests", "rate_limit_exceeded"),
+    let too_many =
+        |kind, code| ApiError::custom(StatusCode::TOO_MANY_REQUESTS, kind, code, r.message.clone());
+    let error = match r.reason {
+        Reason::Budget => too_many("insufficient_quota", "insufficient_quota"),
+        Reason::Tokens => too_many("tokens", "rate_limit_exceeded"),
+        Reason::Requests | Reason::Concurrency => too_many("requests", "rate_limit_exceeded"),
+        // Fails closed: the counters cannot be reached (503, not the caller's fault).
+        Reason::Unavailable => ApiError::unavailable("quota_unavailable", r.message.clone()),
     };
-    let mut resp = ApiError::custom(StatusCode::TOO_MANY_REQUESTS, kind, code, r.message.clone())
-        .into_response();
+    let mut resp = error.into_response();
     if let Some(s) = r.retry_after_s {
         if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
             resp.headers_mut().insert("retry-after", v);

@@ -26,6 +26,18 @@ pub struct RawConfig {
     pub router: RawRouter,
     #[serde(default)]
     pub quotas: RawQuotas,
+    #[serde(default)]
+    pub redis: RawRedis,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    pub url: Option<String>,
+    pub prefix: Option<String>,
+    pub on_failure: Option<String>,
+    pub timeout: Option<String>,
+    pub lease: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -190,9 +190,15 @@ fn the_readmes_config_reference_is_a_valid_config() {
     let section = &readme[readme.find("## Configuration").expect("the section")..];
     let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
     let block = &section[start..start + section[start..].find("```").expect("its end")];
-    let lookup = |name: &str| Some(format!("value-of-{name}-0123"));
+    let lookup = |name: &str| {
+        Some(match name {
+            "REDIS_URL" => "redis://127.0.0.1:6379".to_owned(),
+            _ => format!("value-of-{name}-0123"),
+        })
+    };
     let config = Config::parse(block, "README.md", &lookup)
         .unwrap_or_else(|e| panic!("the README's config reference must parse: {e}"));
+    assert!(config.redis.is_some());
     let auto = &config.routes["auto"];
     assert_eq!(auto.candidates.len(), 3);
     assert_eq!(config.models["kimi-k2.5"].context_window, 256_000);
@@ -267,4 +273,36 @@ fn models_get_built_in_facts_unless_configured() {
     let auto = &c.routes["auto"];
     assert_eq!(auto.strategy, router::route::Strategy::Weighted(vec![2, 1]));
     assert_eq!(auto.max_attempts, super::routes::DEFAULT_MAX_ATTEMPTS);
+}
+
+#[test]
+fn redis_is_optional_and_checked_when_set() {
+    // Unset, or empty through `${REDIS_URL:-}`: counts stay in process.
+    assert!(parse(BASE).unwrap().redis.is_none());
+    let c = parse(&format!("{BASE}[redis]\nurl = \"${{NO_SUCH_VAR:-}}\"\n")).unwrap();
+    assert!(c.redis.is_none());
+    let c = parse(&format!(
+        "{BASE}[redis]\nurl = \"redis://:pw@127.0.0.1:6379/2\"\non_failure = \"closed\"\nlease = \"10s\"\n"
+    ))
+    .unwrap();
+    let r = c.redis.unwrap();
+    assert_eq!(r.on_failure, billing::quota::FailureMode::Closed);
+    assert_eq!(r.prefix, "tollgate");
+    assert_eq!(r.timeout, std::time::Duration::from_millis(250));
+    assert_eq!(r.lease, std::time::Duration::from_secs(10));
+    assert!(!format!("{r:?}").contains("pw"), "the URL is a secret");
+    let p = problems(&format!(
+        "{BASE}[redis]\nurl = \"http://127.0.0.1:6379\"\non_failure = \"maybe\"\nprefix = \"\"\nlease = \"500ms\"\n"
+    ));
+    let keys: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "redis.url",
+            "redis.on_failure",
+            "redis.prefix",
+            "redis.lease"
+        ],
+        "{p:?}"
+    );
 }

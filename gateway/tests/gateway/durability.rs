@@ -167,14 +167,16 @@ async fn secrets_never_reach_the_log_or_admin_listings() {
         ..Default::default()
     })
     .await;
-    // A webhook whose URL carries its token, on a port nothing listens on.
+    // A webhook whose URL carries its token, and a Redis whose URL carries
+    // its password, on a port nothing listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
     let extra = format!(
         "[providers.up]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-vendor-abcdef123456\"\n[models.m]\nprovider = \"up\"\n\
-         [quotas]\nalert_webhook = \"http://{closed}/hooks/whsec-token-98765\"\n",
+         [quotas]\nalert_webhook = \"http://{closed}/hooks/whsec-token-98765\"\n\
+         [redis]\nurl = \"redis://:redis-pass-24680@{closed}/0\"\non_failure = \"open\"\n",
         mock.base_url()
     );
     let mut gw = Gateway::start_logging(&write_config(dir.path(), &extra), "debug");
@@ -265,6 +267,10 @@ async fn secrets_never_reach_the_log_or_admin_listings() {
         log.contains("key created"),
         "the log is being captured: {log}"
     );
+    assert!(
+        log.contains("Redis cannot be reached") && log.contains("redis://:***@"),
+        "the Redis outage and URL are logged: {log}"
+    );
     let hash = billing::tenancy::hash_secret(&secret);
     for (what, s) in [
         ("key secret", secret.as_str()),
@@ -272,6 +278,7 @@ async fn secrets_never_reach_the_log_or_admin_listings() {
         ("master key", MASTER_KEY),
         ("vendor key", "sk-vendor-abcdef123456"),
         ("webhook token", "whsec-token-98765"),
+        ("Redis password", "redis-pass-24680"),
     ] {
         assert!(!log.contains(s), "the {what} reached the log");
         assert!(

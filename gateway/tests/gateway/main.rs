@@ -17,6 +17,7 @@ mod errors;
 mod models;
 mod policy;
 mod quotas;
+mod replicas;
 mod routing;
 mod shutdown;
 mod streaming;

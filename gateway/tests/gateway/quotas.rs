@@ -25,7 +25,7 @@ async fn priced_app() -> (loadtest::mock::MockHandle, TestApp) {
 }
 
 /// A team with `team` settings and a key in it: (team id, key secret).
-async fn team_key(app: &TestApp, team: Value, key: Value) -> (String, String) {
+pub(crate) async fn team_key(app: &TestApp, team: Value, key: Value) -> (String, String) {
     let (_, org) = app
         .admin(
             reqwest::Method::POST,
@@ -51,18 +51,23 @@ async fn team_key(app: &TestApp, team: Value, key: Value) -> (String, String) {
     )
 }
 
-fn chat(max_tokens: u64) -> Value {
+pub(crate) fn chat(max_tokens: u64) -> Value {
     json!({"model": "m", "max_tokens": max_tokens,
            "messages": [{"role": "user", "content": "count the sheep in the meadow"}]})
 }
 
-fn messages(max_tokens: u64) -> Value {
+pub(crate) fn messages(max_tokens: u64) -> Value {
     json!({"model": "m", "max_tokens": max_tokens,
            "messages": [{"role": "user", "content": "count the sheep in the meadow"}]})
 }
 
 /// Posts `body` to `path` with `key` the way that door's SDK would.
-async fn post_as(app: &TestApp, key: &str, path: &str, body: &Value) -> reqwest::Response {
+pub(crate) async fn post_as(
+    app: &TestApp,
+    key: &str,
+    path: &str,
+    body: &Value,
+) -> reqwest::Response {
     let req = app.http.post(app.url(path)).json(body);
     let req = if path == "/v1/messages" {
         req.header("x-api-key", key)
@@ -73,7 +78,7 @@ async fn post_as(app: &TestApp, key: &str, path: &str, body: &Value) -> reqwest:
     req.send().await.unwrap()
 }
 
-async fn ledger_cost_and_tokens(db: &billing::Db, n: usize) -> (i64, i64) {
+pub(crate) async fn ledger_cost_and_tokens(db: &billing::Db, n: usize) -> (i64, i64) {
     let until = tokio::time::Instant::now() + DEADLINE;
     loop {
         let r = sqlx::query(

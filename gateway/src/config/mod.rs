@@ -396,6 +396,7 @@ impl Checker {
                         .embedding_dims
                         .map(|n| n as usize)
                         .unwrap_or(d.embedding_dims),
+                    ignore_max_tokens: false,
                 })
             }
             other => {

@@ -541,3 +541,52 @@ async fn a_stream_shorter_than_reserved_gives_the_difference_back() {
     assert!(cost <= reserved * 2, "never over the limit");
     assert_eq!(2 + served, total);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_longer_than_reserved_is_charged_in_full() {
+    // A vendor that ignores max_tokens: asked for 4, it streams 40.
+    let mock = spawn_mock(loadtest::mock::MockOptions {
+        sim: router::sim::SimConfig {
+            output_tokens: 40,
+            ignore_max_tokens: true,
+            ..fast_sim()
+        },
+        ..Default::default()
+    })
+    .await;
+    let cfg = config(&format!(
+        "[billing]\nkey_refresh_interval = \"100ms\"\n\
+         [providers.up]\nkind = \"openai\"\nbase_url = \"{}\"\n\
+         [models.m]\nprovider = \"up\"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n",
+        mock.base_url()
+    ));
+    let app = spawn_app(cfg).await;
+    let mut body = chat(4);
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let prompt = router::estimate::chat_prompt(&chat(4)) as i64;
+    let reserved = prompt * 1_000_000 + 4 * 2_000_000;
+    let actual = prompt * 1_000_000 + 40 * 2_000_000;
+    // Room for the first reservation, and for the second only if the first
+    // had cost what it reserved.
+    let (_, key) = team_key(
+        &app,
+        json!({"budget": {"limit_usd": (actual + reserved) as f64 / 1e12, "period": "monthly", "enforcement": "hard"}}),
+        json!({}),
+    )
+    .await;
+    let first = post_as(&app, &key, "/v1/chat/completions", &body).await;
+    assert_eq!(first.status(), 200);
+    read_sse(first).await;
+    // It ran ten times longer than reserved: all of it is charged, in the
+    // ledger and against the budget.
+    let (cost, _) = ledger_cost_and_tokens(&app.db, 1).await;
+    assert_eq!(cost, actual);
+    let second = post_as(&app, &key, "/v1/chat/completions", &body).await;
+    assert_eq!(second.status(), 200, "actual + reserved still fits");
+    read_sse(second).await;
+    let third = post_as(&app, &key, "/v1/chat/completions", &body).await;
+    assert_eq!(third.status(), 429, "the budget counted both in full");
+    let (cost, _) = ledger_cost_and_tokens(&app.db, 2).await;
+    assert_eq!(cost, 2 * actual);
+}

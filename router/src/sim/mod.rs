@@ -84,6 +84,9 @@ pub struct SimConfig {
     pub usage_shape: UsageShape,
     /// Embedding vector length when the request names no `dimensions`.
     pub embedding_dims: usize,
+    /// Answer `output_tokens` whatever the request's `max_tokens` says, as a
+    /// vendor that does not honour it would.
+    pub ignore_max_tokens: bool,
 }
 
 impl Default for SimConfig {
@@ -98,6 +101,7 @@ impl Default for SimConfig {
             cache_write_tokens: 0,
             usage_shape: UsageShape::OpenAi,
             embedding_dims: 16,
+            ignore_max_tokens: false,
         }
     }
 }
@@ -164,6 +168,7 @@ fn plan_with(request: &Value, cfg: &SimConfig, prompt_tokens: u64) -> Plan {
     let cap = ["max_completion_tokens", "max_tokens"]
         .iter()
         .find_map(|k| request.get(*k).and_then(Value::as_u64))
+        .filter(|_| !cfg.ignore_max_tokens)
         .unwrap_or(u64::MAX);
     let wanted = u64::from(cfg.output_tokens);
     let total = wanted.min(cap) as usize;

@@ -16,10 +16,10 @@ start_mock() {
     pids+=($!)
 }
 
-# start_gateway PORT: the gateway on $work/tollgate.toml, once it is ready;
-# its pid in gw_pid.
+# start_gateway PORT [CONFIG]: the gateway on CONFIG ($work/tollgate.toml by
+# default), once it is ready; its pid in gw_pid.
 start_gateway() {
-    RUST_LOG=warn "$bin/tollgate" serve --config "$work/tollgate.toml" &
+    RUST_LOG=warn "$bin/tollgate" serve --config "${2:-$work/tollgate.toml}" &
     gw_pid=$!
     pids+=($gw_pid)
     for _ in $(seq 100); do

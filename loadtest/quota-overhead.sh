@@ -3,8 +3,10 @@
 # load through the gateway with a virtual key that has no quotas, and with
 # one under a hard team budget, an org budget and key rate limits (worst
 # case estimated with the tokenizer, reserved, settled). The mock upstream
-# direct is the baseline. Loopback only; stops by itself.
-#   loadtest/quota-overhead.sh [SECONDS] [CONCURRENCY]
+# direct is the baseline. With REDIS_URL set, the same quotas are also
+# counted in Redis (one script call per admission, batched settlements).
+# Loopback only; stops by itself.
+#   [REDIS_URL=redis://127.0.0.1:6379] loadtest/quota-overhead.sh [SECONDS] [CONCURRENCY]
 set -euo pipefail
 secs=${1:-8}
 conc=${2:-32}
@@ -14,14 +16,16 @@ master=quota-overhead-key
 source "$(dirname "$0")/harness.sh"
 
 start_mock "$mock_port"
-cat > "$work/tollgate.toml" <<TOML
+# write_config PORT NAME [EXTRA]: a gateway config with its own database.
+write_config() {
+    cat > "$work/$2.toml" <<TOML
 [server]
-listen = "127.0.0.1:$gw_port"
+listen = "127.0.0.1:$1"
 master_key = "$master"
 [database]
-url = "sqlite://$work/tollgate.db"
+url = "sqlite://$work/$2.db"
 [ledger]
-spool_dir = "$work/spool"
+spool_dir = "$work/$2-spool"
 [providers.mock]
 kind = "openai"
 base_url = "http://127.0.0.1:$mock_port/v1"
@@ -29,20 +33,44 @@ base_url = "http://127.0.0.1:$mock_port/v1"
 provider = "mock"
 input_per_mtok = 1.0
 output_per_mtok = 2.0
+${3:-}
 TOML
+}
+write_config "$gw_port" tollgate
 start_gateway "$gw_port"
 
-admin() { curl -sf "http://127.0.0.1:$gw_port$1" -H "Authorization: Bearer $master" -H 'content-type: application/json' -d "$2"; }
+admin() { curl -sf "http://127.0.0.1:$1$2" -H "Authorization: Bearer $master" -H 'content-type: application/json' -d "$3"; }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
-org=$(admin /admin/orgs '{"name": "load", "budget": {"limit_usd": 100000, "period": "monthly", "enforcement": "hard"}}' | field id)
-plain_org=$(admin /admin/orgs '{"name": "load-plain"}' | field id)
-plain_team=$(admin /admin/teams "{\"org_id\": \"$plain_org\", \"name\": \"plain\"}" | field id)
-plain_key=$(admin /admin/keys "{\"team_id\": \"$plain_team\"}" | field key)
-team=$(admin /admin/teams "{\"org_id\": \"$org\", \"name\": \"limited\", \"budget\": {\"limit_usd\": 100000, \"period\": \"daily\", \"enforcement\": \"hard\"}}" | field id)
-limited_key=$(admin /admin/keys "{\"team_id\": \"$team\", \"limits\": {\"rpm\": 100000000, \"tpm\": 100000000000, \"max_concurrent\": 100000}}" | field key)
+# limited_key PORT: a key under hard org and team budgets and key rate limits.
+limited_key() {
+    local org team
+    org=$(admin "$1" /admin/orgs '{"name": "load", "budget": {"limit_usd": 100000, "period": "monthly", "enforcement": "hard"}}' | field id)
+    team=$(admin "$1" /admin/teams "{\"org_id\": \"$org\", \"name\": \"limited\", \"budget\": {\"limit_usd\": 100000, \"period\": \"daily\", \"enforcement\": \"hard\"}}" | field id)
+    admin "$1" /admin/keys "{\"team_id\": \"$team\", \"limits\": {\"rpm\": 100000000, \"tpm\": 100000000000, \"max_concurrent\": 100000}}" | field key
+}
+plain_org=$(admin "$gw_port" /admin/orgs '{"name": "load-plain"}' | field id)
+plain_team=$(admin "$gw_port" /admin/teams "{\"org_id\": \"$plain_org\", \"name\": \"plain\"}" | field id)
+plain_key=$(admin "$gw_port" /admin/keys "{\"team_id\": \"$plain_team\"}" | field key)
+local_key=$(limited_key "$gw_port")
 
 drive() { "$bin/loadtest" drive --duration "${secs}s" --concurrency "$conc" --model demo --prompt-words 64 "$@"; }
 direct=$(drive --base-url "http://127.0.0.1:$mock_port/v1" --api-key "$master")
 plain=$(drive --base-url "http://127.0.0.1:$gw_port/v1" --api-key "$plain_key")
-limited=$(drive --base-url "http://127.0.0.1:$gw_port/v1" --api-key "$limited_key")
-compare "direct" "$direct" "key, no quotas" "$plain" "key, budgets+limits" "$limited"
+limited=$(drive --base-url "http://127.0.0.1:$gw_port/v1" --api-key "$local_key")
+runs=("direct" "$direct" "key, no quotas" "$plain" "key, budgets+limits" "$limited")
+
+# With REDIS_URL set, the same quotas counted in Redis by a second gateway.
+if [ -n "${REDIS_URL:-}" ]; then
+    kill "$gw_pid"
+    prefix="tollgate-load-$$"
+    redis_port=$((gw_port + 1))
+    write_config "$redis_port" shared "[redis]
+url = \"$REDIS_URL\"
+prefix = \"$prefix\""
+    start_gateway "$redis_port" "$work/shared.toml"
+    shared_key=$(limited_key "$redis_port")
+    shared=$(drive --base-url "http://127.0.0.1:$redis_port/v1" --api-key "$shared_key")
+    runs+=("same, in Redis" "$shared")
+    redis-cli -u "$REDIS_URL" --scan --pattern "$prefix:*" | xargs -r redis-cli -u "$REDIS_URL" del >/dev/null
+fi
+compare "${runs[@]}"

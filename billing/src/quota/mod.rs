@@ -323,8 +323,27 @@ impl QuotaEngine {
         alerts
     }
 
+    /// What a budget has used in the period containing `now_ms`, as counted
+    /// right now (with Redis, one read; its cached view if Redis cannot be
+    /// reached). `None` when it has not been counted this period.
+    pub async fn current_usage(
+        &self,
+        level: Level,
+        id: &str,
+        period: Period,
+        now_ms: i64,
+    ) -> Option<Usage> {
+        if let Some(s) = self.shared.as_ref().filter(|s| s.is_up()) {
+            if let Ok(read) = s.read(level, id, period, now_ms).await {
+                return read;
+            }
+        }
+        self.usage(level, id, period, now_ms)
+    }
+
     /// What a budget has used in the period containing `now_ms`, if this
-    /// process has seen it used (with Redis, as of the last second).
+    /// process has seen it used (with Redis, as of the last second; no
+    /// round trip).
     pub fn usage(&self, level: Level, id: &str, period: Period, now_ms: i64) -> Option<Usage> {
         match &self.shared {
             Some(s) if s.is_up() => s.usage(level, id, period, now_ms),

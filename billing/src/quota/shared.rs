@@ -85,6 +85,24 @@ pub enum StoreError {
     Reply(String),
 }
 
+impl StoreError {
+    /// Whether Redis could not be reached (rather than answering with an
+    /// error): worth retrying once it is back.
+    fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Timeout(_) => true,
+            Self::Redis(e) => {
+                e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
+                    || e.is_unrecoverable_error()
+            }
+            Self::Reply(_) => false,
+        }
+    }
+}
+
 /// A budget a request holds.
 #[derive(Debug, Clone)]
 struct BudgetHold {
@@ -394,7 +412,11 @@ impl Shared {
                 .inspect_err(|e| self.failed(e))?;
             let (refused, held, counts) = match reply {
                 Reply::Seed(missing) => {
-                    if let Err(level) = self.seed_budgets(&mut budgets, &missing, now).await {
+                    let seeded = self
+                        .seed_budgets(&mut budgets, &missing, now)
+                        .await
+                        .inspect_err(|e| self.failed(e))?;
+                    if let Err(level) = seeded {
                         let view = view_of(&limited, &[], minute, now);
                         return Ok(Err(rules::unknown_budget(level, view)));
                     }
@@ -540,13 +562,14 @@ impl Shared {
 
     /// Seeds the budgets at `missing` from the ledger. A soft budget whose
     /// spend cannot be read is left out of this admission; a hard one
-    /// refuses it (`Err` names its level).
+    /// refuses it (the inner `Err` names its level). The outer `Err` is
+    /// Redis failing.
     async fn seed_budgets(
         &self,
         budgets: &mut Vec<BudgetHold>,
         missing: &[usize],
         now: i64,
-    ) -> Result<(), Level> {
+    ) -> Result<Result<(), Level>, StoreError> {
         let _one_at_a_time = self.seeding.lock().await;
         let mut inv = self.seed_script.prepare_invoke();
         let mut unreadable = Vec::new();
@@ -563,25 +586,18 @@ impl Shared {
                 Err(e) => {
                     tracing::warn!(level = b.level.name(), id = %b.id, error = %e, "budget spend could not be read from the ledger");
                     if b.budget.enforcement == Enforcement::Hard {
-                        return Err(b.level);
+                        return Ok(Err(b.level));
                     }
                     unreadable.push(i);
                 }
             }
         }
         let mut conn = self.conn.clone();
-        let seeded: Result<Value, _> = self.call(inv.invoke_async(&mut conn)).await;
-        if let Err(e) = seeded {
-            self.failed(&e);
-            return Err(missing
-                .first()
-                .and_then(|&i| budgets.get(i))
-                .map_or(Level::Key, |b| b.level));
-        }
+        let _: Value = self.call(inv.invoke_async(&mut conn)).await?;
         for i in unreadable.into_iter().rev() {
             budgets.remove(i);
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// Keeps what Redis said of each budget, for `usage` and the gauges.
@@ -680,12 +696,19 @@ impl Shared {
                     }
                     sent += batch.len();
                 }
-                Err(e) => {
+                Err(e) if e.is_unreachable() => {
                     let mut q = lock(&self.queue);
                     for op in batch.into_iter().rev() {
                         q.push_front(op);
                     }
                     return Err(e);
+                }
+                Err(e) => {
+                    // Redis answered and refused: sending the batch again
+                    // would be refused again and hold up every later one.
+                    self.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, settlements = batch.len(), "Redis refused a batch of quota settlements; it is dropped (the ledger has those requests)");
+                    sent += batch.len();
                 }
             }
         }
@@ -814,6 +837,40 @@ impl Shared {
             s.usage.reserved_tokens = field(3).map_or(0, |t: i64| t.max(0) as u64);
         }
         Ok(())
+    }
+
+    /// What a budget has used, read from Redis now; `None` when it has no
+    /// counters there yet.
+    pub(super) async fn read(
+        &self,
+        level: Level,
+        id: &str,
+        period: Period,
+        now: i64,
+    ) -> Result<Option<Usage>, StoreError> {
+        let (start, end) = period.window(now);
+        let mut conn = self.conn.clone();
+        let v: Vec<Option<i64>> = self
+            .call(
+                redis::cmd("HMGET")
+                    .arg(self.budget_key(level, id, period, start))
+                    .arg(&["spent", "tokens", "reserved", "reserved_tokens"])
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let field = |i: usize| v.get(i).copied().flatten();
+        let Some(spent) = field(0) else {
+            return Ok(None);
+        };
+        let tokens = |i: usize| field(i).map_or(0, |t| u64::try_from(t).unwrap_or(0));
+        Ok(Some(Usage {
+            period_start_ms: start,
+            period_end_ms: end,
+            spent: Picodollars(spent),
+            tokens: tokens(1),
+            reserved: Picodollars(field(2).unwrap_or(0)),
+            reserved_tokens: tokens(3),
+        }))
     }
 
     /// Sends what is queued and rereads the budgets, now.

@@ -74,7 +74,7 @@ async fn budget_view(
     b: &Budget,
     now: i64,
 ) -> Result<Value, ApiError> {
-    let usage = match admin.quotas.usage(level, id, b.period, now) {
+    let usage = match admin.quotas.current_usage(level, id, b.period, now).await {
         Some(u) => u,
         None => {
             let (start, end) = b.period.window(now);

@@ -102,6 +102,22 @@ async fn two_replicas_enforce_one_team_budget_and_one_rpm() {
     assert!(statuses.iter().all(|s| *s == 200 || *s == 429));
     let (cost, _) = ledger_cost_and_tokens(&a.db, k as usize).await;
     assert_eq!(cost, one * k, "the shared ledger total is the limit");
+    // Either replica's /v1/me shows the shared count, once the last
+    // settlements (sent in batches) have landed.
+    let spent = billing::Picodollars(one * k).usd();
+    eventually("both replicas show the whole team's spend", async || {
+        let mut shown = Vec::new();
+        for app in [&a, &b] {
+            let me = app.get_json_as(&key, "/v1/me").await;
+            shown.push(me["team"]["budget"].clone());
+        }
+        shown.iter().all(|v| {
+            v["spent_usd"] == json!(spent)
+                && v["reserved_usd"] == json!("0.000000000000")
+                && v["remaining_usd"] == json!("0.000000000000")
+        })
+    })
+    .await;
 
     // A budget raised on one replica applies on the other within a second.
     let (status, _) = a

@@ -248,6 +248,16 @@ impl TestRedis {
         }
     }
 
+    /// Makes the server forget every loaded script, as a restart does (the
+    /// engines load them again when told they are missing).
+    pub fn forget_scripts(&self) {
+        if let Ok(mut conn) =
+            redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection())
+        {
+            let _: redis::RedisResult<String> = redis::cmd("SCRIPT").arg("FLUSH").query(&mut conn);
+        }
+    }
+
     /// The socket address of the server (to put a forwarder in front).
     pub async fn server_addr(&self) -> std::net::SocketAddr {
         let rest = self

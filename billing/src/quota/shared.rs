@@ -85,24 +85,6 @@ pub enum StoreError {
     Reply(String),
 }
 
-impl StoreError {
-    /// Whether Redis could not be reached (rather than answering with an
-    /// error): worth retrying once it is back.
-    fn is_unreachable(&self) -> bool {
-        match self {
-            Self::Timeout(_) => true,
-            Self::Redis(e) => {
-                e.is_io_error()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
-                    || e.is_timeout()
-                    || e.is_unrecoverable_error()
-            }
-            Self::Reply(_) => false,
-        }
-    }
-}
-
 /// A budget a request holds.
 #[derive(Debug, Clone)]
 struct BudgetHold {
@@ -662,10 +644,13 @@ impl Shared {
         self.wake.notify_one();
     }
 
-    /// Sends queued settlements in batches until the queue is empty or a
-    /// batch fails (it is put back, in order).
+    /// Sends queued settlements in batches until the queue is empty or
+    /// Redis cannot be reached (the batch is then put back, in order). The
+    /// scripts are loaded once, and again only when Redis says it lost them;
+    /// only the operations it refused are sent again, so none counts twice.
     async fn flush(&self) -> Result<usize, StoreError> {
         let mut sent = 0;
+        let mut reloads = 0;
         loop {
             let batch: Vec<Op> = {
                 let mut q = lock(&self.queue);
@@ -676,40 +661,65 @@ impl Shared {
                 return Ok(sent);
             }
             let mut pipe = redis::pipe();
-            pipe.load_script(&self.settle_script)
-                .ignore()
-                .load_script(&self.reconcile_script)
-                .ignore();
+            pipe.ignore_errors();
             let invocations: Vec<_> = batch.iter().map(|op| self.invocation(op)).collect();
             for inv in &invocations {
                 pipe.invoke_script(inv);
             }
             let mut conn = self.conn.clone();
-            let replies: Result<Vec<Value>, _> = self.call(pipe.query_async(&mut conn)).await;
+            let replies: Result<Vec<redis::RedisResult<Value>>, _> =
+                self.call(pipe.query_async(&mut conn)).await;
             drop(invocations);
-            match replies {
-                Ok(replies) => {
-                    for (op, reply) in batch.iter().zip(replies) {
-                        if let Op::Settle { holds, .. } = op {
-                            self.raise(holds, reply);
-                        }
-                    }
-                    sent += batch.len();
-                }
-                Err(e) if e.is_unreachable() => {
+            let replies = match replies {
+                Ok(replies) => replies,
+                Err(e) => {
                     let mut q = lock(&self.queue);
                     for op in batch.into_iter().rev() {
                         q.push_front(op);
                     }
                     return Err(e);
                 }
-                Err(e) => {
-                    // Redis answered and refused: sending the batch again
-                    // would be refused again and hold up every later one.
-                    self.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %e, settlements = batch.len(), "Redis refused a batch of quota settlements; it is dropped (the ledger has those requests)");
-                    sent += batch.len();
+            };
+            let mut again = Vec::new();
+            for (op, reply) in batch.into_iter().zip(replies) {
+                match reply {
+                    Ok(v) => {
+                        if let Op::Settle { holds, .. } = &op {
+                            self.raise(holds, v);
+                        }
+                        sent += 1;
+                    }
+                    Err(e)
+                        if e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    {
+                        again.push(op);
+                    }
+                    Err(e) => {
+                        // Redis answered and refused: sending it again would
+                        // be refused again.
+                        self.failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %e, "Redis refused a quota settlement; it is dropped (the ledger has the request)");
+                    }
                 }
+            }
+            if !again.is_empty() {
+                reloads += 1;
+                {
+                    let mut q = lock(&self.queue);
+                    for op in again.into_iter().rev() {
+                        q.push_front(op);
+                    }
+                }
+                if reloads > 2 {
+                    return Err(StoreError::Reply(
+                        "the quota scripts do not stay loaded".into(),
+                    ));
+                }
+                let mut load = redis::pipe();
+                load.load_script(&self.settle_script)
+                    .load_script(&self.reconcile_script);
+                let _: Vec<String> = self.call(load.query_async(&mut conn)).await?;
             }
         }
     }

@@ -469,9 +469,11 @@ async fn seeded(t: &TestDb) {
         let opts = r.options(&r.url, FailureMode::Closed);
         let engine = QuotaEngine::redis(Seed::Ledger(t.db.clone()), vec![], opts).unwrap();
         seeded_engine(engine.clone(), &rows).await;
-        // Redis loses its data (a restart without persistence): the next
-        // admission seeds again from the ledger, which has the spend.
+        // Redis loses its data and its scripts (a restart without
+        // persistence): the next admission seeds again from the ledger,
+        // which has the spend, and the scripts are loaded again.
         r.wipe();
+        r.forget_scripts();
         seeded_engine(engine, &rows).await;
     }
 }
@@ -497,6 +499,11 @@ async fn seeded_engine(engine: QuotaEngine, rows: &[billing::ledger::LedgerRow])
         .usage(Level::Team, "t", Period::Monthly, now)
         .unwrap();
     assert_eq!(used.spent, Picodollars(3_000_000_000_000));
+    assert_eq!(
+        used.reserved,
+        Picodollars(0),
+        "the dropped ticket gave its hold back"
+    );
     let tokens: u64 = rows[..2].iter().map(|r| r.usage.total()).sum();
     assert_eq!(used.tokens, tokens);
 }

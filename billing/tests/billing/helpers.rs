@@ -64,11 +64,7 @@ pub async fn ledger_count(db: &Db) -> i64 {
 }
 
 /// Polls `check` until it holds or the deadline passes.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let until = tokio::time::Instant::now() + DEADLINE;
     while !check().await {
         assert!(

@@ -14,7 +14,7 @@ use billing::testing::TestRedis;
 use billing::Picodollars;
 use loadtest::forward::Forwarder;
 
-use crate::helpers::row;
+use crate::helpers::{eventually, row};
 use crate::quota::{adm, at, budget, limited, NOW};
 
 const USD: i64 = 1_000_000_000_000;
@@ -36,15 +36,6 @@ fn run(engine: &QuotaEngine) -> tokio::sync::oneshot::Sender<()> {
             .await;
     });
     tx
-}
-
-/// Waits until `check` holds, for up to ten seconds.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

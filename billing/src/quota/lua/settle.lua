@@ -16,6 +16,19 @@ for t in string.gmatch(ARGV[6], '%d+') do
   thresholds[#thresholds + 1] = tonumber(t)
 end
 local out = {}
+
+-- Claims threshold `t` of `unit` if this settlement crossed it.
+local function cross(bk, i, unit, t, limit, before, after, shown)
+  local mark = math.floor(tonumber(limit) * t / 1000)
+  if before < mark and after >= mark
+      and redis.call('HSETNX', bk, 'a:' .. unit .. ':' .. t, '1') == 1 then
+    out[#out + 1] = fmt(i)
+    out[#out + 1] = unit
+    out[#out + 1] = fmt(t)
+    out[#out + 1] = shown
+  end
+end
+
 local a = 7
 for i = 1, nb do
   local bk, lk = KEYS[2 * i - 1], KEYS[2 * i]
@@ -29,29 +42,14 @@ for i = 1, nb do
     local before = tonumber(redis.call('HGET', bk, 'spent') or '0')
     local before_tokens = tonumber(redis.call('HGET', bk, 'tokens') or '0')
     redis.call('HINCRBY', bk, 'spent', cost)
-    local after_s = redis.call('HGET', bk, 'spent')
-    local after = tonumber(after_s)
+    local after = redis.call('HGET', bk, 'spent')
     local after_tokens = redis.call('HINCRBY', bk, 'tokens', tokens)
     for _, t in ipairs(thresholds) do
       if lc ~= '' then
-        local mark = math.floor(tonumber(lc) * t / 1000)
-        if before < mark and after >= mark
-            and redis.call('HSETNX', bk, 'a:usd:' .. t, '1') == 1 then
-          out[#out + 1] = fmt(i)
-          out[#out + 1] = 'usd'
-          out[#out + 1] = fmt(t)
-          out[#out + 1] = after_s
-        end
+        cross(bk, i, 'usd', t, lc, before, tonumber(after), after)
       end
       if lt ~= '' then
-        local mark = math.floor(tonumber(lt) * t / 1000)
-        if before_tokens < mark and after_tokens >= mark
-            and redis.call('HSETNX', bk, 'a:tokens:' .. t, '1') == 1 then
-          out[#out + 1] = fmt(i)
-          out[#out + 1] = 'tokens'
-          out[#out + 1] = fmt(t)
-          out[#out + 1] = fmt(after_tokens)
-        end
+        cross(bk, i, 'tokens', t, lt, before_tokens, after_tokens, fmt(after_tokens))
       end
     end
   end

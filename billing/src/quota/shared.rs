@@ -153,6 +153,8 @@ pub(super) struct Shared {
     up: AtomicBool,
     failures: AtomicU64,
     local_admissions: AtomicU64,
+    /// Settlements dropped from a full queue.
+    dropped: AtomicU64,
     /// This replica's tag in ticket names, and the tickets issued.
     replica: String,
     issued: AtomicU64,
@@ -276,6 +278,7 @@ impl Shared {
             up: AtomicBool::new(true),
             failures: AtomicU64::new(0),
             local_admissions: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
             replica: format!("{:016x}", rand::random::<u64>()),
             issued: AtomicU64::new(0),
             queue: Mutex::new(VecDeque::new()),
@@ -637,7 +640,11 @@ impl Shared {
         let mut q = lock(&self.queue);
         if q.len() >= MAX_QUEUE {
             q.pop_front();
-            tracing::warn!("quota settlements are backing up while Redis is away; the oldest is dropped (the ledger still has it)");
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed);
+            // One line per 10,000, not one per request.
+            if dropped.is_multiple_of(10_000) {
+                tracing::warn!(dropped = dropped + 1, "quota settlements are backing up while Redis is away; the oldest are dropped (the ledger still has them)");
+            }
         }
         q.push_back(op);
         drop(q);

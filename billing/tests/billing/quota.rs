@@ -469,12 +469,16 @@ async fn seeded(t: &TestDb) {
         let opts = r.options(&r.url, FailureMode::Closed);
         let engine = QuotaEngine::redis(Seed::Ledger(t.db.clone()), vec![], opts).unwrap();
         seeded_engine(engine.clone(), &rows).await;
-        // Redis loses its data and its scripts (a restart without
-        // persistence): the next admission seeds again from the ledger,
-        // which has the spend, and the scripts are loaded again.
-        r.wipe();
-        r.forget_scripts();
-        seeded_engine(engine, &rows).await;
+        if t.url.starts_with("sqlite") {
+            // Redis loses its data and its scripts (a restart without
+            // persistence): the next admission seeds again from the
+            // ledger, which has the spend, and the scripts are loaded
+            // again. Once per run: forgetting scripts is server-wide, and
+            // two at once could beat an engine's reload between them.
+            r.wipe();
+            r.forget_scripts();
+            seeded_engine(engine, &rows).await;
+        }
     }
 }
 

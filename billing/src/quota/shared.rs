@@ -50,7 +50,7 @@ impl FailureMode {
 }
 
 /// Where and how to reach Redis.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisOptions {
     /// `redis://[:password@]host:port[/db]`.
     pub url: String,
@@ -62,6 +62,19 @@ pub struct RedisOptions {
     pub timeout: Duration,
     /// How long a hold outlives a replica that stopped renewing it.
     pub lease: Duration,
+}
+
+impl std::fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry Redis's password.
+        f.debug_struct("RedisOptions")
+            .field("url", &crate::db::redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("on_failure", &self.on_failure)
+            .field("timeout", &self.timeout)
+            .field("lease", &self.lease)
+            .finish()
+    }
 }
 
 /// Redis's state as this replica sees it.
@@ -435,7 +448,11 @@ impl Shared {
                 };
                 // The script and these rules agree; should they not, the
                 // script's refusal stands, in general words.
-                let level = budgets.get(i).map_or(Level::Key, |b| b.level);
+                let level = match what.as_str() {
+                    "budget" => budgets.get(i).map(|b| b.level),
+                    _ => limited.get(i).map(|(k, _)| k.0),
+                }
+                .unwrap_or(Level::Key);
                 return Ok(Err(
                     rejection.unwrap_or_else(|| rules::unknown_budget(level, view))
                 ));
@@ -1001,4 +1018,21 @@ fn view_of(
         (r, (req, tok))
     });
     rules::rate_view(used, minute, now)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn options_never_show_the_password() {
+        let opts = super::RedisOptions {
+            url: "redis://:hunter2@127.0.0.1:6379/0".into(),
+            prefix: "tollgate".into(),
+            on_failure: super::FailureMode::Open,
+            timeout: std::time::Duration::from_millis(250),
+            lease: std::time::Duration::from_secs(30),
+        };
+        let shown = format!("{opts:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("redis://:***@127.0.0.1:6379/0"), "{shown}");
+    }
 }

@@ -20,6 +20,15 @@ pub const MASTER_KEY: &str = "test-master-key-0123";
 /// How long a test waits for something that should happen at once.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
+/// Polls `check` until it holds, failing the test after [`DEADLINE`].
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < until, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A plain HTTP client (the TLS provider installed first, as reqwest needs).
 pub fn http_client() -> reqwest::Client {
     router::provider::ensure_tls_provider();

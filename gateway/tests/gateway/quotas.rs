@@ -393,14 +393,10 @@ async fn soft_budgets_serve_and_alert_once_per_threshold() {
             200
         );
     }
-    let until = tokio::time::Instant::now() + DEADLINE;
-    while received.lock().unwrap().len() < 2 {
-        assert!(
-            tokio::time::Instant::now() < until,
-            "two alerts reach the webhook"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("two alerts reach the webhook", async || {
+        received.lock().unwrap().len() >= 2
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let alerts = received.lock().unwrap().clone();
     assert_eq!(alerts.len(), 2, "once per threshold: {alerts:?}");
@@ -425,15 +421,11 @@ async fn soft_budgets_serve_and_alert_once_per_threshold() {
             "{metrics}"
         );
     }
-    let until = tokio::time::Instant::now() + DEADLINE;
     let spent = format!("tollgate_budget_usd{{id=\"{team}\",kind=\"spent\",level=\"team\"}}");
-    while !app.metrics().await.contains(&spent) {
-        assert!(
-            tokio::time::Instant::now() < until,
-            "the budget gauges appear"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the budget gauges appear", async || {
+        app.metrics().await.contains(&spent)
+    })
+    .await;
     // The key holder sees what is used and what remains.
     let me = app.get_json_as(&key, "/v1/me").await;
     let b = &me["team"]["budget"];

@@ -52,15 +52,6 @@ fn cost_of_one() -> i64 {
     router::estimate::chat_prompt(&chat(8)) as i64 * 1_000_000 + 8 * 2_000_000
 }
 
-/// Waits until `check` holds, for up to ten seconds.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))

@@ -246,15 +246,10 @@ async fn the_breaker_opens_skips_probes_and_recovers() {
         sim: fast_sim(),
         ..Default::default()
     });
-    let until = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let (_, served, _, _) = chat_on(&app, "auto").await;
-        if served == "p0" {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < until, "no probe reached m0");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("a probe reaches m0", async || {
+        chat_on(&app, "auto").await.1 == "p0"
+    })
+    .await;
     assert!(app
         .metrics()
         .await

@@ -179,6 +179,9 @@ pub(super) struct Shared {
     alerts: Mutex<Vec<Alert>>,
     /// One seeding from the ledger at a time in this replica.
     seeding: tokio::sync::Mutex<()>,
+    /// One flush at a time, so that `sync` returns only once batches the
+    /// background loop already took off the queue have landed too.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -300,6 +303,7 @@ impl Shared {
             seen: Mutex::new(HashMap::new()),
             alerts: Mutex::new(Vec::new()),
             seeding: tokio::sync::Mutex::new(()),
+            flushing: tokio::sync::Mutex::new(()),
             opts,
         })
     }
@@ -673,6 +677,7 @@ impl Shared {
     /// scripts are loaded once, and again only when Redis says it lost them;
     /// only the operations it refused are sent again, so none counts twice.
     async fn flush(&self) -> Result<usize, StoreError> {
+        let _one_at_a_time = self.flushing.lock().await;
         let mut sent = 0;
         let mut reloads = 0;
         loop {

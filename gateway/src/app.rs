@@ -81,11 +81,16 @@ pub fn build_catalog(config: &Config) -> Result<Catalog, BuildError> {
     let mut providers = std::collections::BTreeMap::new();
     for (name, p) in &config.providers {
         let built = match &p.kind {
-            ProviderKind::OpenAi { base_url, api_key } => OpenAiProvider::new(
+            ProviderKind::OpenAi {
+                base_url,
+                api_key,
+                responses,
+            } => OpenAiProvider::new(
                 name,
                 base_url,
                 api_key.as_ref().map(|k| k.expose()),
                 p.timeouts,
+                *responses,
             )
             .map(Provider::OpenAi),
             ProviderKind::Anthropic {

@@ -33,7 +33,11 @@ pub fn describe(config: &Config) -> String {
     for (name, p) in &config.providers {
         let t = &p.timeouts;
         match &p.kind {
-            ProviderKind::OpenAi { base_url, api_key } => {
+            ProviderKind::OpenAi {
+                base_url,
+                api_key,
+                responses,
+            } => {
                 let key = if api_key.is_some() {
                     "*** (set)"
                 } else {
@@ -41,7 +45,7 @@ pub fn describe(config: &Config) -> String {
                 };
                 let _ = writeln!(
                     out,
-                    "  {name}: kind=openai base_url={base_url} api_key={key}"
+                    "  {name}: kind=openai base_url={base_url} api_key={key} responses={responses}"
                 );
             }
             ProviderKind::Anthropic {

@@ -55,6 +55,7 @@ impl RequestContext {
         match (self.format, self.operation) {
             (ClientFormat::Anthropic, Operation::CountTokens) => "count_tokens",
             (ClientFormat::Anthropic, _) => "messages",
+            (ClientFormat::Responses, _) => "responses",
             (_, Operation::Embeddings) => "embeddings",
             _ => "chat_completions",
         }

@@ -6,9 +6,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use router::provider::TimeoutPhase;
 use router::wire::openai::{error_body, RequestError};
-use router::ProviderError;
 
 /// A low-cardinality label for an error, for metrics and logs. It rides on
 /// the response as an extension.
@@ -202,52 +200,6 @@ impl ApiError {
                 ),
             )
         }
-    }
-
-    /// 502 or 504: the upstream could not be reached or timed out.
-    pub fn upstream(err: &ProviderError) -> Self {
-        match err {
-            ProviderError::Timeout(phase) => Self::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "server_error",
-                "upstream_timeout",
-                match phase {
-                    TimeoutPhase::FirstByte => {
-                        "The upstream did not start answering in time.".to_owned()
-                    }
-                    _ => format!("The upstream exceeded its {phase} timeout."),
-                },
-            ),
-            ProviderError::Connect(_) => Self::new(
-                StatusCode::BAD_GATEWAY,
-                "server_error",
-                "upstream_unreachable",
-                "The upstream could not be reached.",
-            ),
-            ProviderError::Shutdown => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server_error",
-                "gateway_shutdown",
-                "The gateway is shutting down; retry the request.",
-            ),
-            ProviderError::Oversized(_) => Self::upstream_malformed(),
-            ProviderError::Transport(_) | ProviderError::Build(_) => Self::new(
-                StatusCode::BAD_GATEWAY,
-                "server_error",
-                "upstream_failed",
-                "The connection to the upstream failed.",
-            ),
-        }
-    }
-
-    /// 502: the upstream answered 2xx with something that is not valid.
-    pub fn upstream_malformed() -> Self {
-        Self::new(
-            StatusCode::BAD_GATEWAY,
-            "server_error",
-            "upstream_malformed",
-            "The upstream sent a response Tollgate could not read.",
-        )
     }
 }
 

@@ -3,9 +3,10 @@
 //! process; `loadtest mock` runs it as its own process.
 //!
 //! It answers `POST` on any path ending in `/chat/completions` or
-//! `/embeddings` (OpenAI), so base URLs like GLM's `.../api/paas/v4` work, and
-//! on any path ending in `/v1/messages` (Anthropic, `x-api-key` or Bearer).
-//! It keeps the requests it received for tests to inspect.
+//! `/embeddings` (OpenAI), so base URLs like GLM's `.../api/paas/v4` work, on
+//! any path ending in `/v1/messages` (Anthropic, `x-api-key` or Bearer), and
+//! on any path ending in `/responses` (OpenAI's Responses API). It keeps the
+//! requests it received for tests to inspect.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -182,6 +183,94 @@ fn error(status: StatusCode, message: &str, kind: &str) -> Response {
         .into_response()
 }
 
+/// The API a request speaks, by its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    /// `.../chat/completions`.
+    Chat,
+    /// `.../embeddings`.
+    Embeddings,
+    /// `.../v1/messages`.
+    Messages,
+    /// `.../responses`.
+    Responses,
+}
+
+impl Dialect {
+    fn of(path: &str) -> Option<Self> {
+        if path.ends_with("/chat/completions") {
+            Some(Self::Chat)
+        } else if path.ends_with("/embeddings") {
+            Some(Self::Embeddings)
+        } else if path.ends_with("/v1/messages") {
+            Some(Self::Messages)
+        } else if path.ends_with("/responses") {
+            Some(Self::Responses)
+        } else {
+            None
+        }
+    }
+
+    /// An error answer in the dialect's shape.
+    fn error(self, status: StatusCode, message: &str) -> Response {
+        match self {
+            Self::Messages => anthropic_error(status, message),
+            _ => error(
+                status,
+                message,
+                if status.is_server_error() {
+                    "server_error"
+                } else {
+                    "invalid_request_error"
+                },
+            ),
+        }
+    }
+
+    /// The error event a stream carries after HTTP 200.
+    fn error_event(self) -> Bytes {
+        match self {
+            Self::Messages => anthropic::sse_error_event("overloaded_error", "Overloaded"),
+            Self::Responses => Bytes::from(format!(
+                "event: response.failed\ndata: {}\n\n",
+                json!({"type": "response.failed", "response": {"id": "resp_mock", "object": "response", "status": "failed", "output": [],
+                       "error": {"code": "server_error", "message": "mock fault: overloaded"}}})
+            )),
+            _ => Bytes::from(format!(
+                "data: {}\n\n",
+                json!({"error": {"message": "mock fault: overloaded", "type": "server_error", "code": "overloaded"}})
+            )),
+        }
+    }
+
+    /// Whether the request presents `key`: Bearer, or for Messages `x-api-key`.
+    fn authorized(self, headers: &HeaderMap, key: &str) -> bool {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let bearer = header("authorization").and_then(|a| a.strip_prefix("Bearer "));
+        match self {
+            Self::Messages => header("x-api-key").or(bearer) == Some(key),
+            _ => bearer == Some(key),
+        }
+    }
+
+    fn whole(self, request: &Value, sim: &SimConfig) -> Value {
+        match self {
+            Self::Chat => sim::chat_completion(request, sim),
+            Self::Embeddings => sim::embeddings(request, sim),
+            Self::Messages => sim::anthropic::message(request, sim),
+            Self::Responses => sim::responses::whole(request, sim),
+        }
+    }
+
+    fn frames(self, request: &Value, sim: &SimConfig) -> Vec<sim::Frame> {
+        match self {
+            Self::Messages => sim::anthropic::frames(request, sim),
+            Self::Responses => sim::responses::frames(request, sim),
+            Self::Chat | Self::Embeddings => sim::chat_frames(request, sim),
+        }
+    }
+}
+
 async fn handle(
     State(shared): State<Arc<Shared>>,
     method: Method,
@@ -190,12 +279,6 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_owned();
-    let is_chat = path.ends_with("/chat/completions");
-    let is_embeddings = path.ends_with("/embeddings");
-    let is_messages = path.ends_with("/v1/messages");
-    if is_messages && method == Method::POST {
-        return handle_messages(shared, path, headers, body).await;
-    }
     if path.ends_with("/v1/messages/count_tokens") && method == Method::POST {
         let request: Value = match serde_json::from_slice(&body) {
             Ok(v) => v,
@@ -212,23 +295,20 @@ async fn handle(
         let tokens = router::estimate::messages_prompt(&request);
         return json_response(&json!({"input_tokens": tokens}));
     }
-    if method != Method::POST || !(is_chat || is_embeddings) {
-        return error(
-            StatusCode::NOT_FOUND,
-            &format!("no route {method} {path}"),
-            "invalid_request_error",
-        );
-    }
-    shared.count.fetch_add(1, Ordering::SeqCst);
-    let request: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
+    let dialect = match Dialect::of(&path) {
+        Some(d) if method == Method::POST => d,
+        _ => {
             return error(
-                StatusCode::BAD_REQUEST,
-                &format!("invalid JSON: {e}"),
+                StatusCode::NOT_FOUND,
+                &format!("no route {method} {path}"),
                 "invalid_request_error",
             )
         }
+    };
+    shared.count.fetch_add(1, Ordering::SeqCst);
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return dialect.error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
     };
     let authorization = headers
         .get(header::AUTHORIZATION)
@@ -236,7 +316,7 @@ async fn handle(
         .map(str::to_owned);
     shared.remember(Received {
         path,
-        authorization: authorization.clone(),
+        authorization,
         headers: headers.clone(),
         body: request.clone(),
     });
@@ -246,19 +326,18 @@ async fn handle(
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
     if let Some(key) = &options.api_key {
-        if authorization.as_deref() != Some(&format!("Bearer {key}")) {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "Incorrect API key provided.",
-                "invalid_request_error",
-            );
+        if !dialect.authorized(&headers, key) {
+            return dialect.error(StatusCode::UNAUTHORIZED, "Incorrect API key provided.");
         }
+    }
+    if dialect == Dialect::Messages && request.get("max_tokens").and_then(Value::as_u64).is_none() {
+        return anthropic_error(StatusCode::BAD_REQUEST, "max_tokens: Field required");
     }
     tokio::time::sleep(options.sim.latency).await;
     let faults = &options.faults;
     if let Some(code) = faults.status {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut resp = error(status, &format!("mock fault: HTTP {code}"), "server_error");
+        let mut resp = dialect.error(status, &format!("mock fault: HTTP {code}"));
         if code == 429 {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
@@ -269,8 +348,8 @@ async fn handle(
         .get("stream")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    if is_embeddings {
-        return json_response(&sim::embeddings(&request, &options.sim));
+    if dialect == Dialect::Embeddings {
+        return json_response(&dialect.whole(&request, &options.sim));
     }
     if !stream {
         if faults.stall_after.is_some() {
@@ -286,15 +365,15 @@ async fn handle(
                 .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
         }
         tokio::time::sleep(sim::generation_time(&request, &options.sim)).await;
-        return json_response(&sim::chat_completion(&request, &options.sim));
+        return json_response(&dialect.whole(&request, &options.sim));
     }
-    let frames = sim::chat_frames(&request, &options.sim);
-    let released = shared.released.subscribe();
-    let error_event = Bytes::from(format!(
-        "data: {}\n\n",
-        json!({"error": {"message": "mock fault: overloaded", "type": "server_error", "code": "overloaded"}})
-    ));
-    let body = faulty_stream(frames, faults.clone(), released, error_event);
+    let frames = dialect.frames(&request, &options.sim);
+    let body = faulty_stream(
+        frames,
+        faults.clone(),
+        shared.released.subscribe(),
+        dialect.error_event(),
+    );
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
@@ -379,81 +458,4 @@ fn anthropic_error(status: StatusCode, message: &str) -> Response {
         body.to_string(),
     )
         .into_response()
-}
-
-/// `POST .../v1/messages`: the Anthropic Messages API, with the same faults.
-async fn handle_messages(
-    shared: Arc<Shared>,
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    shared.count.fetch_add(1, Ordering::SeqCst);
-    let request: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return anthropic_error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
-    };
-    let header_text = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let authorization = header_text("authorization");
-    shared.remember(Received {
-        path,
-        authorization: authorization.clone(),
-        headers: headers.clone(),
-        body: request.clone(),
-    });
-    let options = shared
-        .options
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    if let Some(key) = &options.api_key {
-        let presented = header_text("x-api-key")
-            .or_else(|| authorization.and_then(|a| a.strip_prefix("Bearer ").map(str::to_owned)));
-        if presented.as_deref() != Some(key.as_str()) {
-            return anthropic_error(StatusCode::UNAUTHORIZED, "invalid x-api-key");
-        }
-    }
-    if request.get("max_tokens").and_then(Value::as_u64).is_none() {
-        return anthropic_error(StatusCode::BAD_REQUEST, "max_tokens: Field required");
-    }
-    tokio::time::sleep(options.sim.latency).await;
-    let faults = &options.faults;
-    if let Some(code) = faults.status {
-        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut resp = anthropic_error(status, &format!("mock fault: HTTP {code}"));
-        if code == 429 {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        }
-        return resp;
-    }
-    let stream = request
-        .get("stream")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    if !stream {
-        if faults.stall_after.is_some() {
-            std::future::pending::<()>().await;
-        }
-        tokio::time::sleep(sim::generation_time(&request, &options.sim)).await;
-        return json_response(&sim::anthropic::message(&request, &options.sim));
-    }
-    let frames = sim::anthropic::frames(&request, &options.sim);
-    let error_event = anthropic::sse_error_event("overloaded_error", "Overloaded");
-    let body = faulty_stream(
-        frames,
-        faults.clone(),
-        shared.released.subscribe(),
-        error_event,
-    );
-    Response::builder()
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(body))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }

@@ -192,6 +192,73 @@ pub fn messages_prompt_of(request: &serde_json::Map<String, Value>) -> u64 {
     system + messages + tools + REPLY_PRIMING
 }
 
+/// Estimates the prompt tokens of a Responses API request body:
+/// `instructions`, every input item's text (messages, function call names
+/// and arguments, tool outputs, custom tool input, reasoning summaries), an
+/// image or file at a flat rate, and the tool definitions.
+pub fn responses_prompt_of(request: &serde_json::Map<String, Value>) -> u64 {
+    let instructions = request
+        .get("instructions")
+        .and_then(Value::as_str)
+        .map(|s| PER_MESSAGE + count_text(s))
+        .unwrap_or(0);
+    let input = match request.get("input") {
+        Some(Value::String(s)) => PER_MESSAGE + count_text(s),
+        Some(Value::Array(items)) => items.iter().map(|i| PER_MESSAGE + item_tokens(i)).sum(),
+        _ => 0,
+    };
+    let tools = request
+        .get("tools")
+        .map(|t| count_text(&t.to_string()))
+        .unwrap_or(0);
+    instructions + input + tools + REPLY_PRIMING
+}
+
+/// One Responses input item.
+fn item_tokens(item: &Value) -> u64 {
+    let text = |key: &str| {
+        item.get(key)
+            .and_then(Value::as_str)
+            .map(count_text)
+            .unwrap_or(0)
+    };
+    let parts = |key: &str| item.get(key).map(responses_content).unwrap_or(0);
+    match item.get("type").and_then(Value::as_str) {
+        Some("function_call") => text("name") + text("arguments"),
+        Some("custom_tool_call") => text("name") + text("input"),
+        Some("local_shell_call") => item
+            .get("action")
+            .map(|a| count_text(&a.to_string()))
+            .unwrap_or(0),
+        Some("reasoning") => parts("summary") + parts("content"),
+        Some(t) if t.ends_with("_output") => parts("output"),
+        _ => text("text") + parts("content"),
+    }
+}
+
+/// Responses content: a string, or parts (text, images and files).
+fn responses_content(content: &Value) -> u64 {
+    match content {
+        Value::Array(parts) => parts
+            .iter()
+            .map(|part| match part.get("type").and_then(Value::as_str) {
+                Some("input_image" | "input_file") => PER_IMAGE,
+                Some("refusal") => part
+                    .get("refusal")
+                    .and_then(Value::as_str)
+                    .map(count_text)
+                    .unwrap_or(0),
+                _ => part
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .map(count_text)
+                    .unwrap_or(0),
+            })
+            .sum(),
+        other => content_tokens(other),
+    }
+}
+
 /// One Anthropic content block: text, thinking, tool calls and results, images.
 fn block_tokens(block: &Value) -> u64 {
     match block.get("type").and_then(Value::as_str) {
@@ -240,6 +307,7 @@ pub fn exchange(op: Operation, request_body: &[u8], output_text: &str) -> Usage 
         Operation::ChatCompletions => chat_prompt(&request),
         Operation::Embeddings => embeddings_input(&request),
         Operation::Messages | Operation::CountTokens => messages_prompt(&request),
+        Operation::Responses => request.as_object().map_or(0, responses_prompt_of),
     };
     Usage {
         input,
@@ -307,6 +375,41 @@ mod tests {
         assert_eq!(
             messages_prompt(&req),
             2 + 3 * PER_MESSAGE + 2 + count_text("{}") + 2 + PER_IMAGE + REPLY_PRIMING
+        );
+    }
+
+    #[test]
+    fn responses_prompt_counts_items_images_and_tools() {
+        let req = json!({
+            "instructions": "hello world",
+            "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": "hello world"},
+                                              {"type": "input_image", "image_url": "data:..."}]},
+                {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c", "output": "hello world"},
+                {"type": "reasoning", "summary": [{"type": "summary_text", "text": "hello world"}]}
+            ],
+            "tools": [{"type": "function", "name": "f"}]
+        });
+        let req = req.as_object().unwrap();
+        let tools = count_text(&req["tools"].to_string());
+        assert_eq!(
+            responses_prompt_of(req),
+            5 * PER_MESSAGE
+                + 2
+                + 2
+                + PER_IMAGE
+                + 1
+                + count_text("{}")
+                + 2
+                + 2
+                + tools
+                + REPLY_PRIMING
+        );
+        let short = json!({"input": "hello world"});
+        assert_eq!(
+            responses_prompt_of(short.as_object().unwrap()),
+            PER_MESSAGE + 2 + REPLY_PRIMING
         );
     }
 

@@ -2,10 +2,14 @@
 //! bytes that go back to the client.
 //!
 //! # Layout
-//! - [`wire`]: client wire formats (OpenAI, Anthropic), request validation,
+//! - [`wire`]: client wire formats (OpenAI chat, Anthropic Messages, OpenAI
+//!   Responses), request validation,
 //!   error shapes.
 //! - [`translate`]: OpenAI chat ↔ Anthropic messages, requests, answers and
 //!   streams.
+//! - [`dispatch`]: from a client request and its route to the answer: the
+//!   candidate loop, one attempt, fallbacks, with admission and metering as
+//!   hooks the gateway supplies.
 //! - [`catalog`]: the models clients may ask for and who serves them.
 //! - [`price`]: model prices per token kind, with tiers, and the built-in list.
 //! - [`provider`]: upstream providers (`openai`, `mock`), timeouts, one pooled
@@ -19,6 +23,7 @@
 //!   in OpenAI's and Anthropic's formats.
 
 pub mod catalog;
+pub mod dispatch;
 pub mod estimate;
 pub mod price;
 pub mod provider;

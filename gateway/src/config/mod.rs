@@ -127,6 +127,8 @@ pub enum ProviderKind {
         base_url: String,
         /// Sent as `Authorization: Bearer`.
         api_key: Option<Secret>,
+        /// Whether it serves the Responses API at `/responses` too.
+        responses: bool,
     },
     /// An Anthropic Messages upstream (Anthropic, or a vendor's
     /// Anthropic-compatible endpoint).
@@ -290,6 +292,7 @@ impl Checker {
             ("base_url", raw.base_url.is_some()),
             ("api_key", raw.api_key.is_some()),
             ("auth", raw.auth.is_some()),
+            ("responses", raw.responses.is_some()),
         ];
         let reject = |this: &mut Self, keys: &[(&str, bool)], kind: &str| {
             for (k, set) in keys {
@@ -305,7 +308,9 @@ impl Checker {
             kind @ ("openai" | "anthropic") => {
                 reject(self, &mock_keys, kind);
                 if kind == "openai" {
-                    reject(self, &openai_keys[2..], kind);
+                    reject(self, &openai_keys[2..3], kind);
+                } else {
+                    reject(self, &openai_keys[3..], kind);
                 }
                 let base_url = match raw.base_url.as_deref().map(str::trim) {
                     None | Some("") => {
@@ -333,7 +338,11 @@ impl Checker {
                     .filter(|k| !k.is_empty())
                     .map(Secret::new);
                 if kind == "openai" {
-                    ProviderKind::OpenAi { base_url, api_key }
+                    ProviderKind::OpenAi {
+                        base_url,
+                        api_key,
+                        responses: raw.responses.unwrap_or(false),
+                    }
                 } else {
                     let auth = match raw.auth.as_deref() {
                         None | Some("x-api-key") => router::provider::AnthropicAuth::ApiKey,

@@ -156,6 +156,7 @@ pub struct RawProvider {
     // kind = "openai"
     pub base_url: Option<String>,
     pub api_key: Option<String>,
+    pub responses: Option<bool>,
     // kind = "anthropic"
     pub auth: Option<String>,
     // kind = "mock"

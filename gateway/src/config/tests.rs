@@ -44,7 +44,9 @@ fn the_documented_shape_loads_with_env_expansion() {
     assert_eq!(c.server.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
     let kimi = &c.providers["kimi"];
     match &kimi.kind {
-        ProviderKind::OpenAi { base_url, api_key } => {
+        ProviderKind::OpenAi {
+            base_url, api_key, ..
+        } => {
             assert_eq!(base_url, "https://api.moonshot.ai/v1");
             assert_eq!(
                 api_key.as_ref().map(Secret::expose),

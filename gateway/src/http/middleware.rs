@@ -29,9 +29,33 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
     resp
 }
 
-/// Counts every request by route and status and logs it once: 5xx as an
-/// error, everything else at debug. Streamed bodies finish later; their end is
-/// logged by the request record.
+/// Who made a request, as the access log names it: set on the response by
+/// the auth middleware (absent when no credentials were accepted).
+#[derive(Debug, Clone)]
+pub struct CallerTag {
+    /// `master` or `key`.
+    pub kind: &'static str,
+    /// The virtual key's id (not the key itself).
+    pub key_id: Option<String>,
+    /// The key's team.
+    pub team_id: Option<String>,
+}
+
+impl CallerTag {
+    fn of(caller: &Caller) -> Self {
+        Self {
+            kind: caller.label(),
+            key_id: caller.key().map(|k| k.id.clone()),
+            team_id: caller.key().map(|k| k.team_id.clone()),
+        }
+    }
+}
+
+/// Counts every request by route and status and logs it once: every error
+/// Tollgate answers, with the method, path, status, error code and caller,
+/// at `warn` for 5xx and `info` for 4xx; successes at `debug`. Streamed
+/// bodies finish later; their end is logged by the request record. The
+/// path is logged without its query string, which may carry anything.
 pub async fn access_log(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = req
@@ -40,6 +64,7 @@ pub async fn access_log(State(state): State<AppState>, req: Request, next: Next)
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().clone();
+    let path = req.uri().path().to_owned();
     let id = req.extensions().get::<RequestId>().map(|r| r.0);
     let resp = next.run(req).await;
     let status = resp.status();
@@ -53,11 +78,18 @@ pub async fn access_log(State(state): State<AppState>, req: Request, next: Next)
         .get::<ErrorLabel>()
         .map(|l| l.0)
         .unwrap_or("");
+    let tag = resp.extensions().get::<CallerTag>();
+    let caller = tag.map_or("anonymous", |t| t.kind);
+    let key_id = tag.and_then(|t| t.key_id.as_deref()).unwrap_or("");
+    let team_id = tag.and_then(|t| t.team_id.as_deref()).unwrap_or("");
     let elapsed_ms = started.elapsed().as_millis() as u64;
-    if status.is_server_error() {
-        tracing::error!(request_id = ?id, %method, route, status = status.as_u16(), error, elapsed_ms, "request failed");
+    let status = status.as_u16();
+    if status >= 500 {
+        tracing::warn!(request_id = ?id, %method, path, route, status, error, caller, key_id, team_id, elapsed_ms, "request failed");
+    } else if status >= 400 {
+        tracing::info!(request_id = ?id, %method, path, route, status, error, caller, key_id, team_id, elapsed_ms, "request refused");
     } else {
-        tracing::debug!(request_id = ?id, %method, route, status = status.as_u16(), error, elapsed_ms, "request");
+        tracing::debug!(request_id = ?id, %method, path, route, status, caller, elapsed_ms, "request");
     }
     resp
 }
@@ -67,8 +99,11 @@ pub async fn access_log(State(state): State<AppState>, req: Request, next: Next)
 pub async fn require_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     match state.auth.authenticate(req.headers()).await {
         Ok(caller) => {
+            let tag = CallerTag::of(&caller);
             req.extensions_mut().insert(caller);
-            next.run(req).await
+            let mut resp = next.run(req).await;
+            resp.extensions_mut().insert(tag);
+            resp
         }
         Err(e) => e.into_response(),
     }
@@ -77,7 +112,11 @@ pub async fn require_auth(State(state): State<AppState>, mut req: Request, next:
 /// Lets only the master key through (the admin API).
 pub async fn require_master(State(state): State<AppState>, req: Request, next: Next) -> Response {
     match state.auth.authenticate(req.headers()).await {
-        Ok(Caller::Master) => next.run(req).await,
+        Ok(Caller::Master) => {
+            let mut resp = next.run(req).await;
+            resp.extensions_mut().insert(CallerTag::of(&Caller::Master));
+            resp
+        }
         Ok(Caller::Key(_)) => ApiError::master_only().into_response(),
         Err(e) => e.into_response(),
     }
@@ -85,6 +124,7 @@ pub async fn require_master(State(state): State<AppState>, req: Request, next: N
 
 /// Whether a request comes from an Anthropic client: the Messages paths, or
 /// any path with an `anthropic-version` header (Claude Code's model list).
+/// Responses API clients get OpenAI's error shape, as OpenAI answers them.
 pub fn wants_anthropic(req: &Request) -> bool {
     req.uri().path().starts_with("/v1/messages") || req.headers().contains_key("anthropic-version")
 }

@@ -29,6 +29,12 @@ pub fn build_router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(proxy::chat_completions))
         .route("/v1/embeddings", post(proxy::embeddings))
         .route("/v1/messages", post(proxy::messages))
+        .route("/v1/responses", post(proxy::responses))
+        .route(
+            "/v1/responses/{id}",
+            get(proxy::stored_response).delete(proxy::stored_response),
+        )
+        .route("/v1/responses/{id}/cancel", post(proxy::stored_response))
         .route(
             "/v1/messages/count_tokens",
             post(count_tokens::count_tokens),

@@ -40,7 +40,7 @@ provider = "demo"
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}{stderr}");
     for want in [
-        "kimi: kind=openai base_url=https://api.moonshot.ai/v1 api_key=*** (set)",
+        "kimi: kind=openai base_url=https://api.moonshot.ai/v1 api_key=*** (set) responses=false",
         "idle=45s",
         "kimi-k2.5 -> kimi / kimi-k2.5",
         "demo: kind=mock",

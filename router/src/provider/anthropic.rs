@@ -81,7 +81,7 @@ impl AnthropicProvider {
         let path = match op {
             Operation::Messages => "/v1/messages",
             Operation::CountTokens => "/v1/messages/count_tokens",
-            Operation::ChatCompletions | Operation::Embeddings => {
+            Operation::ChatCompletions | Operation::Embeddings | Operation::Responses => {
                 return Err(ProviderError::Build(
                     "an anthropic provider speaks the Messages API only".into(),
                 ))

@@ -61,7 +61,7 @@ impl MockProvider {
                 wait(sim::generation_time(&request, &self.sim)).await?;
                 ReplyBody::Full(json_bytes(&sim::chat_completion(&request, &self.sim)))
             }
-            Operation::Messages | Operation::CountTokens => {
+            Operation::Messages | Operation::CountTokens | Operation::Responses => {
                 return Err(ProviderError::Build(
                     "the mock provider speaks OpenAI's format only".into(),
                 ))

@@ -59,6 +59,8 @@ pub enum Operation {
     Messages,
     /// Anthropic's `POST /v1/messages/count_tokens`.
     CountTokens,
+    /// OpenAI's `POST /responses`.
+    Responses,
 }
 
 /// A header value marked sensitive, so it never shows in debug output.
@@ -216,6 +218,12 @@ impl Provider {
             Self::Anthropic(_) => crate::wire::Wire::Anthropic,
             Self::OpenAi(_) | Self::Mock(_) => crate::wire::Wire::OpenAi,
         }
+    }
+
+    /// Whether the provider serves OpenAI's Responses API itself, so a
+    /// Responses request passes through untranslated.
+    pub fn serves_responses(&self) -> bool {
+        matches!(self, Self::OpenAi(p) if p.serves_responses())
     }
 
     /// The provider's timeouts.

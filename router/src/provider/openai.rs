@@ -14,17 +14,21 @@ pub struct OpenAiProvider {
     pub(super) name: String,
     http: HttpUpstream,
     auth: Option<HeaderValue>,
+    responses: bool,
 }
 
 impl OpenAiProvider {
     /// Builds the provider and its pooled client. `base_url` is joined with the
     /// operation path as is (`.../v1` + `/chat/completions`; GLM's `.../v4`
-    /// works the same way).
+    /// works the same way). `responses` says the upstream also serves the
+    /// Responses API at `/responses` (OpenAI, recent vLLM), so Responses
+    /// requests pass through instead of being translated to chat.
     pub fn new(
         name: &str,
         base_url: &str,
         api_key: Option<&str>,
         timeouts: Timeouts,
+        responses: bool,
     ) -> Result<Self, ProviderError> {
         let auth = api_key
             .map(|k| super::sensitive(&format!("Bearer {k}")))
@@ -33,7 +37,13 @@ impl OpenAiProvider {
             name: name.to_owned(),
             http: HttpUpstream::new(base_url, timeouts)?,
             auth,
+            responses,
         })
+    }
+
+    /// Whether the upstream serves the Responses API itself.
+    pub fn serves_responses(&self) -> bool {
+        self.responses
     }
 
     /// The base URL operation paths are joined to.
@@ -55,6 +65,12 @@ impl OpenAiProvider {
         let path = match op {
             Operation::ChatCompletions => "/chat/completions",
             Operation::Embeddings => "/embeddings",
+            Operation::Responses if self.responses => "/responses",
+            Operation::Responses => {
+                return Err(ProviderError::Build(
+                    "this provider does not serve the Responses API (set responses = true)".into(),
+                ))
+            }
             Operation::Messages | Operation::CountTokens => {
                 return Err(ProviderError::Build(
                     "an openai provider does not speak the Messages API".into(),

@@ -1,7 +1,7 @@
 //! Relaying a whole (non-streaming) JSON answer.
 
 use bytes::Bytes;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::collect_choice_text;
 use crate::translate;
@@ -30,15 +30,17 @@ pub struct JsonRelayed {
     pub output_text: String,
 }
 
-/// Relays a 2xx JSON answer (chat completion, embeddings or Anthropic
-/// message) in the client's format: `model` becomes the client's name, usage
-/// is extracted, and every other field passes untouched when the formats
-/// match.
+/// Relays a 2xx JSON answer (chat completion, embeddings, Anthropic message
+/// or Responses object) in the client's format: `model` becomes the
+/// client's name, usage is extracted, and every other field passes
+/// untouched when the formats match. `request` is the client's request body
+/// (a translated Responses answer echoes its settings).
 pub fn relay_json(
     body: &Bytes,
     client_model: &str,
     client: Wire,
     upstream: Wire,
+    request: &Map<String, Value>,
 ) -> Result<JsonRelayed, MalformedBody> {
     let mut value: Value = serde_json::from_slice(body).map_err(|_| MalformedBody::NotJson)?;
     let obj = value.as_object_mut().ok_or(MalformedBody::NotJson)?;
@@ -63,6 +65,9 @@ pub fn relay_json(
                     value
                 }
                 Wire::Anthropic => translate::chat_to_message(&value, client_model),
+                Wire::Responses => {
+                    translate::responses::chat_to_response(&value, client_model, request)
+                }
             };
             (usage, out)
         }
@@ -107,8 +112,27 @@ pub fn relay_json(
                 Wire::OpenAi => {
                     translate::message_to_chat(&value, client_model, crate::sim::now_secs())
                 }
+                Wire::Responses => {
+                    translate::responses::message_to_response(&value, client_model, request)
+                }
             };
             (usage, out)
+        }
+        // Only a Responses client's request goes to a Responses upstream.
+        Wire::Responses => {
+            let is_error = obj.get("error").is_some_and(|e| !e.is_null());
+            if is_error && !obj.get("output").is_some_and(Value::is_array) {
+                return Err(MalformedBody::ErrorObject);
+            }
+            if !obj.get("output").is_some_and(Value::is_array) {
+                return Err(MalformedBody::NotJson);
+            }
+            let usage = translate::responses::usage_from_response(&value);
+            collect_response_text(&value, &mut output_text);
+            if let Some(m) = value.get_mut("model") {
+                *m = Value::String(client_model.to_owned());
+            }
+            (usage, value)
         }
     };
     let body = serde_json::to_vec(&out).map_err(|_| MalformedBody::NotJson)?;
@@ -117,6 +141,32 @@ pub fn relay_json(
         usage,
         output_text,
     })
+}
+
+/// The text a Responses object's output items carry (for estimates).
+fn collect_response_text(response: &Value, out: &mut String) {
+    let Some(items) = response.get("output").and_then(Value::as_array) else {
+        return;
+    };
+    for item in items {
+        for key in ["arguments", "input"] {
+            if let Some(s) = item.get(key).and_then(Value::as_str) {
+                out.push_str(s);
+            }
+        }
+        for list in ["content", "summary"] {
+            for part in item
+                .get(list)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(t) = part.get("text").and_then(Value::as_str) {
+                    out.push_str(t);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -131,6 +181,7 @@ mod tests {
             "kimi",
             Wire::OpenAi,
             Wire::OpenAi,
+            &Map::new(),
         )
         .unwrap();
         let v: Value = serde_json::from_slice(&r.body).unwrap();
@@ -144,7 +195,13 @@ mod tests {
     #[test]
     fn non_object_bodies_are_malformed() {
         assert!(matches!(
-            relay_json(&Bytes::from_static(b"[]"), "m", Wire::OpenAi, Wire::OpenAi),
+            relay_json(
+                &Bytes::from_static(b"[]"),
+                "m",
+                Wire::OpenAi,
+                Wire::OpenAi,
+                &Map::new()
+            ),
             Err(MalformedBody::NotJson)
         ));
         assert!(matches!(
@@ -152,13 +209,20 @@ mod tests {
                 &Bytes::from_static(b"<html>"),
                 "m",
                 Wire::OpenAi,
-                Wire::OpenAi
+                Wire::OpenAi,
+                &Map::new()
             ),
             Err(MalformedBody::NotJson)
         ));
         let err = br#"{"error":{"message":"quota","type":"x"}}"#;
         assert!(matches!(
-            relay_json(&Bytes::from_static(err), "m", Wire::OpenAi, Wire::OpenAi),
+            relay_json(
+                &Bytes::from_static(err),
+                "m",
+                Wire::OpenAi,
+                Wire::OpenAi,
+                &Map::new()
+            ),
             Err(MalformedBody::ErrorObject)
         ));
     }

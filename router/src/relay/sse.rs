@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use eventsource_stream::{Event, EventStreamError, Eventsource};
 use futures_util::{Stream, StreamExt};
+use serde_json::{Map, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -60,9 +61,12 @@ struct Relay {
 /// Relays `upstream` to the client. `on_end` runs exactly once: when the
 /// stream ends, however it ends, or when the client drops it early. It runs
 /// before the client receives the stream's last frame.
+/// `request` is the client's request body, which some translations read
+/// (a Responses answer echoes the request's settings).
 pub fn relay_stream(
     upstream: ByteStream,
     opts: StreamOptions,
+    request: &Map<String, Value>,
     on_end: impl FnOnce(Summary) + Send + 'static,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let timed = Timed::new(upstream, opts.idle, opts.deadline, opts.shutdown.clone());
@@ -73,6 +77,7 @@ pub fn relay_stream(
             opts.upstream,
             &opts.client_model,
             opts.include_usage,
+            request,
         ),
         meter: Meter::default(),
         started: opts.started,
@@ -102,7 +107,8 @@ impl Relay {
     }
 
     fn fail(&mut self, end: End) {
-        self.queue.push_back(self.codec.error_frame(&end));
+        self.codec.fail(&end, &mut self.scratch);
+        self.queue.extend(self.scratch.drain(..));
         self.finish(end);
     }
 

@@ -87,4 +87,64 @@ impl Needs {
             max_output: max_output(body),
         }
     }
+
+    /// The needs of a Responses API body: tools, `input_image` parts (in
+    /// messages and tool outputs), `text.format` `json_schema`, and
+    /// `max_output_tokens`.
+    pub fn of_responses(body: &Map<String, Value>) -> Self {
+        let is_image = |p: &Value| p.get("type").and_then(Value::as_str) == Some("input_image");
+        let vision = body
+            .get("input")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|item| {
+                item.get("content")
+                    .or_else(|| item.get("output"))
+                    .and_then(Value::as_array)
+            })
+            .flatten()
+            .any(is_image);
+        let json_schema = body
+            .get("text")
+            .and_then(|t| t.pointer("/format/type"))
+            .and_then(Value::as_str)
+            == Some("json_schema");
+        Self {
+            tools: has_tools(body),
+            vision,
+            json_schema,
+            prompt_tokens: estimate::responses_prompt_of(body),
+            max_output: body.get("max_output_tokens").and_then(Value::as_u64),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn responses_needs_read_tools_images_schema_and_limit() {
+        let body = json!({
+            "model": "m",
+            "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": "see"}]},
+                {"type": "function_call_output", "call_id": "c",
+                 "output": [{"type": "input_image", "image_url": "https://x/y.png"}]}
+            ],
+            "tools": [{"type": "function", "name": "f"}],
+            "text": {"format": {"type": "json_schema", "name": "a", "schema": {}}},
+            "max_output_tokens": 300
+        });
+        let n = Needs::of_responses(body.as_object().unwrap());
+        assert!(n.tools && n.vision && n.json_schema);
+        assert_eq!(n.max_output, Some(300));
+        assert!(n.prompt_tokens > 0);
+        let plain = json!({"model": "m", "input": "hi"});
+        let n = Needs::of_responses(plain.as_object().unwrap());
+        assert!(!n.tools && !n.vision && !n.json_schema);
+        assert_eq!(n.max_output, None);
+    }
 }

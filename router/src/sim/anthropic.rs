@@ -7,10 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::{
-    argument_pieces, fnv1a, forced_tools, model_of, plan_with, text_of, tool_input, words, Frame,
-    Plan, SimConfig,
-};
+use super::tools::{argument_pieces, forced_calls, Call};
+use super::{fnv1a, model_of, plan_with, text_of, Frame, Plan, SimConfig};
 use crate::estimate;
 
 /// Plans the answer to a Messages request.
@@ -28,7 +26,7 @@ fn usage(plan: &Plan, output: u64) -> Value {
     })
 }
 
-fn stop_reason(plan: &Plan, tools: &[String]) -> &'static str {
+fn stop_reason(plan: &Plan, tools: &[Call]) -> &'static str {
     match (tools.is_empty(), plan.finish_reason) {
         (false, _) => "tool_use",
         (true, "length") => "max_tokens",
@@ -43,13 +41,13 @@ fn message_id(request: &Value) -> String {
 /// A non-streaming Messages answer.
 pub fn message(request: &Value, cfg: &SimConfig) -> Value {
     let plan = plan(request, cfg);
-    let tools = forced_tools(request);
+    let tools = forced_calls(request, &plan);
     let mut content = Vec::new();
     if !plan.reasoning.is_empty() {
         content.push(json!({"type": "thinking", "thinking": text_of(&plan.reasoning), "signature": "mock-signature"}));
     }
-    for (k, name) in tools.iter().enumerate() {
-        content.push(json!({"type": "tool_use", "id": format!("toolu_mock_{}", k + 1), "name": name, "input": tool_input(&plan)}));
+    for (k, call) in tools.iter().enumerate() {
+        content.push(json!({"type": "tool_use", "id": format!("toolu_mock_{}", k + 1), "name": call.name, "input": call.args}));
     }
     if tools.is_empty() {
         content.push(json!({"type": "text", "text": text_of(&plan.content)}));
@@ -78,7 +76,7 @@ fn event(delay: Duration, name: &str, data: &Value) -> Frame {
 /// `message_delta` with the stop reason and cumulative usage, `message_stop`.
 pub fn frames(request: &Value, cfg: &SimConfig) -> Vec<Frame> {
     let plan = plan(request, cfg);
-    let tools = forced_tools(request);
+    let tools = forced_calls(request, &plan);
     let per_token = if cfg.tokens_per_second > 0.0 {
         Duration::from_secs_f64(1.0 / cfg.tokens_per_second)
     } else {
@@ -113,9 +111,9 @@ pub fn frames(request: &Value, cfg: &SimConfig) -> Vec<Frame> {
         ));
         index += 1;
     }
-    let args = tool_input(&plan).to_string();
-    for (k, name) in tools.iter().enumerate() {
-        out.push(event(Duration::ZERO, "content_block_start", &json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": format!("toolu_mock_{}", k + 1), "name": name, "input": {}}})));
+    for (k, call) in tools.iter().enumerate() {
+        let args = call.args.to_string();
+        out.push(event(Duration::ZERO, "content_block_start", &json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": format!("toolu_mock_{}", k + 1), "name": call.name, "input": {}}})));
         // The arguments arrive as partial JSON, in three pieces.
         for part in argument_pieces(&args) {
             out.push(event(per_token, "content_block_delta", &json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": part}})));
@@ -130,7 +128,7 @@ pub fn frames(request: &Value, cfg: &SimConfig) -> Vec<Frame> {
     if tools.is_empty() {
         out.push(event(Duration::ZERO, "content_block_start", &json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})));
         for (i, w) in plan.content.iter().enumerate() {
-            out.push(event(per_token, "content_block_delta", &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece(i, w)}})));
+            out.push(event(per_token, "content_block_delta", &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece(i, w.as_ref())}})));
         }
         out.push(event(
             Duration::ZERO,
@@ -153,19 +151,6 @@ pub fn frames(request: &Value, cfg: &SimConfig) -> Vec<Frame> {
         &json!({"type": "message_stop"}),
     ));
     out
-}
-
-/// The deterministic words of an answer, for tests that check what arrived.
-pub fn answer_words(request: &Value, cfg: &SimConfig) -> Vec<&'static str> {
-    let plan = plan(request, cfg);
-    let seed = fnv1a(
-        request
-            .get("messages")
-            .map(|m| m.to_string())
-            .unwrap_or_default()
-            .as_bytes(),
-    );
-    words(seed, plan.reasoning.len(), plan.content.len())
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@
 
 mod request;
 mod response;
+pub mod responses;
 mod stream;
 
 pub use request::{chat_to_messages, messages_to_chat};

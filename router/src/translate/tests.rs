@@ -59,6 +59,35 @@ fn flow_name(f: Flow) -> &'static str {
     }
 }
 
+/// The Responses request a fixture answers (`request`), for answer and
+/// stream kinds.
+fn fixture_request(fixture: &Value) -> &serde_json::Map<String, Value> {
+    fixture["request"].as_object().expect("a request object")
+}
+
+/// `value` with every `created_at` pinned: Anthropic answers carry no
+/// creation time, so Tollgate uses the clock.
+fn pinned(mut value: Value) -> Value {
+    match &mut value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                *v = if k == "created_at" {
+                    json!(1_700_000_000)
+                } else {
+                    pinned(v.take())
+                };
+            }
+        }
+        Value::Array(items) => {
+            for v in items.iter_mut() {
+                *v = pinned(v.take());
+            }
+        }
+        _ => {}
+    }
+    value
+}
+
 fn run(fixture: &Value) -> Value {
     let input = &fixture["input"];
     let empty = serde_json::Map::new();
@@ -92,6 +121,47 @@ fn run(fixture: &Value) -> Value {
                 };
             }
             json!({"frames": frames(&out), "flow": flow_name(flow)})
+        }
+        "responses_to_chat" => request_result(responses::responses_to_chat(obj, "upstream-model")),
+        "responses_to_messages" => request_result(responses::responses_to_messages(
+            obj,
+            "upstream-model",
+            8192,
+        )),
+        "chat_to_response" => pinned(responses::chat_to_response(
+            input,
+            "client-model",
+            fixture_request(fixture),
+        )),
+        "message_to_response" => pinned(responses::message_to_response(
+            input,
+            "client-model",
+            fixture_request(fixture),
+        )),
+        "chat_stream_to_responses" => {
+            let mut t = responses::ChatToResponses::new("client-model", fixture_request(fixture));
+            let mut out = Vec::new();
+            let mut flow = Flow::Continue;
+            for chunk in input.as_array().expect("chunks") {
+                assert_eq!(flow, Flow::Continue, "no chunk after the end");
+                flow = if chunk == "[DONE]" {
+                    t.end(&mut out)
+                } else {
+                    t.chunk(chunk, &mut out)
+                };
+            }
+            pinned(json!({"frames": frames(&out), "flow": flow_name(flow)}))
+        }
+        "anthropic_stream_to_responses" => {
+            let mut t =
+                responses::AnthropicToResponses::new("client-model", fixture_request(fixture));
+            let mut out = Vec::new();
+            let mut flow = Flow::Continue;
+            for event in input.as_array().expect("events") {
+                assert_eq!(flow, Flow::Continue, "no event after the end");
+                flow = t.event(event, &mut out);
+            }
+            pinned(json!({"frames": frames(&out), "flow": flow_name(flow)}))
         }
         other => panic!("unknown fixture kind {other}"),
     }

@@ -1,8 +1,10 @@
 //! Client wire formats: request validation and the error shapes each format
-//! expects.
+//! expects: OpenAI's chat completions and embeddings, Anthropic's Messages
+//! API, and OpenAI's Responses API.
 
 pub mod anthropic;
 pub mod openai;
+pub mod responses;
 
 use bytes::Bytes;
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -82,6 +84,8 @@ pub enum Wire {
     OpenAi,
     /// Anthropic's Messages API.
     Anthropic,
+    /// OpenAI's Responses API.
+    Responses,
 }
 
 impl Wire {
@@ -90,6 +94,7 @@ impl Wire {
         match self {
             Self::OpenAi => "openai",
             Self::Anthropic => "anthropic",
+            Self::Responses => "responses",
         }
     }
 }

@@ -1,0 +1,116 @@
+//! Metering: each attempt's usage priced at its model's rates (and at the
+//! route's reference model's, for savings), its budget reservation settled
+//! at the actual cost, and its record handed to the recorder: exactly once,
+//! however the attempt ended.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use billing::quota::Ticket;
+use router::dispatch::{AttemptInfo, Meter, Outcome};
+use router::ModelEntry;
+use tokio::time::Instant;
+
+use crate::auth::Caller;
+use crate::context::RequestContext;
+use crate::record::RequestRecord;
+use crate::state::ProxyState;
+
+/// One attempt being metered.
+pub(super) struct Charge {
+    proxy: ProxyState,
+    ctx: RequestContext,
+    model: Arc<ModelEntry>,
+    /// What admission reserved, settled with the attempt's cost.
+    ticket: Option<Ticket>,
+}
+
+impl Charge {
+    /// Starts metering attempt `at` of the request the client knows as `id`.
+    pub fn new(
+        proxy: &ProxyState,
+        caller: &Caller,
+        id: uuid::Uuid,
+        at: &AttemptInfo<'_>,
+        ticket: Option<Ticket>,
+    ) -> Self {
+        let entry = at.entry;
+        let ctx = RequestContext {
+            // The first attempt's row carries the id the client was given;
+            // later attempts get their own, sharing `client_request_id`.
+            id: if at.number == 1 {
+                id
+            } else {
+                uuid::Uuid::now_v7()
+            },
+            client_request_id: id,
+            caller: caller.clone(),
+            format: at.request.client(),
+            operation: at.upstream.operation,
+            // The configured model that served (the route is in `route`), so
+            // per-model metrics and reports show real models.
+            requested_model: entry.name.clone(),
+            provider: entry.provider.name().to_owned(),
+            upstream_model: entry.upstream_model.clone(),
+            stream: at.request.stream(),
+            route: at.route.name.clone(),
+            attempt: at.number,
+            reference: at.route.reference.clone(),
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+        };
+        proxy.metrics.in_flight.inc();
+        Self {
+            proxy: proxy.clone(),
+            ctx,
+            model: entry.clone(),
+            ticket,
+        }
+    }
+}
+
+impl Meter for Charge {
+    fn finish(mut self: Box<Self>, o: Outcome) -> Option<String> {
+        let metrics = &self.proxy.metrics;
+        metrics.in_flight.dec();
+        if let Some(kind) = o.upstream_failure {
+            metrics
+                .upstream_errors
+                .with_label_values(&[&self.ctx.provider, kind])
+                .inc();
+        }
+        metrics
+            .breaker_state
+            .with_label_values(&[&self.model.name])
+            .set(self.model.health.breaker(std::time::Instant::now()).gauge());
+        let default_price = self.proxy.default_price.as_ref();
+        let (price, priced) = match &self.model.price {
+            Some(p) => (p, true),
+            None => (default_price, false),
+        };
+        let cost = billing::cost(&o.usage, price);
+        if let Some(ticket) = self.ticket.take() {
+            ticket.settle(cost, o.usage.total(), billing::db::now_ms());
+        }
+        let reference_cost = self
+            .ctx
+            .reference
+            .as_ref()
+            .map(|r| billing::cost(&o.usage, r.price.as_ref().unwrap_or(default_price)));
+        let latency = self.ctx.started.elapsed();
+        self.proxy.recorder.record(RequestRecord {
+            ctx: self.ctx,
+            status: o.status.as_u16(),
+            end: o.end,
+            error: o.error,
+            usage: o.usage,
+            usage_source: o.usage_source,
+            cost,
+            reference_cost,
+            priced,
+            ttft: o.ttft,
+            latency,
+        });
+        Some(cost.usd())
+    }
+}

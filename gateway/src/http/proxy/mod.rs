@@ -1,0 +1,147 @@
+//! The proxied endpoints: one pipeline behind every door (OpenAI chat
+//! completions and embeddings, Anthropic Messages, OpenAI Responses).
+//!
+//! A request goes through these stages, each in the file named for it:
+//! 1. **parse** (this file): the body, validated in the client's format by
+//!    [`router::wire`]: only what Tollgate needs is checked.
+//! 2. **admit** (`admit.rs`): the route the client asked for, as its tier and
+//!    the caller's policies leave it; the ledger's health; then, before each
+//!    attempt, budgets and rate limits (the [`Hooks`](router::dispatch::Hooks)
+//!    the router calls).
+//! 3. **plan, attempt, relay**: [`router::dispatch`]: the route's candidates
+//!    in order, each attempt sent, translated and relayed, falling back on
+//!    failures another candidate may not have.
+//! 4. **meter** (`meter.rs`): each attempt's usage priced, its reservation
+//!    settled, its record made.
+//! 5. **record**: [`crate::record`]: metrics, the log line, the ledger.
+//! 6. **respond** (`respond.rs`): the answer with Tollgate's headers, or an
+//!    error in the client's format.
+
+mod admit;
+mod meter;
+mod respond;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::Extension;
+use bytes::Bytes;
+use router::dispatch::{self, ClientRequest, Dispatch};
+use router::wire::{anthropic, openai, responses};
+use tracing::Instrument;
+
+use super::middleware::RequestId;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::ProxyState;
+
+/// The body, or 413/400 when it could not be read.
+fn read(body: Result<Bytes, BytesRejection>, proxy: &ProxyState) -> Result<Bytes, ApiError> {
+    body.map_err(|r| ApiError::from_body_rejection(r, proxy.max_body_bytes))
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions(
+    State(proxy): State<ProxyState>,
+    Extension(RequestId(id)): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request = openai::parse_chat(&read(body, &proxy)?)?;
+    serve(&proxy, ClientRequest::Chat(request), id, caller, &headers).await
+}
+
+/// `POST /v1/embeddings`.
+pub async fn embeddings(
+    State(proxy): State<ProxyState>,
+    Extension(RequestId(id)): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request = openai::parse_embeddings(&read(body, &proxy)?)?;
+    serve(
+        &proxy,
+        ClientRequest::Embeddings(request),
+        id,
+        caller,
+        &headers,
+    )
+    .await
+}
+
+/// `POST /v1/messages`: Anthropic's Messages API, served by any model.
+pub async fn messages(
+    State(proxy): State<ProxyState>,
+    Extension(RequestId(id)): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request = anthropic::parse_messages(&read(body, &proxy)?)?;
+    serve(
+        &proxy,
+        ClientRequest::Messages(request),
+        id,
+        caller,
+        &headers,
+    )
+    .await
+}
+
+/// `POST /v1/responses`: OpenAI's Responses API, served by any model.
+pub async fn responses(
+    State(proxy): State<ProxyState>,
+    Extension(RequestId(id)): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request = responses::parse_responses(&read(body, &proxy)?)?;
+    serve(
+        &proxy,
+        ClientRequest::Responses(request),
+        id,
+        caller,
+        &headers,
+    )
+    .await
+}
+
+/// `GET`, `DELETE /v1/responses/{id}` and `POST /v1/responses/{id}/cancel`:
+/// Tollgate stores no responses, so there is nothing to fetch or cancel.
+pub async fn stored_response(Path(id): Path<String>) -> ApiError {
+    ApiError::not_found(format!(
+        "No response '{id}' is stored: Tollgate stores no responses. Send the whole conversation in `input` with `store: false`."
+    ))
+}
+
+/// Admits, dispatches and answers one parsed request.
+async fn serve(
+    proxy: &ProxyState,
+    request: ClientRequest,
+    id: uuid::Uuid,
+    caller: Caller,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let resolved = admit::resolve(proxy, request.model(), &caller)?;
+    admit::ledger_ready(proxy)?;
+    let gate = admit::Gate::new(proxy, &caller, id);
+    let span = tracing::info_span!("proxy", request_id = %id);
+    let result = dispatch::dispatch(
+        Dispatch {
+            request: &request,
+            route: &resolved.route,
+            estimate: gate.needs_estimate(),
+            client_headers: headers,
+            shutdown: &proxy.shutdown,
+            default_price: &proxy.default_price,
+        },
+        &gate,
+    )
+    .instrument(span)
+    .await;
+    respond::respond(result, gate.rate(), resolved.low_tier)
+}

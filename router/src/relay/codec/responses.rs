@@ -1,0 +1,208 @@
+//! Streams for Responses API clients: passed through from an upstream that
+//! serves the Responses API, or translated from chat chunks and Anthropic
+//! events. Every stream ends with exactly one terminal event:
+//! `response.completed`, `response.incomplete` or `response.failed`.
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+use super::{failure, flow_step, malformed, raw_frame, Codec, Meter, Step};
+use crate::relay::{collect_choice_text, End};
+use crate::translate::responses::{AnthropicToResponses, ChatToResponses};
+use crate::translate::{self, anthropic_event_text};
+use crate::wire::Wire;
+
+/// The codec for a Responses client and an upstream speaking `upstream`.
+pub(super) fn for_upstream(
+    upstream: Wire,
+    client_model: &str,
+    request: &Map<String, Value>,
+) -> Box<dyn Codec> {
+    match upstream {
+        Wire::Responses => Box::new(ResponsesPass::new(client_model)),
+        Wire::OpenAi => Box::new(FromChat(ChatToResponses::new(client_model, request))),
+        Wire::Anthropic => Box::new(FromAnthropic(AnthropicToResponses::new(
+            client_model,
+            request,
+        ))),
+    }
+}
+
+/// The code a stream the gateway ends carries in its `response.failed`: a
+/// broken or slow upstream and a shutdown are `server_error`, which agents
+/// retry.
+fn failure_code(_end: &End) -> &'static str {
+    "server_error"
+}
+
+/// Chat upstream, Responses client.
+struct FromChat(ChatToResponses);
+
+impl Codec for FromChat {
+    fn event(&mut self, _name: &str, data: &str, m: &mut Meter, out: &mut Vec<Bytes>) -> Step {
+        if data == "[DONE]" {
+            return flow_step(self.0.end(out));
+        }
+        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+            return malformed();
+        };
+        if let Some(choices) = chunk.get("choices").and_then(Value::as_array) {
+            for c in choices {
+                collect_choice_text(c, "delta", &mut m.output_text);
+            }
+            m.produced |= !choices.is_empty();
+        }
+        let flow = self.0.chunk(&chunk, out);
+        m.usage = self.0.usage();
+        flow_step(flow)
+    }
+
+    fn eof(&mut self, _m: &mut Meter, out: &mut Vec<Bytes>) -> Step {
+        if self.0.finished() {
+            // Some servers close after the last choice without `[DONE]`.
+            flow_step(self.0.end(out))
+        } else {
+            Step::End(End::UpstreamDisconnected(
+                "the stream closed without a final chunk".into(),
+            ))
+        }
+    }
+
+    fn fail(&mut self, end: &End, out: &mut Vec<Bytes>) {
+        let (message, _) = failure(end);
+        self.0.fail(failure_code(end), &message, out);
+    }
+}
+
+/// Anthropic upstream, Responses client.
+struct FromAnthropic(AnthropicToResponses);
+
+impl Codec for FromAnthropic {
+    fn event(&mut self, _name: &str, data: &str, m: &mut Meter, out: &mut Vec<Bytes>) -> Step {
+        let Ok(value) = serde_json::from_str::<Value>(data) else {
+            return malformed();
+        };
+        if matches!(
+            value.get("type").and_then(Value::as_str),
+            Some("content_block_start" | "content_block_delta")
+        ) {
+            m.produced = true;
+            anthropic_event_text(&value, &mut m.output_text);
+        }
+        let flow = self.0.event(&value, out);
+        m.usage = self.0.usage();
+        flow_step(flow)
+    }
+
+    fn eof(&mut self, _m: &mut Meter, _out: &mut Vec<Bytes>) -> Step {
+        Step::End(End::UpstreamDisconnected(
+            "the stream closed without message_stop".into(),
+        ))
+    }
+
+    fn fail(&mut self, end: &End, out: &mut Vec<Bytes>) {
+        let (message, _) = failure(end);
+        self.0.fail(failure_code(end), &message, out);
+    }
+}
+
+/// Responses upstream, Responses client: every event's data passes as the
+/// upstream sent it, except that events carrying the response object show
+/// the client's model name.
+struct ResponsesPass {
+    client_model: String,
+    /// The upstream's response id, once `response.created` arrived.
+    id: Option<String>,
+    /// The last sequence number seen, so a failure continues the count.
+    sequence: Option<u64>,
+}
+
+impl ResponsesPass {
+    fn new(client_model: &str) -> Self {
+        Self {
+            client_model: client_model.to_owned(),
+            id: None,
+            sequence: None,
+        }
+    }
+}
+
+impl Codec for ResponsesPass {
+    fn event(&mut self, name: &str, data: &str, m: &mut Meter, out: &mut Vec<Bytes>) -> Step {
+        let Ok(mut value) = serde_json::from_str::<Value>(data) else {
+            return malformed();
+        };
+        let kind = value
+            .get("type")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .unwrap_or(name)
+            .to_owned();
+        if let Some(n) = value.get("sequence_number").and_then(Value::as_u64) {
+            self.sequence = Some(n);
+        }
+        if kind.ends_with(".delta") {
+            m.produced = true;
+            if let Some(d) = value.get("delta").and_then(Value::as_str) {
+                m.output_text.push_str(d);
+            }
+        }
+        let terminal = matches!(
+            kind.as_str(),
+            "response.completed" | "response.incomplete" | "response.failed"
+        );
+        if terminal {
+            if let Some(u) = value
+                .get("response")
+                .and_then(translate::responses::usage_from_response)
+            {
+                m.usage = Some(u);
+            }
+        }
+        let name = if name.is_empty() || name == "message" {
+            kind.as_str()
+        } else {
+            name
+        };
+        match value.get_mut("response").and_then(Value::as_object_mut) {
+            Some(response) => {
+                if let Some(id) = response.get("id").and_then(Value::as_str) {
+                    self.id = Some(id.to_owned());
+                }
+                if response.get("model").and_then(Value::as_str) != Some(&self.client_model) {
+                    response.insert("model".into(), json!(self.client_model));
+                }
+                out.push(translate::anthropic_frame(name, &value));
+            }
+            None => out.push(raw_frame(name, data)),
+        }
+        match kind.as_str() {
+            "response.completed" | "response.incomplete" => Step::End(End::Complete),
+            "response.failed" | "error" => Step::End(End::UpstreamError),
+            _ => Step::Continue,
+        }
+    }
+
+    fn eof(&mut self, _m: &mut Meter, _out: &mut Vec<Bytes>) -> Step {
+        Step::End(End::UpstreamDisconnected(
+            "the stream closed without a terminal response event".into(),
+        ))
+    }
+
+    fn fail(&mut self, end: &End, out: &mut Vec<Bytes>) {
+        let (message, _) = failure(end);
+        let sequence = self.sequence.map_or(0, |n| n + 1);
+        let response = json!({
+            "id": self.id.as_deref().unwrap_or("resp_tollgate"),
+            "object": "response",
+            "status": "failed",
+            "model": self.client_model,
+            "output": [],
+            "error": {"code": failure_code(end), "message": message},
+        });
+        out.push(translate::anthropic_frame(
+            "response.failed",
+            &json!({"type": "response.failed", "sequence_number": sequence, "response": response}),
+        ));
+    }
+}

@@ -114,6 +114,10 @@ struct MockArgs {
     /// Prompt tokens reported as cache writes (Anthropic answers).
     #[arg(long, default_value_t = 0)]
     cache_write_tokens: u32,
+    /// Write each request received to this directory as JSON (credentials
+    /// left out), for capturing what clients really send.
+    #[arg(long)]
+    record: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -162,7 +166,7 @@ fn main() -> ExitCode {
         },
         api_key: a.api_key,
     };
-    match runtime.block_on(mock::serve(a.listen, options)) {
+    match runtime.block_on(mock::serve(a.listen, options, a.record)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mock upstream: {e}");

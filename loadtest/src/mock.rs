@@ -60,6 +60,8 @@ pub struct MockOptions {
 pub struct Received {
     /// The request path.
     pub path: String,
+    /// The query string, if any.
+    pub query: Option<String>,
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
     /// Every request header.
@@ -68,8 +70,28 @@ pub struct Received {
     pub body: Value,
 }
 
+impl Received {
+    /// The request as JSON, its credentials left out.
+    pub fn to_json(&self) -> Value {
+        let headers: serde_json::Map<String, Value> = self
+            .headers
+            .iter()
+            .filter(|(name, _)| !matches!(name.as_str(), "authorization" | "x-api-key"))
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    json!(String::from_utf8_lossy(value.as_bytes())),
+                )
+            })
+            .collect();
+        json!({"path": self.path, "query": self.query, "headers": headers, "body": self.body})
+    }
+}
+
 struct Shared {
     options: RwLock<MockOptions>,
+    /// Where each received request is also written, as JSON.
+    record: Mutex<Option<std::path::PathBuf>>,
     received: Mutex<Vec<Received>>,
     count: AtomicU64,
     released: watch::Sender<bool>,
@@ -78,10 +100,19 @@ struct Shared {
 impl Shared {
     /// Keeps a received request for the test to inspect.
     fn remember(&self, received: Received) {
-        self.received
+        let mut all = self.received.lock().unwrap_or_else(PoisonError::into_inner);
+        let dir = self
+            .record
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(received);
+            .clone();
+        if let Some(dir) = dir {
+            let path = dir.join(format!("{:04}.json", all.len() + 1));
+            if let Err(e) = std::fs::write(&path, received.to_json().to_string()) {
+                tracing::warn!(path = %path.display(), error = %e, "a received request could not be recorded");
+            }
+        }
+        all.push(received);
     }
 }
 
@@ -120,6 +151,16 @@ impl MockHandle {
             .unwrap_or_else(PoisonError::into_inner) = options;
     }
 
+    /// Writes each request received from now on to `dir` as one JSON file
+    /// (`0001.json`, ...): path, query, headers without credentials, body.
+    pub fn record_to(&self, dir: std::path::PathBuf) {
+        *self
+            .shared
+            .record
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(dir);
+    }
+
     /// Lets held streams (see [`Faults::hold_after`]) go on.
     pub fn release(&self) {
         self.shared.released.send_replace(true);
@@ -147,6 +188,7 @@ pub async fn spawn(addr: SocketAddr, options: MockOptions) -> std::io::Result<Mo
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
         options: RwLock::new(options),
+        record: Mutex::new(None),
         received: Mutex::new(Vec::new()),
         count: AtomicU64::new(0),
         released: watch::channel(false).0,
@@ -166,9 +208,17 @@ pub async fn spawn(addr: SocketAddr, options: MockOptions) -> std::io::Result<Mo
     Ok(MockHandle { addr, shared })
 }
 
-/// Serves on `addr` until Ctrl-C or SIGTERM.
-pub async fn serve(addr: SocketAddr, options: MockOptions) -> std::io::Result<()> {
+/// Serves on `addr` until Ctrl-C or SIGTERM, writing each request it
+/// receives to `record` when set (see [`MockHandle::record_to`]).
+pub async fn serve(
+    addr: SocketAddr,
+    options: MockOptions,
+    record: Option<std::path::PathBuf>,
+) -> std::io::Result<()> {
     let handle = spawn(addr, options).await?;
+    if let Some(dir) = record {
+        handle.record_to(dir);
+    }
     tracing::info!(addr = %handle.addr(), base_url = %handle.base_url(), "mock upstream listening");
     tokio::signal::ctrl_c().await
 }
@@ -288,6 +338,7 @@ async fn handle(
         };
         shared.remember(Received {
             path,
+            query: uri.query().map(str::to_owned),
             authorization: None,
             headers,
             body: request.clone(),
@@ -316,6 +367,7 @@ async fn handle(
         .map(str::to_owned);
     shared.remember(Received {
         path,
+        query: uri.query().map(str::to_owned),
         authorization,
         headers: headers.clone(),
         body: request.clone(),

@@ -7,12 +7,12 @@
 //! written to the ledger.
 
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::Extension;
 use axum::Json;
 use bytes::Bytes;
-use router::provider::ReplyBody;
+use router::provider::{Passthrough, ReplyBody};
 use router::wire::anthropic;
 use router::wire::Wire;
 use router::{estimate, Operation};
@@ -26,6 +26,7 @@ use crate::state::ProxyState;
 pub async fn count_tokens(
     State(proxy): State<ProxyState>,
     Extension(caller): Extension<Caller>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -53,7 +54,11 @@ pub async fn count_tokens(
             upstream_body,
             false,
             Instant::now(),
-            &headers,
+            Passthrough {
+                headers: &headers,
+                query: query.as_deref(),
+                same_format: true,
+            },
         )
         .await;
     let counted = match sent {

@@ -72,8 +72,10 @@ pub fn build_router(state: AppState) -> Router {
             middleware::require_master,
         ));
     let public = Router::new()
-        // Claude Code probes `HEAD /` at start.
+        // Claude Code probes `HEAD /` at start, and `HEAD /api/hello` unless
+        // its nonessential traffic is off.
         .route("/", get(health::root).head(health::root))
+        .route("/api/hello", get(health::root).head(health::root))
         .route(PUBLIC_ROUTES[0], get(health::healthz))
         .route(PUBLIC_ROUTES[1], get(health::readyz))
         .route(PUBLIC_ROUTES[2], get(health::metrics));

@@ -16,7 +16,7 @@ use super::outcome::{Ended, Metered};
 use super::request::{ClientRequest, UpstreamRequest};
 use super::{upstream_error, Answer, AnswerBody, COST_HEADER, MODEL_HEADER, PROVIDER_HEADER};
 use crate::catalog::ModelEntry;
-use crate::provider::{ProviderError, ReplyBody, UpstreamReply};
+use crate::provider::{Passthrough, ProviderError, ReplyBody, UpstreamReply};
 use crate::relay::{self, End, MalformedBody, StreamOptions, Summary};
 use crate::wire::Wire;
 
@@ -24,6 +24,7 @@ use crate::wire::Wire;
 pub(crate) struct Shared<'a> {
     pub request: &'a ClientRequest,
     pub client_headers: &'a HeaderMap,
+    pub client_query: Option<&'a str>,
     pub shutdown: &'a CancellationToken,
 }
 
@@ -70,7 +71,11 @@ pub(crate) async fn run(
             upstream.body,
             stream,
             started,
-            shared.client_headers,
+            Passthrough {
+                headers: shared.client_headers,
+                query: shared.client_query,
+                same_format: upstream.wire == client,
+            },
         )
         .await;
     let mut tried = match sent {

@@ -17,6 +17,8 @@
 //! - `outcome.rs`: how an attempt ended, settled exactly once and handed to
 //!   the gateway's [`Meter`].
 
+#[cfg(test)]
+mod agents;
 mod attempt;
 mod failure;
 mod outcome;
@@ -160,6 +162,8 @@ pub struct Dispatch<'a> {
     pub estimate: bool,
     /// The client's headers (some are forwarded, as `anthropic-beta`).
     pub client_headers: &'a HeaderMap,
+    /// The client's query string (forwarded when the formats match).
+    pub client_query: Option<&'a str>,
     /// Cancelled when the gateway's shutdown grace period is over.
     pub shutdown: &'a CancellationToken,
     /// The price of models without one, for ranking by cost.
@@ -205,6 +209,7 @@ pub async fn dispatch<H: Hooks>(
     let shared = attempt::Shared {
         request: d.request,
         client_headers: d.client_headers,
+        client_query: d.client_query,
         shutdown: d.shutdown,
     };
     let deadline = Instant::now() + route.max_time;

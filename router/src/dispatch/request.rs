@@ -45,6 +45,23 @@ fn json(map: &Map<String, Value>) -> Bytes {
 }
 
 impl ClientRequest {
+    /// Parses a `POST /v1/chat/completions` body. A Responses-shaped body
+    /// (`input` and no `messages`, as Cursor sends with a custom base URL)
+    /// is read as the chat request it stands for, and answered as chat.
+    pub fn chat(bytes: &[u8]) -> Result<Self, RequestError> {
+        match crate::wire::openai::parse_chat(bytes) {
+            Err(RequestError::Missing("messages")) => {
+                let r = crate::wire::responses::parse_responses(bytes)?;
+                if !r.body().contains_key("input") {
+                    return Err(RequestError::Missing("messages"));
+                }
+                let chat = translate::responses::responses_to_chat(r.body(), &r.model)?;
+                Ok(Self::Chat(crate::wire::openai::parse_chat_object(chat)?))
+            }
+            other => Ok(Self::Chat(other?)),
+        }
+    }
+
     /// The `model` the client asked for.
     pub fn model(&self) -> &str {
         match self {

@@ -6,13 +6,17 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use tokio::time::Instant;
 
 use super::http::HttpUpstream;
-use super::{Operation, ProviderError, Timeouts, UpstreamReply};
+use super::{Operation, Passthrough, ProviderError, Timeouts, UpstreamReply};
 
 /// The `anthropic-version` sent when the client sent none.
 pub const DEFAULT_VERSION: &str = "2023-06-01";
 
-/// Client headers forwarded to an Anthropic upstream unchanged.
-pub const FORWARDED_HEADERS: [&str; 2] = ["anthropic-version", "anthropic-beta"];
+/// Whether a client header reaches an Anthropic upstream unchanged: the
+/// API's own (`anthropic-version`, `anthropic-beta`, ...) and Claude Code's
+/// session id.
+fn forwarded(name: &str) -> bool {
+    name.starts_with("anthropic-") || name == "x-claude-code-session-id"
+}
 
 /// How the provider presents its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +80,7 @@ impl AnthropicProvider {
         body: Bytes,
         stream: bool,
         deadline: Instant,
-        client_headers: &HeaderMap,
+        client: Passthrough<'_>,
     ) -> Result<UpstreamReply, ProviderError> {
         let path = match op {
             Operation::Messages => "/v1/messages",
@@ -88,17 +92,15 @@ impl AnthropicProvider {
             }
         };
         let mut headers = HeaderMap::new();
-        for name in FORWARDED_HEADERS {
-            if let Some(v) = client_headers.get(name) {
-                headers.insert(name, v.clone());
-            }
-        }
+        client.copy_headers(&mut headers, forwarded);
         headers
             .entry("anthropic-version")
             .or_insert(HeaderValue::from_static(DEFAULT_VERSION));
         if let Some((name, value)) = &self.auth {
             headers.insert(name.clone(), value.clone());
         }
-        self.http.post(path, headers, body, stream, deadline).await
+        self.http
+            .post(&client.path(path), headers, body, stream, deadline)
+            .await
     }
 }

@@ -17,7 +17,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::StatusCode;
 use tokio::time::Instant;
 
-pub use anthropic::{AnthropicAuth, AnthropicProvider, DEFAULT_VERSION, FORWARDED_HEADERS};
+pub use anthropic::{AnthropicAuth, AnthropicProvider, DEFAULT_VERSION};
 pub use mock::MockProvider;
 pub use openai::OpenAiProvider;
 pub use tls::ensure_provider as ensure_tls_provider;
@@ -61,6 +61,39 @@ pub enum Operation {
     CountTokens,
     /// OpenAI's `POST /responses`.
     Responses,
+}
+
+/// What of the client's request reaches the upstream besides the body.
+#[derive(Debug, Clone, Copy)]
+pub struct Passthrough<'a> {
+    /// The client's request headers. Each provider kind forwards the ones
+    /// its API defines (Anthropic's `anthropic-*`, OpenAI's `openai-beta`,
+    /// session headers); never credentials.
+    pub headers: &'a HeaderMap,
+    /// The client's query string, forwarded when the request passes
+    /// through in its own format (Claude Code's `?beta=true`).
+    pub query: Option<&'a str>,
+    /// Whether the upstream speaks the client's format.
+    pub same_format: bool,
+}
+
+impl Passthrough<'_> {
+    /// `path` with the client's query string, when it passes through.
+    pub(crate) fn path(&self, path: &str) -> String {
+        match self.query.filter(|q| self.same_format && !q.is_empty()) {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        }
+    }
+
+    /// Copies the client's headers whose names `keep` accepts into `out`.
+    pub(crate) fn copy_headers(&self, out: &mut HeaderMap, keep: impl Fn(&str) -> bool) {
+        for (name, value) in self.headers {
+            if keep(name.as_str()) {
+                out.append(name.clone(), value.clone());
+            }
+        }
+    }
 }
 
 /// A header value marked sensitive, so it never shows in debug output.
@@ -237,21 +270,20 @@ impl Provider {
 
     /// Sends one request upstream. `body` is the upstream JSON body; `stream`
     /// says whether a streamed reply is expected; `started` anchors the total
-    /// timeout; `client_headers` are the client's request headers, of which an
-    /// Anthropic provider forwards `anthropic-version` and `anthropic-beta`.
-    /// A non-streaming body is read whole before returning.
+    /// timeout; `client` is what of the client's request passes through
+    /// besides the body. A non-streaming body is read whole before returning.
     pub async fn send(
         &self,
         op: Operation,
         body: Bytes,
         stream: bool,
         started: Instant,
-        client_headers: &HeaderMap,
+        client: Passthrough<'_>,
     ) -> Result<UpstreamReply, ProviderError> {
         let deadline = started + self.timeouts().total;
         match self {
-            Self::OpenAi(p) => p.send(op, body, stream, deadline).await,
-            Self::Anthropic(p) => p.send(op, body, stream, deadline, client_headers).await,
+            Self::OpenAi(p) => p.send(op, body, stream, deadline, client).await,
+            Self::Anthropic(p) => p.send(op, body, stream, deadline, client).await,
             Self::Mock(p) => p.send(op, body, stream, deadline).await,
         }
     }

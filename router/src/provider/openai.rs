@@ -6,7 +6,18 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use tokio::time::Instant;
 
 use super::http::HttpUpstream;
-use super::{Operation, ProviderError, Timeouts, UpstreamReply};
+use super::{Operation, Passthrough, ProviderError, Timeouts, UpstreamReply};
+
+/// Whether a client header reaches an OpenAI-compatible upstream unchanged
+/// (when the request passes through in its own format): OpenAI's beta
+/// switch and the session headers Codex sends, which keep a conversation on
+/// the vendor's prompt cache.
+fn forwarded(name: &str) -> bool {
+    matches!(
+        name,
+        "openai-beta" | "session_id" | "session-id" | "thread-id" | "conversation_id"
+    )
+}
 
 /// An OpenAI-compatible upstream with its shared connection pool.
 #[derive(Debug)]
@@ -61,6 +72,7 @@ impl OpenAiProvider {
         body: Bytes,
         stream: bool,
         deadline: Instant,
+        client: Passthrough<'_>,
     ) -> Result<UpstreamReply, ProviderError> {
         let path = match op {
             Operation::ChatCompletions => "/chat/completions",
@@ -78,9 +90,14 @@ impl OpenAiProvider {
             }
         };
         let mut headers = HeaderMap::new();
+        if client.same_format {
+            client.copy_headers(&mut headers, forwarded);
+        }
         if let Some(auth) = &self.auth {
             headers.insert(AUTHORIZATION, auth.clone());
         }
-        self.http.post(path, headers, body, stream, deadline).await
+        self.http
+            .post(&client.path(path), headers, body, stream, deadline)
+            .await
     }
 }

@@ -22,7 +22,7 @@ use super::{text_of, Plan};
 pub const DIRECTIVE: &str = "TOLLGATE_CALL";
 
 /// How many words of a tool's result the answer quotes.
-const ECHO_WORDS: usize = 16;
+const ECHO_WORDS: usize = 48;
 
 /// One tool call the model makes.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,9 +72,15 @@ fn content_text(content: &Value) -> String {
     }
 }
 
-/// The tool result the last turn carries, if it carries one.
+/// The tool result the last turn carries, if it carries one. System
+/// messages after it (Claude Code appends one) do not count as a turn.
 fn last_tool_result(request: &Value) -> Option<String> {
-    let last = *turns(request).last()?;
+    let last = *turns(request).iter().rev().find(|t| {
+        !matches!(
+            t.get("role").and_then(Value::as_str),
+            Some("system" | "developer")
+        )
+    })?;
     if last.get("role").and_then(Value::as_str) == Some("tool") {
         return Some(content_text(last.get("content").unwrap_or(&Value::Null)));
     }
@@ -246,6 +252,17 @@ mod tests {
             "tools": [{"type": "function", "name": "shell"}]});
         assert!(forced_calls(&r, &plan).is_empty());
         assert_eq!(echo(&r).as_deref(), Some("tool result: tollgate-tool-ok"));
+        let trailing_system = json!({"messages": [
+            {"role": "user", "content": [{"type": "text", "text": "TOLLGATE_CALL Bash {\"command\": \"ls\"}"}]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "Bash", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "listed"}]},
+            {"role": "system", "content": [{"type": "text", "text": "<total_tokens>"}]}],
+            "tools": [{"name": "Bash", "input_schema": {}}]});
+        assert!(forced_calls(&trailing_system, &plan).is_empty());
+        assert_eq!(
+            echo(&trailing_system).as_deref(),
+            Some("tool result: listed")
+        );
         let forced = json!({"messages": [{"role": "user", "content": "hi"}, {"role": "tool", "tool_call_id": "x", "content": "r"}],
             "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"});
         assert!(forced_calls(&forced, &plan).is_empty());

@@ -114,7 +114,11 @@ fn is_positive(v: &Value) -> bool {
 /// output limits) is checked; roles, content parts, sampling settings and
 /// every other field are the upstream's to judge, or the translation's.
 pub fn parse_chat(bytes: &[u8]) -> Result<ParsedRequest, RequestError> {
-    let body = parse_object(bytes)?;
+    parse_chat_object(parse_object(bytes)?)
+}
+
+/// [`parse_chat`] on a body already parsed.
+pub fn parse_chat_object(body: Map<String, Value>) -> Result<ParsedRequest, RequestError> {
     let model = required_model(&body)?;
     validate_messages(&body)?;
     let stream = optional_bool(&body, "stream")?;

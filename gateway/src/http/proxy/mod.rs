@@ -22,7 +22,7 @@ mod meter;
 mod respond;
 
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Extension;
@@ -41,16 +41,18 @@ fn read(body: Result<Bytes, BytesRejection>, proxy: &ProxyState) -> Result<Bytes
     body.map_err(|r| ApiError::from_body_rejection(r, proxy.max_body_bytes))
 }
 
-/// `POST /v1/chat/completions`.
+/// `POST /v1/chat/completions` (a Responses-shaped body, as Cursor sends,
+/// is read as the chat request it stands for).
 pub async fn chat_completions(
     State(proxy): State<ProxyState>,
     Extension(RequestId(id)): Extension<RequestId>,
     Extension(caller): Extension<Caller>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let request = openai::parse_chat(&read(body, &proxy)?)?;
-    serve(&proxy, ClientRequest::Chat(request), id, caller, &headers).await
+    let request = ClientRequest::chat(&read(body, &proxy)?)?;
+    serve(&proxy, request, id, caller, (&headers, query.as_deref())).await
 }
 
 /// `POST /v1/embeddings`.
@@ -58,6 +60,7 @@ pub async fn embeddings(
     State(proxy): State<ProxyState>,
     Extension(RequestId(id)): Extension<RequestId>,
     Extension(caller): Extension<Caller>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -67,7 +70,7 @@ pub async fn embeddings(
         ClientRequest::Embeddings(request),
         id,
         caller,
-        &headers,
+        (&headers, query.as_deref()),
     )
     .await
 }
@@ -77,6 +80,7 @@ pub async fn messages(
     State(proxy): State<ProxyState>,
     Extension(RequestId(id)): Extension<RequestId>,
     Extension(caller): Extension<Caller>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -86,7 +90,7 @@ pub async fn messages(
         ClientRequest::Messages(request),
         id,
         caller,
-        &headers,
+        (&headers, query.as_deref()),
     )
     .await
 }
@@ -96,6 +100,7 @@ pub async fn responses(
     State(proxy): State<ProxyState>,
     Extension(RequestId(id)): Extension<RequestId>,
     Extension(caller): Extension<Caller>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -105,7 +110,7 @@ pub async fn responses(
         ClientRequest::Responses(request),
         id,
         caller,
-        &headers,
+        (&headers, query.as_deref()),
     )
     .await
 }
@@ -124,7 +129,7 @@ async fn serve(
     request: ClientRequest,
     id: uuid::Uuid,
     caller: Caller,
-    headers: &HeaderMap,
+    (headers, query): (&HeaderMap, Option<&str>),
 ) -> Result<Response, ApiError> {
     let resolved = admit::resolve(proxy, request.model(), &caller)?;
     admit::ledger_ready(proxy)?;
@@ -136,6 +141,7 @@ async fn serve(
             route: &resolved.route,
             estimate: gate.needs_estimate(),
             client_headers: headers,
+            client_query: query,
             shutdown: &proxy.shutdown,
             default_price: &proxy.default_price,
         },

@@ -1,6 +1,7 @@
-//! The load driver: N concurrent clients sending chat completions to a base
-//! URL for a bounded time (and at most a bounded number of requests), with
-//! latency and time-to-first-token histograms. It stops by itself.
+//! The load driver: N concurrent clients sending chat completions (or
+//! Responses API requests) to a base URL for a bounded time (and at most a
+//! bounded number of requests), with latency and time-to-first-token
+//! histograms. It stops by itself.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +13,64 @@ use serde_json::json;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+/// Which API the driver speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `POST /chat/completions`; a stream ends with `data: [DONE]`.
+    Chat,
+    /// `POST /responses`; a stream ends with `response.completed`.
+    Responses,
+}
+
+impl Api {
+    /// The path under the base URL.
+    fn path(self) -> &'static str {
+        match self {
+            Self::Chat => "/chat/completions",
+            Self::Responses => "/responses",
+        }
+    }
+
+    /// What a complete stream carries last.
+    fn end_marker(self) -> &'static [u8] {
+        match self {
+            Self::Chat => b"[DONE]",
+            Self::Responses => b"response.completed",
+        }
+    }
+
+    /// A request body.
+    fn body(
+        self,
+        model: &str,
+        prompt: &str,
+        stream: bool,
+        max_tokens: Option<u32>,
+    ) -> serde_json::Value {
+        let mut body = match self {
+            Self::Chat => {
+                json!({"model": model, "messages": [{"role": "user", "content": prompt}], "stream": stream})
+            }
+            Self::Responses => {
+                json!({"model": model, "input": prompt, "stream": stream, "store": false})
+            }
+        };
+        if let Some(m) = max_tokens {
+            let key = match self {
+                Self::Chat => "max_tokens",
+                Self::Responses => "max_output_tokens",
+            };
+            body[key] = json!(m);
+        }
+        body
+    }
+}
+
 /// What to send and for how long.
 #[derive(Debug, Clone)]
 pub struct DriveOptions {
+    /// The API to speak.
+    pub api: Api,
     /// An OpenAI-style base URL (`http://127.0.0.1:8080/v1`).
     pub base_url: String,
     /// Sent as Bearer, when set.
@@ -110,7 +166,11 @@ async fn one_request(
     }
     let mut bytes = 0u64;
     let mut ttft = None;
-    let mut tail = Vec::new();
+    let marker = opts.api.end_marker();
+    // The end marker may straddle two pieces: the last bytes of the one
+    // before are searched with each piece.
+    let mut window = Vec::new();
+    let mut ended = false;
     let mut body = resp.bytes_stream();
     while let Some(piece) = body.next().await {
         let piece = piece.map_err(|_| ())?;
@@ -118,13 +178,14 @@ async fn one_request(
             ttft = Some(started.elapsed());
         }
         bytes += piece.len() as u64;
-        if opts.stream {
-            tail.extend_from_slice(&piece[piece.len().saturating_sub(32)..]);
-            let keep = tail.len().saturating_sub(32);
-            tail.drain(..keep);
+        if opts.stream && !ended {
+            window.extend_from_slice(&piece);
+            ended = window.windows(marker.len()).any(|w| w == marker);
+            let keep = window.len().saturating_sub(marker.len());
+            window.drain(..keep);
         }
     }
-    if opts.stream && !String::from_utf8_lossy(&tail).contains("[DONE]") {
+    if opts.stream && !ended {
         return Err(());
     }
     Ok((bytes, ttft))
@@ -138,16 +199,11 @@ pub async fn run(opts: DriveOptions) -> Result<Report, String> {
         .tcp_nodelay(true)
         .build()
         .map_err(|e| e.to_string())?;
-    let url = format!("{}/chat/completions", opts.base_url.trim_end_matches('/'));
+    let url = format!("{}{}", opts.base_url.trim_end_matches('/'), opts.api.path());
     let prompt: Vec<&str> = std::iter::repeat_n("token", opts.prompt_words.max(1)).collect();
-    let mut body = json!({
-        "model": opts.model,
-        "messages": [{"role": "user", "content": prompt.join(" ")}],
-        "stream": opts.stream,
-    });
-    if let Some(m) = opts.max_tokens {
-        body["max_tokens"] = json!(m);
-    }
+    let body = opts
+        .api
+        .body(&opts.model, &prompt.join(" "), opts.stream, opts.max_tokens);
     let tally = Arc::new(Mutex::new(Tally {
         ok: 0,
         errors: 0,

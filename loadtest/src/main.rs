@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use loadtest::drive::{self, DriveOptions};
+use loadtest::drive::{self, Api, DriveOptions};
 use loadtest::mock::{self, Faults, MockOptions};
 use router::sim::{SimConfig, UsageShape};
 
@@ -22,8 +22,9 @@ struct Cli {
 enum Command {
     /// Run the mock upstream: an OpenAI-compatible server with a simulated model.
     Mock(MockArgs),
-    /// Send a bounded load of chat completions to a base URL and report
-    /// throughput and latency percentiles (JSON on stdout).
+    /// Send a bounded load of chat completions (or Responses API requests)
+    /// to a base URL and report throughput and latency percentiles (JSON on
+    /// stdout).
     Drive(DriveArgs),
 }
 
@@ -56,6 +57,17 @@ struct DriveArgs {
     /// max_tokens for each request.
     #[arg(long)]
     max_tokens: Option<u32>,
+    /// The API to speak: chat (`/chat/completions`) or responses (`/responses`).
+    #[arg(long, default_value = "chat", value_parser = api)]
+    api: Api,
+}
+
+fn api(s: &str) -> Result<Api, String> {
+    match s {
+        "chat" => Ok(Api::Chat),
+        "responses" => Ok(Api::Responses),
+        other => Err(format!("'{other}' is not chat or responses")),
+    }
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -177,6 +189,7 @@ fn main() -> ExitCode {
 
 fn drive(runtime: &tokio::runtime::Runtime, d: DriveArgs) -> ExitCode {
     let opts = DriveOptions {
+        api: d.api,
         base_url: d.base_url,
         api_key: d.api_key,
         model: d.model,

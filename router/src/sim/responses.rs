@@ -57,8 +57,13 @@ fn items(request: &Value, plan: &Plan, calls: &[Call]) -> Vec<Value> {
         });
     }
     if calls.is_empty() {
+        let status = if plan.finish_reason == "length" {
+            "incomplete"
+        } else {
+            "completed"
+        };
         out.push(json!({
-            "id": format!("msg_mock_{id}"), "type": "message", "role": "assistant", "status": "completed",
+            "id": format!("msg_mock_{id}"), "type": "message", "role": "assistant", "status": status,
             "content": [{"type": "output_text", "text": text_of(&plan.content), "annotations": [], "logprobs": []}],
         }));
     }

@@ -133,8 +133,19 @@ pub(crate) fn echo(request: &Value) -> Option<String> {
     Some(format!("tool result: {}", words.join(" ")))
 }
 
-/// The tools the request declares: each name, and whether it is freeform.
-fn declared(request: &Value) -> Vec<(String, bool)> {
+/// A declared tool.
+struct Declared {
+    name: String,
+    /// Freeform (a Responses `custom` tool).
+    custom: bool,
+    /// The argument the model fills with its words: the schema's first
+    /// required property (a freeform tool translated to a function takes
+    /// `input`), else `query`.
+    argument: String,
+}
+
+/// The tools the request declares, in any format.
+fn declared(request: &Value) -> Vec<Declared> {
     request
         .get("tools")
         .and_then(Value::as_array)
@@ -145,7 +156,19 @@ fn declared(request: &Value) -> Vec<(String, bool)> {
                 .pointer("/function/name")
                 .or_else(|| t.get("name"))
                 .and_then(Value::as_str)?;
-            Some((name.to_owned(), block_type(t) == "custom"))
+            let schema = t
+                .pointer("/function/parameters")
+                .or_else(|| t.get("parameters"))
+                .or_else(|| t.get("input_schema"));
+            let argument = schema
+                .and_then(|s| s.pointer("/required/0"))
+                .and_then(Value::as_str)
+                .unwrap_or("query");
+            Some(Declared {
+                name: name.to_owned(),
+                custom: block_type(t) == "custom",
+                argument: argument.to_owned(),
+            })
         })
         .collect()
 }
@@ -161,10 +184,10 @@ pub(crate) fn forced_calls(request: &Value, plan: &Plan) -> Vec<Call> {
     if tools.is_empty() || last_tool_result(request).is_some() {
         return Vec::new();
     }
-    let is_custom = |name: &str| tools.iter().any(|(n, c)| n == name && *c);
+    let find = |name: &str| tools.iter().find(|t| t.name == name);
     if let Some((name, args)) = latest_user_text(request).and_then(|t| directive(&t)) {
-        if tools.iter().any(|(n, _)| *n == name) {
-            let custom = is_custom(&name);
+        if let Some(t) = find(&name) {
+            let custom = t.custom;
             return vec![Call { name, args, custom }];
         }
     }
@@ -180,23 +203,28 @@ pub(crate) fn forced_calls(request: &Value, plan: &Plan) -> Vec<Call> {
         .and_then(Value::as_str);
     let all = choice.as_str() == Some("required")
         || choice.get("type").and_then(Value::as_str) == Some("any");
-    let names: Vec<String> = match (named, all) {
-        (Some(name), _) => vec![name.to_owned()],
-        (None, true) if single => tools.iter().take(1).map(|(n, _)| n.clone()).collect(),
-        (None, true) => tools.iter().map(|(n, _)| n.clone()).collect(),
+    let chosen: Vec<&Declared> = match (named, all) {
+        (Some(name), _) => find(name).into_iter().collect(),
+        (None, true) if single => tools.iter().take(1).collect(),
+        (None, true) => tools.iter().collect(),
         _ => Vec::new(),
     };
     let words = text_of(&plan.content);
-    names
+    chosen
         .into_iter()
-        .map(|name| {
-            let custom = is_custom(&name);
-            let args = if custom {
+        .map(|t| {
+            let args = if t.custom {
                 json!(words)
             } else {
-                json!({"query": words})
+                let mut args = serde_json::Map::new();
+                args.insert(t.argument.clone(), json!(words));
+                Value::Object(args)
             };
-            Call { name, args, custom }
+            Call {
+                name: t.name.clone(),
+                args,
+                custom: t.custom,
+            }
         })
         .collect()
 }

@@ -1,6 +1,20 @@
 //! Client wire formats: request validation and the error shapes each format
 //! expects: OpenAI's chat completions and embeddings, Anthropic's Messages
 //! API, and OpenAI's Responses API.
+//!
+//! # The rule: liberal in what passes through
+//! Validation checks only what Tollgate itself reads: `model` (to route),
+//! `stream`, the output limit and the conversation's container (`messages`,
+//! `input`), which the budget's worst case and the estimates read, with the
+//! type Tollgate needs. Everything else (roles, content block and part
+//! types, sampling settings, vendor fields, fields that did not exist when
+//! this was written) is the upstream's to judge: refusing what the vendor
+//! would accept is a bug, and agents send new roles and fields every few
+//! months. When the client's format and the upstream's match, the body
+//! passes through untouched and in order, only `model` replaced. When they
+//! differ, the translation (see `crate::translate`) handles each construct,
+//! or refuses with a 400 naming it where dropping it would change the
+//! answer.
 
 pub mod anthropic;
 pub mod openai;

@@ -13,12 +13,19 @@ import httpx
 import openai
 import pytest
 
-# The models both doors are driven against: one served by an OpenAI-format
-# upstream, one by an Anthropic-format upstream.
+# The models the chat-completions and Messages doors are driven against: one
+# served by an OpenAI-format upstream, one by an Anthropic-format upstream.
 MODELS = ["gpt-mock", "claude-mock"]
+
+# The models the Responses door (/v1/responses) is driven against, one per
+# backend kind: translated to chat completions, translated to Anthropic's
+# Messages API, and passed through untouched to an upstream that serves
+# /v1/responses itself (a provider with `responses = true`).
+RESPONSES_MODELS = ["gpt-mock", "claude-mock", "resp-mock"]
 
 # What the mock upstream is configured to answer (see run.sh).
 OUTPUT_TOKENS = 8
+REASONING_TOKENS = 2
 CACHED_TOKENS = 3
 
 # Requests against the gateway never take long; fail fast when one hangs.

@@ -3,6 +3,11 @@
 # upstreams and a gateway on free loopback ports, creates a virtual key and
 # drives the gateway with the official OpenAI and Anthropic Python SDKs.
 #
+# Each mock serves chat completions, Messages and Responses on one port, so
+# one upstream stands behind three provider kinds: OpenAI chat (`gpt-mock`),
+# Anthropic (`claude-mock`) and OpenAI with `responses = true` (`resp-mock`,
+# which gets Responses requests passed through untouched).
+#
 #   gateway/tests/conformance/run.sh [PYTEST ARGS...]
 #
 # CONFORMANCE_SKIP_BUILD=1 uses the binaries already in target/debug.
@@ -113,9 +118,19 @@ kind = "anthropic"
 base_url = "http://127.0.0.1:$P1"
 api_key = "sk-ant-conformance"
 
+[providers.oai_resp]
+kind = "openai"
+base_url = "http://127.0.0.1:$P1/v1"
+responses = true
+
 [providers.limited]
 kind = "openai"
 base_url = "http://127.0.0.1:$P2/v1"
+
+[providers.limited_resp]
+kind = "openai"
+base_url = "http://127.0.0.1:$P2/v1"
+responses = true
 
 [providers.limited_ant]
 kind = "anthropic"
@@ -127,8 +142,14 @@ provider = "oai"
 [models."claude-mock"]
 provider = "ant"
 
+[models."resp-mock"]
+provider = "oai_resp"
+
 [models."limited"]
 provider = "limited"
+
+[models."limited-resp"]
+provider = "limited_resp"
 
 [models."limited-claude"]
 provider = "limited_ant"

@@ -267,11 +267,31 @@ def test_rate_limited_upstream_raises_rate_limit_error(ant, model, stream):
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_invalid_role_raises_bad_request_error(ant, model):
+def test_system_message_inside_messages_is_accepted(ant, model):
+    # Claude Code sends `role: "system"` messages inside `messages`: passed
+    # through to an Anthropic upstream, translated in place for an OpenAI one.
+    messages = [{"role": "system", "content": "Be terse."}] + HELLO
+    message = ant.messages.create(model=model, max_tokens=100, messages=messages)
+
+    _assert_complete_answer(message, model)
+
+
+def test_unknown_role_the_openai_upstream_cannot_carry_raises_bad_request_error(ant):
     with pytest.raises(anthropic.BadRequestError) as err:
-        ant.messages.create(model=model, max_tokens=100, messages=[{"role": "system", "content": "x"}])
+        ant.messages.create(model="gpt-mock", max_tokens=100, messages=[{"role": "narrator", "content": "x"}] + HELLO)
 
     _assert_anthropic_error(err.value, 400, "invalid_request_error")
+    assert "messages.0.role" in err.value.response.json()["error"]["message"]
+
+
+def test_unknown_role_is_passed_through_to_the_anthropic_upstream(ant):
+    # Tollgate passes Anthropic requests through liberally; the upstream
+    # judges them (the mock accepts any role).
+    message = ant.messages.create(
+        model="claude-mock", max_tokens=100, messages=[{"role": "narrator", "content": "x"}] + HELLO
+    )
+
+    _assert_complete_answer(message, "claude-mock")
 
 
 def test_document_the_openai_upstream_cannot_serve_raises_bad_request_error(ant):

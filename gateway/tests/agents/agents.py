@@ -70,7 +70,17 @@ SCENARIOS = [
     ("codex-unlisted-model-tool", "codex", "kimi-k2.6", "chat", "tool", "/v1/chat/completions"),
     # A catalog model that declares no tools at all.
     ("codex-catalog-model-plain", "codex", "gpt-6-luna", "resp", "plain", "/v1/responses"),
+    # A key whose hard budget has no room: refused before any upstream
+    # request, in a shape each agent shows its user as a quota problem.
+    ("claude-budget-refused", "claude", "claude-opus-5", "chat", "budget", None),
+    ("codex-budget-refused", "codex", "gpt-5.5", "chat", "budget", None),
+    # The upstream breaks off mid-answer: the stream still ends with
+    # response.failed, which Codex reports (its retries are off here).
+    ("codex-upstream-breaks", "codex", "glm-broken", "broken", "broken", "/v1/chat/completions"),
 ]
+
+# A hard budget no request fits.
+NO_ROOM = {"limit_usd": 0.000001, "period": "monthly", "enforcement": "hard"}
 
 
 def free_ports(n):
@@ -108,7 +118,7 @@ def admin(url, path, body):
         return json.load(resp)
 
 
-def gateway_config(work, port, mock):
+def gateway_config(work, port, mock, broken):
     return f"""
 [server]
 listen = "127.0.0.1:{port}"
@@ -136,6 +146,14 @@ kind = "openai"
 base_url = "http://127.0.0.1:{mock}/v1"
 api_key = "sk-vendor-resp"
 responses = true
+
+[providers.broken]
+kind = "openai"
+base_url = "http://127.0.0.1:{broken}/v1"
+
+[models."glm-broken"]
+provider = "broken"
+upstream_model = "glm-5"
 
 [models."claude-sonnet-4-5"]
 provider = "ant"
@@ -244,8 +262,22 @@ exporter = "none"
     return cmd, env
 
 
+def check_broken(out):
+    events = [json.loads(line) for line in out.splitlines() if line.strip().startswith("{")]
+    failed = [e for e in events if e.get("type") == "turn.failed"]
+    assert failed, f"Codex did not report the broken stream: {events}"
+    message = failed[-1]["error"]["message"]
+    # Tollgate's response.failed reached Codex, with its message.
+    assert "upstream connection ended before the answer was complete" in message, message
+    return message
+
+
 def check_claude(out, mode):
     result = json.loads(out)
+    if mode == "budget":
+        assert result.get("is_error") is True and result.get("api_error_status") == 429, result
+        assert "budget" in result.get("result", ""), f"the refusal does not name the budget: {result.get('result')}"
+        return result["result"]
     assert result.get("is_error") is False, f"Claude Code reported an error: {result.get('result')}"
     text = result.get("result") or ""
     assert text.strip(), "Claude Code gave an empty answer"
@@ -257,6 +289,13 @@ def check_claude(out, mode):
 def check_codex(out, mode):
     events = [json.loads(line) for line in out.splitlines() if line.strip().startswith("{")]
     kinds = [e.get("type") for e in events]
+    if mode == "budget":
+        failed = [e for e in events if e.get("type") == "turn.failed"]
+        assert failed, f"Codex did not fail the turn: {kinds}"
+        message = failed[0]["error"]["message"]
+        # Codex's own words for OpenAI's insufficient_quota.
+        assert "Quota exceeded" in message, message
+        return message
     assert "turn.completed" in kinds, f"Codex did not complete the turn: {kinds}"
     assert "turn.failed" not in kinds and "error" not in kinds, f"Codex reported an error: {events}"
     items = [e["item"] for e in events if e.get("type") == "item.completed"]
@@ -290,10 +329,20 @@ def ledger_rows(db, key_id, want):
     return rows
 
 
+def expected_rows(mode):
+    return {"plain": 1, "tool": 2, "budget": 0, "broken": 1}[mode]
+
+
 def check_ledger(rows, agent, model, provider, mode):
-    want = 2 if mode == "tool" else 1
+    want = expected_rows(mode)
     assert len(rows) == want, f"expected {want} ledger rows, found {len(rows)}: {rows}"
     fmt, endpoint = ("anthropic", "messages") if agent == "claude" else ("responses", "responses")
+    if mode == "broken":
+        (r,) = rows
+        assert r["outcome"] == "upstream_disconnected" and r["status"] == 200, r
+        # Billed from what was sent and streamed before the break.
+        assert r["usage_estimated"] == 1 and r["input_tokens"] > 0 and r["cost_picousd"] > 0, r
+        return
     for r in rows:
         assert r["status"] == 200 and r["outcome"] == "complete", r
         assert (r["client_format"], r["endpoint"]) == (fmt, endpoint), r
@@ -305,6 +354,9 @@ def check_ledger(rows, agent, model, provider, mode):
 
 
 def check_upstream(received, name, path, mode):
+    if mode == "budget":
+        assert not received, "a refused request never reaches the upstream"
+        return
     assert received, "the mock upstream received nothing"
     for r in received:
         assert r["path"] == path, f"{name}: the mock got {r['path']}, expected {path}"
@@ -428,7 +480,7 @@ def main():
     homes = tempfile.mkdtemp(prefix="tollgate-agents-", dir=OUTSIDE)
     record = os.path.join(work, "mock-requests")
     os.makedirs(record)
-    mock_port, gw_port = free_ports(2)
+    mock_port, gw_port, broken_port = free_ports(3)
     procs = []
     logs = {}
     failures = []
@@ -439,21 +491,31 @@ def main():
              "--tokens-per-second", "0", "--ttft", "0s", "--output-tokens", "8", "--reasoning-tokens", "2",
              "--record", record],
             stdout=logs["mock"], stderr=subprocess.STDOUT))
+        procs.append(subprocess.Popen(
+            [os.path.join(BIN, "loadtest"), "mock", "--listen", f"127.0.0.1:{broken_port}",
+             "--tokens-per-second", "0", "--ttft", "0s", "--usage-shape", "none", "--disconnect-after", "3",
+             "--record", record],
+            stdout=logs["mock"], stderr=subprocess.STDOUT))
         with open(os.path.join(work, "tollgate.toml"), "w") as f:
-            f.write(gateway_config(work, gw_port, mock_port))
+            f.write(gateway_config(work, gw_port, mock_port, broken_port))
         logs["gateway"] = open(os.path.join(work, "tollgate.log"), "w")
         procs.append(subprocess.Popen(
             [os.path.join(BIN, "tollgate"), "serve", "--config", os.path.join(work, "tollgate.toml")],
             stdout=logs["gateway"], stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": "info"}))
         base_url = f"http://127.0.0.1:{gw_port}"
         wait_for(f"http://127.0.0.1:{mock_port}/", procs[0], "the mock upstream")
-        wait_for(base_url + "/healthz", procs[1], "the gateway")
+        wait_for(f"http://127.0.0.1:{broken_port}/", procs[1], "the breaking mock upstream")
+        wait_for(base_url + "/healthz", procs[2], "the gateway")
         org = admin(base_url, "/admin/orgs", {"name": "agents"})
         team = admin(base_url, "/admin/teams", {"org_id": org["id"], "name": "agents"})
         for name, agent, model, provider, mode, path in scenarios:
-            key = admin(base_url, "/admin/keys", {"team_id": team["id"], "name": name})
+            body = {"team_id": team["id"], "name": name}
+            if mode == "budget":
+                body["budget"] = NO_ROOM
+            key = admin(base_url, "/admin/keys", body)
             home = agent_home(homes, name)
-            prompt = {"plain": "Say hello", "tool": CLAUDE_TOOL if agent == "claude" else CODEX_TOOL}[mode]
+            tool = CLAUDE_TOOL if agent == "claude" else CODEX_TOOL
+            prompt = tool if mode == "tool" else "Say hello"
             build = claude if agent == "claude" else codex
             cmd, env = build(home, base_url, key["key"], model, prompt)
             before = set(os.listdir(record))
@@ -463,9 +525,13 @@ def main():
             took = time.time() - started
             received = [json.load(open(os.path.join(record, f))) for f in sorted(set(os.listdir(record)) - before)]
             try:
-                assert run.returncode == 0, f"exit code {run.returncode}\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
-                answer = (check_claude if agent == "claude" else check_codex)(run.stdout, mode)
-                rows = ledger_rows(os.path.join(work, "tollgate.db"), key["id"], 2 if mode == "tool" else 1)
+                if mode not in ("budget", "broken"):
+                    assert run.returncode == 0, f"exit code {run.returncode}\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
+                if mode == "broken":
+                    answer = check_broken(run.stdout)
+                else:
+                    answer = (check_claude if agent == "claude" else check_codex)(run.stdout, mode)
+                rows = ledger_rows(os.path.join(work, "tollgate.db"), key["id"], expected_rows(mode))
                 check_ledger(rows, agent, model, provider, mode)
                 check_upstream(received, name, path, mode)
                 cost = sum(r["cost_picousd"] for r in rows) / 1e12

@@ -277,13 +277,13 @@ impl Dialect {
         }
     }
 
-    /// The error event a stream carries after HTTP 200.
-    fn error_event(self) -> Bytes {
+    /// The error event a stream carries after HTTP 200, after `sent` frames.
+    fn error_event(self, sent: usize) -> Bytes {
         match self {
             Self::Messages => anthropic::sse_error_event("overloaded_error", "Overloaded"),
             Self::Responses => Bytes::from(format!(
                 "event: response.failed\ndata: {}\n\n",
-                json!({"type": "response.failed", "response": {"id": "resp_mock", "object": "response", "status": "failed", "output": [],
+                json!({"type": "response.failed", "sequence_number": sent, "response": {"id": "resp_mock", "object": "response", "created_at": sim::now_secs(), "status": "failed", "output": [],
                        "error": {"code": "server_error", "message": "mock fault: overloaded"}}})
             )),
             _ => Bytes::from(format!(
@@ -420,12 +420,7 @@ async fn handle(
         return json_response(&dialect.whole(&request, &options.sim));
     }
     let frames = dialect.frames(&request, &options.sim);
-    let body = faulty_stream(
-        frames,
-        faults.clone(),
-        shared.released.subscribe(),
-        dialect.error_event(),
-    );
+    let body = faulty_stream(frames, faults.clone(), shared.released.subscribe(), dialect);
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
@@ -442,7 +437,7 @@ struct Playback {
     sent: usize,
     faults: Faults,
     released: watch::Receiver<bool>,
-    error_event: Bytes,
+    dialect: Dialect,
     done: bool,
 }
 
@@ -451,14 +446,14 @@ fn faulty_stream(
     frames: Vec<sim::Frame>,
     faults: Faults,
     released: watch::Receiver<bool>,
-    error_event: Bytes,
+    dialect: Dialect,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
     let start = Playback {
         frames: frames.into_iter(),
         sent: 0,
         faults,
         released,
-        error_event,
+        dialect,
         done: false,
     };
     futures_util::stream::unfold(start, |mut st| async move {
@@ -471,7 +466,7 @@ fn faulty_stream(
         }
         if st.faults.error_event_after == sent {
             st.done = true;
-            let event = st.error_event.clone();
+            let event = st.dialect.error_event(st.sent);
             return Some((Ok(event), st));
         }
         if st.faults.stall_after == sent {

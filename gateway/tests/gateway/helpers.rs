@@ -313,3 +313,39 @@ where
         .expect("a piece within the deadline")
         .map(|r| r.expect("the piece reads"))
 }
+
+impl TestApp {
+    /// POSTs a Responses API request with the master key, as OpenAI's SDKs
+    /// (and Codex) send it.
+    pub async fn responses(&self, body: &Value) -> reqwest::Response {
+        self.post("/v1/responses")
+            .json(body)
+            .send()
+            .await
+            .expect("gateway answers")
+    }
+}
+
+/// `(event name, data)` for every event of an SSE stream whose events are
+/// named (Anthropic's, and the Responses API's); the name is empty when an
+/// event has none.
+pub fn named_events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let mut name = String::new();
+            let mut data = Vec::new();
+            for line in e.lines() {
+                if let Some(n) = line.strip_prefix("event:") {
+                    name = n.trim().to_owned();
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push(d.strip_prefix(' ').unwrap_or(d));
+                }
+            }
+            let data = data.join("\n");
+            let value = serde_json::from_str(&data)
+                .unwrap_or_else(|e| panic!("event data is not JSON ({e}): {data}"));
+            (name, value)
+        })
+        .collect()
+}

@@ -214,27 +214,31 @@ pub async fn dispatch<H: Hooks>(
     };
     let deadline = Instant::now() + route.max_time;
     let mut refused = None;
+    // The last failed attempt's answer, kept while another candidate tries.
+    let mut failed = None;
     let mut number = 0u32;
     for (n, entry) in plan.iter().enumerate() {
         let last = n + 1 == plan.len();
         if number > 0 && Instant::now() >= deadline {
             break;
         }
-        // An open breaker or a cooldown skips the model, unless nothing has
-        // been tried and nothing else is left.
-        let only_chance = last && number == 0;
-        if !(only_chance || entry.health.try_begin(std::time::Instant::now())) {
-            continue;
-        }
+        // Checked before the breaker is claimed: a half-open breaker's one
+        // probe must go to a request the model can be sent.
         let upstream = match d.request.upstream_for(entry) {
             Ok(u) => u,
             // This candidate's format cannot carry the request; another's may.
-            Err(e) if !last => {
+            Err(e) => {
                 refused = Some(e);
                 continue;
             }
-            Err(e) => return Err(DispatchError::Translate(e)),
         };
+        // An open breaker or a cooldown skips the model, unless nothing has
+        // been tried and nothing else is left.
+        let only_chance = last && number == 0;
+        let now = std::time::Instant::now();
+        if !(only_chance || entry.health.try_begin(now)) {
+            continue;
+        }
         number += 1;
         let info = AttemptInfo {
             route,
@@ -244,38 +248,54 @@ pub async fn dispatch<H: Hooks>(
             upstream: &upstream,
             request: d.request,
         };
-        let admitted = hooks.admit(&info).await.map_err(DispatchError::Refused)?;
+        // A refusal, or a client that leaves while admission waits (on
+        // Redis, say), gives a half-open breaker's probe back.
+        let probe = outcome::Probe::new(entry.clone(), now);
+        let admitted = match hooks.admit(&info).await {
+            Ok(admitted) => admitted,
+            Err(refusal) => return Err(DispatchError::Refused(refusal)),
+        };
         let started = Instant::now();
         let metered = outcome::Metered::new(
             hooks.meter(&info, admitted),
-            entry.clone(),
+            probe,
             upstream.operation,
             upstream.body.clone(),
             started,
         );
         let tried = attempt::run(&shared, entry, upstream.clone(), metered, started).await;
-        let mut answer = match tried {
+        let answer = match tried {
             attempt::Tried::Answered(answer) => answer,
             attempt::Tried::Failed { answer, reason } => {
                 let now = std::time::Instant::now();
                 let more = plan[n + 1..].iter().any(|m| m.health.available(now));
                 if !last && more {
                     hooks.falling_back(&info, reason);
+                    failed = Some(answer);
                     continue;
                 }
                 answer
             }
         };
-        answer.attempts = number;
-        if let Ok(v) = HeaderValue::from_str(&number.to_string()) {
-            answer.headers.insert(ATTEMPTS_HEADER, v);
-        }
-        return Ok(answer);
+        return Ok(numbered(answer, number));
     }
-    Err(match refused {
-        Some(e) => DispatchError::Translate(e),
-        None => DispatchError::Unavailable {
+    match (refused, failed) {
+        // Attempts failed and the candidates left could not carry the
+        // request: the last failure is the answer (a retry may succeed),
+        // not a refusal of the request.
+        (Some(_), Some(answer)) => Ok(numbered(answer, number)),
+        (Some(e), None) => Err(DispatchError::Translate(e)),
+        (None, _) => Err(DispatchError::Unavailable {
             route: route.name.clone(),
-        },
-    })
+        }),
+    }
+}
+
+/// `answer` with the number of attempts it took, in its header too.
+fn numbered(mut answer: Answer, number: u32) -> Answer {
+    answer.attempts = number;
+    if let Ok(v) = HeaderValue::from_str(&number.to_string()) {
+        answer.headers.insert(ATTEMPTS_HEADER, v);
+    }
+    answer
 }

@@ -82,11 +82,35 @@ impl Ended {
     }
 }
 
+/// The right to try a model that [`Health::try_begin`](crate::route::Health::try_begin)
+/// gave at `claimed`: while the breaker is half-open, its one probe. When
+/// the attempt ends without a success or a failure of the model's (a
+/// refusal before sending, a client that left, a prompt too long for it),
+/// dropping it gives the probe back, so a recovering model is not kept out
+/// of use by requests that never tested it. After a success or a failure
+/// the breaker has moved on and giving back does nothing.
+pub(crate) struct Probe {
+    entry: Arc<ModelEntry>,
+    claimed: std::time::Instant,
+}
+
+impl Probe {
+    pub fn new(entry: Arc<ModelEntry>, claimed: std::time::Instant) -> Self {
+        Self { entry, claimed }
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.entry.health.abandon(self.claimed);
+    }
+}
+
 /// An attempt being metered: settles itself exactly once, when finished,
 /// or when dropped unfinished (the client went away while Tollgate waited).
 pub(crate) struct Metered {
     meter: Option<Box<dyn Meter>>,
-    entry: Arc<ModelEntry>,
+    probe: Probe,
     operation: Operation,
     /// What the upstream was sent, for estimates.
     body: Bytes,
@@ -96,14 +120,14 @@ pub(crate) struct Metered {
 impl Metered {
     pub fn new(
         meter: Box<dyn Meter>,
-        entry: Arc<ModelEntry>,
+        probe: Probe,
         operation: Operation,
         body: Bytes,
         started: Instant,
     ) -> Self {
         Self {
             meter: Some(meter),
-            entry,
+            probe,
             operation,
             body,
             started,
@@ -138,7 +162,10 @@ impl Metered {
             None => (Usage::default(), UsageSource::Provider),
         };
         // What the exchange says about the model's health. Failures before
-        // an answer started are counted where they happen.
+        // an answer started are counted where they happen. A client that
+        // left (or a shutdown) says nothing of the model: the probe, if
+        // this was one, is given back when `self.probe` drops.
+        let health = &self.probe.entry.health;
         if e.status.is_success() {
             let now = std::time::Instant::now();
             match &e.end {
@@ -146,12 +173,12 @@ impl Metered {
                     let prompt = usage.prompt_total();
                     let ratio = (prompt > 0).then(|| usage.cached_input as f64 / prompt as f64);
                     let ttft = e.ttft.unwrap_or_else(|| self.started.elapsed());
-                    self.entry.health.success(ttft, ratio);
+                    health.success(ttft, ratio);
                 }
                 End::UpstreamDisconnected(_)
                 | End::UpstreamError
                 | End::Malformed(_)
-                | End::Timeout(_) => self.entry.health.failure(now),
+                | End::Timeout(_) => health.failure(now),
                 End::ClientDisconnected | End::Shutdown => {}
             }
         }

@@ -130,6 +130,20 @@ impl Health {
         true
     }
 
+    /// Gives back the probe a [`Health::try_begin`] at `claimed` took when
+    /// the request did not test the model (refused by a budget or rate
+    /// limit before it was sent, left by its client), so that the next
+    /// request may probe at once. Such requests, which agents retry, would
+    /// otherwise keep a recovering model out of use. Nothing happens once
+    /// a success or failure has moved the breaker on, or another request
+    /// holds the probe.
+    pub fn abandon(&self, claimed: Instant) {
+        let mut s = self.lock();
+        if s.probe_started == Some(claimed) {
+            s.probe_started = None;
+        }
+    }
+
     /// A request succeeded, `speed` after it started (time to first token
     /// for streams, to the whole answer otherwise).
     pub fn success(&self, speed: Duration, cache_ratio: Option<f64>) {
@@ -205,6 +219,24 @@ mod tests {
         h.success(Duration::from_millis(5), None);
         assert_eq!(h.breaker(after), BreakerState::Closed);
         assert!(h.try_begin(after) && h.try_begin(after));
+    }
+
+    #[test]
+    fn an_abandoned_probe_is_free_for_the_next_request() {
+        let h = Health::new(BreakerPolicy {
+            failures: 1,
+            cooldown: Duration::from_secs(10),
+        });
+        let t0 = Instant::now();
+        h.failure(t0);
+        let later = t0 + Duration::from_secs(11);
+        assert!(h.try_begin(later));
+        let next = later + Duration::from_millis(1);
+        assert!(!h.try_begin(next), "the probe is taken");
+        h.abandon(next);
+        assert!(!h.try_begin(next), "only its taker gives it back");
+        h.abandon(later);
+        assert!(h.try_begin(next), "given back, it goes to the next request");
     }
 
     #[test]

@@ -267,7 +267,8 @@ pub fn usage_value(
     }
 }
 
-pub(crate) fn now_secs() -> u64 {
+/// Seconds since the Unix epoch, as answers carry them.
+pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -145,7 +145,9 @@ impl Hooks for Gate<'_> {
                     .quota_rejections
                     .with_label_values(&[r.reason.label(), r.level.name()])
                     .inc();
-                tracing::info!(
+                // The access log's one line says it (`insufficient_quota`,
+                // `rate_limit_exceeded`); which limit is detail, and counted.
+                tracing::debug!(
                     reason = r.reason.label(),
                     level = r.level.name(),
                     "request refused by a quota"

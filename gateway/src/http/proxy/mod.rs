@@ -22,10 +22,10 @@ mod meter;
 mod respond;
 
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::Extension;
 use bytes::Bytes;
 use router::dispatch::{self, ClientRequest, Dispatch};
 use router::wire::{anthropic, openai, responses};
@@ -36,6 +36,39 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::ProxyState;
 
+/// What every door reads of a request besides its body: who asks, under
+/// which id, and the query string and headers that may pass through.
+pub struct Door {
+    id: uuid::Uuid,
+    caller: Caller,
+    query: Option<String>,
+    headers: HeaderMap,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Door {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        // Both are set by middleware on every proxied route (request ids
+        // outermost, auth as a route layer); missing, it is a wiring bug.
+        let missing =
+            || ApiError::unavailable("internal_error", "The request was not authenticated.");
+        let id = parts.extensions.get::<RequestId>().ok_or_else(missing)?.0;
+        let caller = parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(missing)?;
+        Ok(Self {
+            id,
+            caller,
+            query: parts.uri.query().map(str::to_owned),
+            // Taken, not copied: the body extractor after it reads none.
+            headers: std::mem::take(&mut parts.headers),
+        })
+    }
+}
+
 /// The body, or 413/400 when it could not be read.
 fn read(body: Result<Bytes, BytesRejection>, proxy: &ProxyState) -> Result<Bytes, ApiError> {
     body.map_err(|r| ApiError::from_body_rejection(r, proxy.max_body_bytes))
@@ -45,74 +78,41 @@ fn read(body: Result<Bytes, BytesRejection>, proxy: &ProxyState) -> Result<Bytes
 /// is read as the chat request it stands for).
 pub async fn chat_completions(
     State(proxy): State<ProxyState>,
-    Extension(RequestId(id)): Extension<RequestId>,
-    Extension(caller): Extension<Caller>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    door: Door,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request = ClientRequest::chat(&read(body, &proxy)?)?;
-    serve(&proxy, request, id, caller, (&headers, query.as_deref())).await
+    serve(&proxy, request, door).await
 }
 
 /// `POST /v1/embeddings`.
 pub async fn embeddings(
     State(proxy): State<ProxyState>,
-    Extension(RequestId(id)): Extension<RequestId>,
-    Extension(caller): Extension<Caller>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    door: Door,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request = openai::parse_embeddings(&read(body, &proxy)?)?;
-    serve(
-        &proxy,
-        ClientRequest::Embeddings(request),
-        id,
-        caller,
-        (&headers, query.as_deref()),
-    )
-    .await
+    serve(&proxy, ClientRequest::Embeddings(request), door).await
 }
 
 /// `POST /v1/messages`: Anthropic's Messages API, served by any model.
 pub async fn messages(
     State(proxy): State<ProxyState>,
-    Extension(RequestId(id)): Extension<RequestId>,
-    Extension(caller): Extension<Caller>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    door: Door,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request = anthropic::parse_messages(&read(body, &proxy)?)?;
-    serve(
-        &proxy,
-        ClientRequest::Messages(request),
-        id,
-        caller,
-        (&headers, query.as_deref()),
-    )
-    .await
+    serve(&proxy, ClientRequest::Messages(request), door).await
 }
 
 /// `POST /v1/responses`: OpenAI's Responses API, served by any model.
 pub async fn responses(
     State(proxy): State<ProxyState>,
-    Extension(RequestId(id)): Extension<RequestId>,
-    Extension(caller): Extension<Caller>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    door: Door,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request = responses::parse_responses(&read(body, &proxy)?)?;
-    serve(
-        &proxy,
-        ClientRequest::Responses(request),
-        id,
-        caller,
-        (&headers, query.as_deref()),
-    )
-    .await
+    serve(&proxy, ClientRequest::Responses(request), door).await
 }
 
 /// `GET`, `DELETE /v1/responses/{id}` and `POST /v1/responses/{id}/cancel`:
@@ -127,10 +127,14 @@ pub async fn stored_response(Path(id): Path<String>) -> ApiError {
 async fn serve(
     proxy: &ProxyState,
     request: ClientRequest,
-    id: uuid::Uuid,
-    caller: Caller,
-    (headers, query): (&HeaderMap, Option<&str>),
+    door: Door,
 ) -> Result<Response, ApiError> {
+    let Door {
+        id,
+        caller,
+        query,
+        headers,
+    } = door;
     let resolved = admit::resolve(proxy, request.model(), &caller)?;
     admit::ledger_ready(proxy)?;
     let gate = admit::Gate::new(proxy, &caller, id);
@@ -140,8 +144,8 @@ async fn serve(
             request: &request,
             route: &resolved.route,
             estimate: gate.needs_estimate(),
-            client_headers: headers,
-            client_query: query,
+            client_headers: &headers,
+            client_query: query.as_deref(),
             shutdown: &proxy.shutdown,
             default_price: &proxy.default_price,
         },

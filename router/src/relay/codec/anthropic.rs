@@ -3,9 +3,12 @@
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::{anthropic_error_frame, malformed, raw_frame, Codec, Meter, Step};
+use super::{
+    anthropic_error_frame, event_kind, malformed, meter_anthropic_event, raw_frame, send_name,
+    Codec, Meter, Step,
+};
 use crate::relay::End;
-use crate::translate::{self, anthropic_event_text, AnthropicUsage};
+use crate::translate::{self, AnthropicUsage};
 
 /// Anthropic upstream, Anthropic client: every event's data passes as the
 /// upstream sent it; only `message_start` gets the client's model name.
@@ -19,18 +22,8 @@ impl Codec for AnthropicPass {
         let Ok(mut value) = serde_json::from_str::<Value>(data) else {
             return malformed();
         };
-        // Anthropic names each event after its data's type; either serves.
-        let kind = value
-            .get("type")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .unwrap_or(name)
-            .to_owned();
-        let name = if name.is_empty() || name == "message" {
-            &kind
-        } else {
-            name
-        };
+        let kind = event_kind(name, &value);
+        let name = send_name(name, &kind);
         match kind.as_str() {
             "message_start" => {
                 self.usage.merge(value.pointer("/message/usage"));
@@ -46,10 +39,7 @@ impl Codec for AnthropicPass {
                 self.usage.merge(value.get("usage"));
                 m.usage = self.usage.usage();
             }
-            "content_block_start" | "content_block_delta" => {
-                m.produced = true;
-                anthropic_event_text(&value, &mut m.output_text);
-            }
+            "content_block_start" | "content_block_delta" => meter_anthropic_event(&value, m),
             _ => {}
         }
         out.push(raw_frame(name, data));

@@ -118,6 +118,50 @@ fn anthropic_error_frame(end: &End) -> Bytes {
     wire::anthropic::sse_error_event(kind, &message)
 }
 
+/// Meters a chat chunk: the text its choices carry (for estimates), and
+/// whether output began.
+fn meter_chat_chunk(chunk: &Value, m: &mut Meter) {
+    if let Some(choices) = chunk.get("choices").and_then(Value::as_array) {
+        for c in choices {
+            super::collect_choice_text(c, "delta", &mut m.output_text);
+        }
+        m.produced |= !choices.is_empty();
+    }
+}
+
+/// Meters an Anthropic event: the text a content block carries, and
+/// whether output began.
+fn meter_anthropic_event(event: &Value, m: &mut Meter) {
+    if matches!(
+        event.get("type").and_then(Value::as_str),
+        Some("content_block_start" | "content_block_delta")
+    ) {
+        m.produced = true;
+        translate::anthropic_event_text(event, &mut m.output_text);
+    }
+}
+
+/// An event's kind: the data's `type`, or the SSE event name when the data
+/// has none (Anthropic and the Responses API name each event after its
+/// data's type; either serves).
+fn event_kind(name: &str, data: &Value) -> String {
+    data.get("type")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .unwrap_or(name)
+        .to_owned()
+}
+
+/// The name to send an event of `kind` under: the upstream's, unless it
+/// sent none (or SSE's default, `message`).
+fn send_name<'a>(name: &'a str, kind: &'a str) -> &'a str {
+    if name.is_empty() || name == "message" {
+        kind
+    } else {
+        name
+    }
+}
+
 fn malformed() -> Step {
     Step::End(End::Malformed("an event's data is not JSON".into()))
 }

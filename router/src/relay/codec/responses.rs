@@ -6,10 +6,13 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::{failure, flow_step, malformed, raw_frame, Codec, Meter, Step};
-use crate::relay::{collect_choice_text, End};
+use super::{
+    event_kind, failure, flow_step, malformed, meter_anthropic_event, meter_chat_chunk, raw_frame,
+    send_name, Codec, Meter, Step,
+};
+use crate::relay::End;
+use crate::translate;
 use crate::translate::responses::{AnthropicToResponses, ChatToResponses};
-use crate::translate::{self, anthropic_event_text};
 use crate::wire::Wire;
 
 /// The codec for a Responses client and an upstream speaking `upstream`.
@@ -46,12 +49,7 @@ impl Codec for FromChat {
         let Ok(chunk) = serde_json::from_str::<Value>(data) else {
             return malformed();
         };
-        if let Some(choices) = chunk.get("choices").and_then(Value::as_array) {
-            for c in choices {
-                collect_choice_text(c, "delta", &mut m.output_text);
-            }
-            m.produced |= !choices.is_empty();
-        }
+        meter_chat_chunk(&chunk, m);
         let flow = self.0.chunk(&chunk, out);
         m.usage = self.0.usage();
         flow_step(flow)
@@ -82,13 +80,7 @@ impl Codec for FromAnthropic {
         let Ok(value) = serde_json::from_str::<Value>(data) else {
             return malformed();
         };
-        if matches!(
-            value.get("type").and_then(Value::as_str),
-            Some("content_block_start" | "content_block_delta")
-        ) {
-            m.produced = true;
-            anthropic_event_text(&value, &mut m.output_text);
-        }
+        meter_anthropic_event(&value, m);
         let flow = self.0.event(&value, out);
         m.usage = self.0.usage();
         flow_step(flow)
@@ -113,6 +105,9 @@ struct ResponsesPass {
     client_model: String,
     /// The upstream's response id, once `response.created` arrived.
     id: Option<String>,
+    /// The upstream's `created_at`, which a failure's response repeats
+    /// (clients read it as required).
+    created_at: Option<u64>,
     /// The last sequence number seen, so a failure continues the count.
     sequence: Option<u64>,
 }
@@ -122,6 +117,7 @@ impl ResponsesPass {
         Self {
             client_model: client_model.to_owned(),
             id: None,
+            created_at: None,
             sequence: None,
         }
     }
@@ -132,12 +128,8 @@ impl Codec for ResponsesPass {
         let Ok(mut value) = serde_json::from_str::<Value>(data) else {
             return malformed();
         };
-        let kind = value
-            .get("type")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .unwrap_or(name)
-            .to_owned();
+        let kind = event_kind(name, &value);
+        let name = send_name(name, &kind);
         if let Some(n) = value.get("sequence_number").and_then(Value::as_u64) {
             self.sequence = Some(n);
         }
@@ -159,15 +151,13 @@ impl Codec for ResponsesPass {
                 m.usage = Some(u);
             }
         }
-        let name = if name.is_empty() || name == "message" {
-            kind.as_str()
-        } else {
-            name
-        };
         match value.get_mut("response").and_then(Value::as_object_mut) {
             Some(response) => {
                 if let Some(id) = response.get("id").and_then(Value::as_str) {
                     self.id = Some(id.to_owned());
+                }
+                if let Some(at) = response.get("created_at").and_then(Value::as_u64) {
+                    self.created_at = Some(at);
                 }
                 if response.get("model").and_then(Value::as_str) != Some(&self.client_model) {
                     response.insert("model".into(), json!(self.client_model));
@@ -195,6 +185,7 @@ impl Codec for ResponsesPass {
         let response = json!({
             "id": self.id.as_deref().unwrap_or("resp_tollgate"),
             "object": "response",
+            "created_at": self.created_at.unwrap_or_else(crate::sim::now_secs),
             "status": "failed",
             "model": self.client_model,
             "output": [],

@@ -3,9 +3,12 @@
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::{anthropic_error_frame, flow_step, malformed, openai_error_frame, Codec, Meter, Step};
-use crate::relay::{collect_choice_text, End};
-use crate::translate::{anthropic_event_text, AnthropicToChat, ChatToAnthropic};
+use super::{
+    anthropic_error_frame, flow_step, malformed, meter_anthropic_event, meter_chat_chunk,
+    openai_error_frame, Codec, Meter, Step,
+};
+use crate::relay::End;
+use crate::translate::{AnthropicToChat, ChatToAnthropic};
 
 /// Anthropic upstream, OpenAI client.
 pub(super) struct AnthropicToOpenAi(pub(super) AnthropicToChat);
@@ -15,13 +18,7 @@ impl Codec for AnthropicToOpenAi {
         let Ok(value) = serde_json::from_str::<Value>(data) else {
             return malformed();
         };
-        if matches!(
-            value.get("type").and_then(Value::as_str),
-            Some("content_block_start" | "content_block_delta")
-        ) {
-            m.produced = true;
-            anthropic_event_text(&value, &mut m.output_text);
-        }
+        meter_anthropic_event(&value, m);
         let flow = self.0.event(&value, out);
         m.usage = self.0.usage();
         flow_step(flow)
@@ -49,12 +46,7 @@ impl Codec for OpenAiToAnthropic {
         let Ok(chunk) = serde_json::from_str::<Value>(data) else {
             return malformed();
         };
-        if let Some(choices) = chunk.get("choices").and_then(Value::as_array) {
-            for c in choices {
-                collect_choice_text(c, "delta", &mut m.output_text);
-            }
-            m.produced |= !choices.is_empty();
-        }
+        meter_chat_chunk(&chunk, m);
         let flow = self.0.chunk(&chunk, out);
         m.usage = self.0.usage();
         flow_step(flow)

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::unsupported;
+use super::{push_turn, unsupported};
 use crate::wire::invalid;
 use crate::wire::openai::RequestError;
 
@@ -80,23 +80,6 @@ fn user_blocks(content: &Value, field: &str) -> Result<Vec<Value>, RequestError>
             .collect(),
         _ => Err(invalid(field.to_owned(), "a string or an array of parts")),
     }
-}
-
-/// Appends `blocks` as a `role` message, merged into the previous message
-/// when that has the same role (Anthropic wants turns to alternate).
-fn push_turn(out: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
-    if blocks.is_empty() {
-        return;
-    }
-    if let Some(last) = out.last_mut() {
-        if last["role"] == role {
-            if let Some(content) = last.get_mut("content").and_then(Value::as_array_mut) {
-                content.extend(blocks);
-                return;
-            }
-        }
-    }
-    out.push(json!({"role": role, "content": blocks}));
 }
 
 fn tool_use_blocks(calls: &Value, field: &str) -> Result<Vec<Value>, RequestError> {

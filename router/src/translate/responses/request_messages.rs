@@ -6,6 +6,7 @@ use super::envelope::Envelope;
 use super::items::{self, split_data_url, Entry, Part};
 use super::params::{self, unsupported, TextFormat};
 use super::tools;
+use crate::translate::request::push_turn;
 use crate::wire::invalid;
 use crate::wire::openai::RequestError;
 
@@ -38,23 +39,6 @@ fn blocks(parts: &[Part], field: &str) -> Result<Vec<Value>, RequestError> {
         out.extend(block(p, field)?);
     }
     Ok(out)
-}
-
-/// Appends `blocks` as a `role` turn, merged into the previous turn when
-/// that has the same role (Anthropic wants turns to alternate).
-fn push_turn(out: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
-    if blocks.is_empty() {
-        return;
-    }
-    if let Some(last) = out.last_mut() {
-        if last["role"] == role {
-            if let Some(content) = last.get_mut("content").and_then(Value::as_array_mut) {
-                content.extend(blocks);
-                return;
-            }
-        }
-    }
-    out.push(json!({"role": role, "content": blocks}));
 }
 
 /// A reasoning item as a thinking block, when it carries Anthropic's

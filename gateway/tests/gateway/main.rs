@@ -14,6 +14,7 @@ mod cli;
 mod durability;
 mod embeddings;
 mod errors;
+mod logging;
 mod models;
 mod passthrough;
 mod policy;

@@ -478,8 +478,11 @@ def main():
     scenarios = [s for s in SCENARIOS if not wanted or any(w in s[0] for w in wanted)]
     work = tempfile.mkdtemp(prefix="agents-", dir=os.path.join(ROOT, "target"))
     homes = tempfile.mkdtemp(prefix="tollgate-agents-", dir=OUTSIDE)
+    # One folder per mock: each numbers its own files.
     record = os.path.join(work, "mock-requests")
+    record_broken = os.path.join(work, "broken-mock-requests")
     os.makedirs(record)
+    os.makedirs(record_broken)
     mock_port, gw_port, broken_port = free_ports(3)
     procs = []
     logs = {}
@@ -494,7 +497,7 @@ def main():
         procs.append(subprocess.Popen(
             [os.path.join(BIN, "loadtest"), "mock", "--listen", f"127.0.0.1:{broken_port}",
              "--tokens-per-second", "0", "--ttft", "0s", "--usage-shape", "none", "--disconnect-after", "3",
-             "--record", record],
+             "--record", record_broken],
             stdout=logs["mock"], stderr=subprocess.STDOUT))
         with open(os.path.join(work, "tollgate.toml"), "w") as f:
             f.write(gateway_config(work, gw_port, mock_port, broken_port))
@@ -518,12 +521,13 @@ def main():
             prompt = tool if mode == "tool" else "Say hello"
             build = claude if agent == "claude" else codex
             cmd, env = build(home, base_url, key["key"], model, prompt)
-            before = set(os.listdir(record))
+            folder = record_broken if provider == "broken" else record
+            before = set(os.listdir(folder))
             started = time.time()
             run = subprocess.run(cmd, env=env, cwd=home, capture_output=True, text=True,
                                  timeout=DEADLINE, stdin=subprocess.DEVNULL)
             took = time.time() - started
-            received = [json.load(open(os.path.join(record, f))) for f in sorted(set(os.listdir(record)) - before)]
+            received = [json.load(open(os.path.join(folder, f))) for f in sorted(set(os.listdir(folder)) - before)]
             try:
                 if mode not in ("budget", "broken"):
                     assert run.returncode == 0, f"exit code {run.returncode}\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}"

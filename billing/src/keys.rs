@@ -8,6 +8,7 @@ use std::time::Duration;
 use moka::future::Cache;
 
 use crate::db::{now_ms, DbError};
+use crate::names::Names;
 use crate::tenancy::{hash_secret, KeyInfo, Tenancy};
 
 /// How far back the watcher looks on every poll, so a change committed late,
@@ -25,6 +26,8 @@ pub struct KeyCache {
     tenancy: Arc<Tenancy>,
     known: Cache<String, Arc<KeyInfo>>,
     unknown: Cache<String, ()>,
+    /// The names of every team and organization whose keys were loaded.
+    names: Names,
 }
 
 impl std::fmt::Debug for KeyCache {
@@ -50,7 +53,14 @@ impl KeyCache {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(30))
                 .build(),
+            names: Names::new(),
         }
+    }
+
+    /// The names of the teams and organizations of every key loaded so far
+    /// (kept current by the watcher as they are renamed).
+    pub fn names(&self) -> &Names {
+        &self.names
     }
 
     /// The key with this secret, from memory when cached; `None` when no
@@ -64,11 +74,15 @@ impl KeyCache {
             return Ok(None);
         }
         let tenancy = self.tenancy.clone();
+        let names = self.names.clone();
         let loaded = self
             .known
             .try_get_with(hash.clone(), async move {
                 match tenancy.key_by_hash(&hash).await {
-                    Ok(Some(k)) => Ok(Arc::new(k)),
+                    Ok(Some(k)) => {
+                        names.learn(&k);
+                        Ok(Arc::new(k))
+                    }
                     Ok(None) => Err(None),
                     Err(e) => Err(Some(e.to_string())),
                 }
@@ -131,7 +145,10 @@ impl KeyCache {
             return;
         }
         match self.tenancy.key_by_hash(hash).await {
-            Ok(Some(k)) => self.known.insert(hash.to_owned(), Arc::new(k)).await,
+            Ok(Some(k)) => {
+                self.names.learn(&k);
+                self.known.insert(hash.to_owned(), Arc::new(k)).await
+            }
             Ok(None) => self.known.invalidate(hash).await,
             Err(e) => tracing::warn!(error = %e, "key watcher could not reload a changed key"),
         }

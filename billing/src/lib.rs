@@ -7,6 +7,7 @@
 //! - [`policy`]: which models and providers an org, team or key may use.
 //! - [`quota`]: budgets and rate limits: reserve, settle, alert.
 //! - [`keys`]: the in-memory key cache and its change watcher.
+//! - [`names`]: organization and team names by id, learned as keys load.
 //! - [`money`]: picodollars and the cost of a request's usage.
 //! - [`ledger`]: the spool, the batching writer, and the rows they carry.
 //! - [`reports`]: spend reports over the rollup and the ledger.
@@ -16,6 +17,7 @@ pub mod db;
 pub mod keys;
 pub mod ledger;
 pub mod money;
+pub mod names;
 pub mod policy;
 pub mod quota;
 pub mod reports;

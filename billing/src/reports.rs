@@ -259,6 +259,27 @@ pub async fn total(db: &Db, filter: &SpendFilter) -> Result<SpendRow, DbError> {
     Ok(SpendRow::new(None, t))
 }
 
+/// Rows added up into one, with no group: a report's total.
+pub fn sum(rows: &[SpendRow]) -> SpendRow {
+    let mut t = [0i64; 8];
+    for r in rows {
+        let sums = [
+            r.requests,
+            r.input_tokens,
+            r.cached_input_tokens,
+            r.cache_write_tokens,
+            r.output_tokens,
+            r.reasoning_tokens,
+            r.cost_picousd,
+            r.reference_cost_picousd,
+        ];
+        for (slot, v) in t.iter_mut().zip(sums) {
+            *slot = slot.saturating_add(v);
+        }
+    }
+    SpendRow::new(None, t)
+}
+
 /// The start of the UTC day and month containing `now_ms`.
 pub fn day_and_month_start(now_ms: i64) -> (i64, i64) {
     use crate::quota::Period;
@@ -308,6 +329,23 @@ mod tests {
         let (_, march) =
             day_and_month_start(crate::tenancy::parse_rfc3339("2024-03-01T00:00:00Z").unwrap());
         assert_eq!(rfc3339(march), "2024-03-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn a_sum_adds_every_column_and_recomputes_savings() {
+        let row = |cost: i64, reference: i64| {
+            SpendRow::new(Some("g".into()), [1, 2, 3, 4, 5, 6, cost, reference])
+        };
+        let total = sum(&[row(700_000, 1_000_000), row(300_000, 250_000)]);
+        assert_eq!(total.group, None);
+        assert_eq!(
+            [total.requests, total.input_tokens, total.reasoning_tokens],
+            [2, 4, 12]
+        );
+        assert_eq!(total.cost_usd, "0.000001000000");
+        assert_eq!(total.reference_cost_usd, "0.000001250000");
+        assert_eq!(total.savings_usd, "0.000000250000");
+        assert_eq!(sum(&[]).cost_usd, "0.000000000000");
     }
 
     #[test]

@@ -146,6 +146,9 @@ pub struct KeyInfo {
     pub id: String,
     pub team_id: String,
     pub org_id: String,
+    /// Its team's and organization's names, as loaded (for metrics labels).
+    pub team_name: String,
+    pub org_name: String,
     pub name: Option<String>,
     pub prefix: String,
     /// The key's, its team's and its organization's policies.
@@ -165,6 +168,12 @@ impl KeyInfo {
             (Level::Team, self.team_id.as_str(), &q.team),
             (Level::Key, self.id.as_str(), &q.key),
         ]
+    }
+
+    /// What the key is called in metrics: its name, or its display prefix
+    /// when it has none. Never the secret.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.prefix)
     }
 
     /// Whether the key has expired at `now_ms`.
@@ -681,7 +690,8 @@ impl Tenancy {
     /// The key with this secret hash, for the auth cache.
     pub async fn key_by_hash(&self, hash: &str) -> Result<Option<KeyInfo>, DbError> {
         let sql = format!(
-            "SELECT k.id, k.team_id, t.org_id, k.name, k.key_prefix, k.expires_at, k.revoked_at, \
+            "SELECT k.id, k.team_id, t.org_id, t.name AS team_name, o.name AS org_name, \
+             k.name, k.key_prefix, k.expires_at, k.revoked_at, \
              k.policy AS key_policy, t.policy AS team_policy, o.policy AS org_policy, \
              k.budget AS key_budget, t.budget AS team_budget, o.budget AS org_budget, \
              k.limits AS key_limits, t.limits AS team_limits, o.limits AS org_limits \
@@ -709,6 +719,8 @@ impl Tenancy {
             id: row.try_get("id")?,
             team_id: row.try_get("team_id")?,
             org_id: row.try_get("org_id")?,
+            team_name: row.try_get("team_name")?,
+            org_name: row.try_get("org_name")?,
             name: row.try_get("name")?,
             prefix: row.try_get("key_prefix")?,
             policies: Policies {
@@ -810,6 +822,8 @@ mod tests {
             id: "k".into(),
             team_id: "t".into(),
             org_id: "o".into(),
+            team_name: "team".into(),
+            org_name: "org".into(),
             name: None,
             prefix: "tg-x".into(),
             policies: Policies::default(),

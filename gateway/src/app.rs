@@ -252,13 +252,14 @@ impl App {
         for m in catalog.iter().filter(|m| m.price.is_none()) {
             tracing::warn!(model = %m.name, "no known price: requests are charged billing.default_price; set input_per_mtok and output_per_mtok");
         }
-        let metrics = Arc::new(Metrics::new()?);
+        let metrics = Arc::new(Metrics::new(config.metrics.per_key)?);
 
         let spool = Arc::new(Spool::open(&config.ledger.spool_dir)?);
         let wake = Arc::new(Notify::new());
         metrics.attach_ledger(spool.stats());
         let tenancy = Arc::new(Tenancy::new(db.clone()));
         let keys = KeyCache::new(tenancy.clone(), 100_000);
+        metrics.attach_names(keys.names().clone());
 
         let background_stop = CancellationToken::new();
         let mut background = JoinSet::new();
@@ -312,7 +313,11 @@ impl App {
                 spool: spool.clone(),
                 quotas: quotas.clone(),
             },
-            auth: Arc::new(Authenticator::new(&config.server.master_key, keys.clone())),
+            auth: Arc::new(Authenticator::new(
+                &config.server.master_key,
+                config.metrics.token.as_ref(),
+                keys.clone(),
+            )),
             metrics,
             readiness: Readiness::default(),
             admin: AdminState {

@@ -49,6 +49,8 @@ impl Caller {
 #[derive(Debug)]
 pub struct Authenticator {
     master_digest: [u8; 32],
+    /// `[metrics] token`: when set, `/metrics` wants it (or the master key).
+    scrape_digest: Option<[u8; 32]>,
     keys: KeyCache,
 }
 
@@ -73,11 +75,29 @@ fn is_master(master: &[u8; 32], token: &str) -> bool {
 }
 
 impl Authenticator {
-    /// Accepts the master key and the keys in `keys`.
-    pub fn new(master_key: &Secret, keys: KeyCache) -> Self {
+    /// Accepts the master key and the keys in `keys`; `/metrics` is open,
+    /// or wants `scrape_token` (or the master key) when one is set.
+    pub fn new(master_key: &Secret, scrape_token: Option<&Secret>, keys: KeyCache) -> Self {
         Self {
             master_digest: digest(master_key.expose()),
+            scrape_digest: scrape_token.map(|t| digest(t.expose())),
             keys,
+        }
+    }
+
+    /// Whether a request may read `/metrics`, which names organizations and
+    /// teams: always when no `[metrics] token` is set, else with that token
+    /// or the master key, compared in constant time.
+    pub fn may_scrape(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(scrape) = &self.scrape_digest else {
+            return Ok(());
+        };
+        match presented_token(headers) {
+            Some(t) if is_master(scrape, t) || is_master(&self.master_digest, t) => Ok(()),
+            Some(_) => Err(ApiError::unauthorized("Incorrect metrics token provided.")),
+            None => Err(ApiError::unauthorized(
+                "/metrics needs the token set in [metrics] token, as 'Authorization: Bearer TOKEN'.",
+            )),
         }
     }
 

@@ -9,7 +9,7 @@
 //! - [`context`]: the per-request [`RequestContext`](context::RequestContext).
 //! - [`record`]: the end-of-request record and its sinks.
 //! - [`ledger`]: the sink that turns records into spooled ledger rows.
-//! - [`metrics`]: Prometheus metrics.
+//! - [`metrics`]: Prometheus metrics, counted per organization and team.
 //! - [`error`]: [`ApiError`](error::ApiError), rendered in the client's wire shape.
 //! - [`state`]: shared state.
 //! - [`cli`], [`check`], [`admin_cli`]: the command line, `check-config`, and

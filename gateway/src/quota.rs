@@ -3,7 +3,7 @@
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use billing::quota::{reset_text, Admission, Level, RateView, Reason, Rejection};
+use billing::quota::{reset_text, Admission, RateView, Reason, Rejection};
 use billing::tenancy::KeyInfo;
 use billing::Picodollars;
 use router::price::Price;
@@ -124,8 +124,8 @@ pub fn set_rate_headers(headers: &mut HeaderMap, view: &RateView) {
     }
 }
 
-/// Raises budget alerts (metric, log line, optional webhook POST) and keeps
-/// the team and organization budget gauges current, until `stop`.
+/// Raises budget alerts (metric, log line, optional webhook POST) until
+/// `stop`. (The budget gauges are read from the engine at each scrape.)
 pub async fn watch(
     engine: billing::quota::QuotaEngine,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
@@ -140,7 +140,6 @@ pub async fn watch(
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(stop);
-    let mut n = 0u64;
     loop {
         tokio::select! {
             () = &mut stop => return,
@@ -188,46 +187,6 @@ pub async fn watch(
                     }
                 }
             }
-        }
-        n += 1;
-        if n.is_multiple_of(4) {
-            budget_gauges(&engine, &metrics);
-        }
-    }
-}
-
-fn budget_gauges(engine: &billing::quota::QuotaEngine, metrics: &crate::metrics::Metrics) {
-    for (level, id, budget, used) in engine.budgets(billing::db::now_ms()) {
-        if level == Level::Key {
-            continue;
-        }
-        let set = |g: &prometheus::GaugeVec, kind: &str, v: f64| {
-            g.with_label_values(&[level.name(), &id, kind]).set(v);
-        };
-        if let Some(limit) = budget.limit_cost() {
-            let spent = used.spent.usd_f64();
-            set(&metrics.budget_usd, "limit", limit.usd_f64());
-            set(&metrics.budget_usd, "spent", spent);
-            set(&metrics.budget_usd, "reserved", used.reserved.usd_f64());
-            set(
-                &metrics.budget_usd,
-                "remaining",
-                (limit.usd_f64() - spent).max(0.0),
-            );
-        }
-        if let Some(limit) = budget.limit_tokens {
-            set(&metrics.budget_tokens, "limit", limit as f64);
-            set(&metrics.budget_tokens, "spent", used.tokens as f64);
-            set(
-                &metrics.budget_tokens,
-                "reserved",
-                used.reserved_tokens as f64,
-            );
-            set(
-                &metrics.budget_tokens,
-                "remaining",
-                limit.saturating_sub(used.tokens) as f64,
-            );
         }
     }
 }

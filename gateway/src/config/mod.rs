@@ -6,6 +6,7 @@
 
 mod env;
 mod metering;
+mod metrics;
 mod raw;
 mod routes;
 mod secret;
@@ -22,6 +23,7 @@ use router::Timeouts;
 pub use metering::{
     BillingConfig, DatabaseConfig, LedgerConfig, DEFAULT_DATABASE_URL, DEFAULT_SPOOL_DIR,
 };
+pub use metrics::MetricsConfig;
 pub use secret::Secret;
 
 use raw::{RawConfig, RawProvider, RawTimeouts};
@@ -57,6 +59,8 @@ pub struct Config {
     /// Where budgets and rate limits are counted when several replicas
     /// share them; `None` counts them in this process.
     pub redis: Option<RedisConfig>,
+    /// What `/metrics` labels per-team series with.
+    pub metrics: MetricsConfig,
 }
 
 /// `[redis]`: the counters every replica shares.
@@ -557,6 +561,7 @@ fn from_raw(
             breaker,
             quotas,
             redis,
+            metrics: MetricsConfig::from_raw(&raw.metrics),
         })
     } else {
         Err(ConfigError {

@@ -28,6 +28,15 @@ pub struct RawConfig {
     pub quotas: RawQuotas,
     #[serde(default)]
     pub redis: RawRedis,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub per_key: Option<bool>,
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -204,6 +204,22 @@ fn the_readmes_config_reference_is_a_valid_config() {
     let auto = &config.routes["auto"];
     assert_eq!(auto.candidates.len(), 3);
     assert_eq!(config.models["kimi-k2.5"].context_window, 256_000);
+    assert!(!config.metrics.per_key, "per-key labels are opt-in");
+}
+
+#[test]
+fn per_key_metrics_are_opt_in_and_the_metrics_table_rejects_unknown_keys() {
+    let base = "[server]\nmaster_key = \"12345678\"\n";
+    let off = Config::parse(base, "t.toml", &|_| None).unwrap();
+    assert!(!off.metrics.per_key);
+    let on = Config::parse(
+        &format!("{base}[metrics]\nper_key = true\n"),
+        "t.toml",
+        &|_| None,
+    );
+    assert!(on.unwrap().metrics.per_key);
+    let p = problems(&format!("{base}[metrics]\nper_team = true\n"));
+    assert_eq!(p[0].0, "metrics.per_team", "{p:?}");
 }
 
 const BASE: &str = "[server]\nmaster_key = \"12345678\"\n[providers.ant]\nkind = \"anthropic\"\nbase_url = \"https://api.anthropic.com\"\n[providers.oai]\nkind = \"openai\"\nbase_url = \"https://api.example.com/v1\"\n[models.a]\nprovider = \"ant\"\n[models.b]\nprovider = \"oai\"\n";

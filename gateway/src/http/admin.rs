@@ -4,17 +4,17 @@
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use billing::policy::{present, Policy, PolicyPatch};
 use billing::quota::{Budget, Limits};
-use billing::reports::{self, GroupBy, SpendFilter};
-use billing::tenancy::{parse_rfc3339, Controls, KeySpec, Patch, MAX_RFC3339_MS};
+use billing::tenancy::{parse_rfc3339, Controls, KeySpec, Patch};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::spend::SpendQuery;
 use crate::error::ApiError;
 use crate::state::AdminState;
 
@@ -231,7 +231,7 @@ pub struct TeamFilter {
 }
 
 /// A query string, with a 400 in OpenAI's shape when it does not parse.
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub(super) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(v)| v).map_err(|e| {
         ApiError::invalid(
             None,
@@ -356,96 +356,11 @@ pub async fn revoke_key(
     Ok(Json(json!(key)))
 }
 
-/// A time given as RFC 3339 or as unix seconds, between 1970 and 9999.
-fn time_param(name: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
-    let Some(v) = v else { return Ok(None) };
-    let ms = match v.parse::<i64>() {
-        Ok(secs) => secs.checked_mul(1000),
-        Err(_) => parse_rfc3339(v),
-    };
-    match ms {
-        Some(ms) if (0..=MAX_RFC3339_MS).contains(&ms) => Ok(Some(ms)),
-        _ => Err(ApiError::invalid(
-            Some(name),
-            format!("{name} must be an RFC 3339 time or unix seconds between 1970 and 9999."),
-        )),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SpendQuery {
-    group_by: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    org_id: Option<String>,
-    team_id: Option<String>,
-    key_id: Option<String>,
-    route: Option<String>,
-    model: Option<String>,
-    format: Option<String>,
-}
-
-/// `GET /admin/spend`: totals per group over `[from, to)` (default: the last
-/// 30 days), as JSON or CSV.
+/// `GET /admin/spend`: the spend report over every organization (see
+/// [`super::spend`]).
 pub async fn spend(
     State(admin): State<AdminState>,
     q: Result<Query<SpendQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let q = query(q)?;
-    for (name, v) in [
-        ("org_id", &q.org_id),
-        ("team_id", &q.team_id),
-        ("key_id", &q.key_id),
-        ("route", &q.route),
-        ("model", &q.model),
-    ] {
-        if v.as_deref().is_some_and(str::is_empty) {
-            return Err(ApiError::invalid(
-                Some(name),
-                format!("{name} must not be empty."),
-            ));
-        }
-    }
-    let by_text = q.group_by.as_deref().unwrap_or("model");
-    let by = GroupBy::parse(by_text).ok_or_else(|| {
-        ApiError::invalid(
-            Some("group_by"),
-            "group_by must be one of org, team, key, route, model, provider, day, hour.",
-        )
-    })?;
-    let to = time_param("to", q.to.as_deref())?.unwrap_or_else(|| billing::db::now_ms() + 1);
-    let from = time_param("from", q.from.as_deref())?.unwrap_or((to - 30 * 86_400_000).max(0));
-    if from >= to {
-        return Err(ApiError::invalid(Some("from"), "from must be before to."));
-    }
-    let filter = SpendFilter {
-        from_ms: from,
-        to_ms: to,
-        org_id: q.org_id,
-        team_id: q.team_id,
-        key_id: q.key_id,
-        route: q.route,
-        model: q.model,
-    };
-    let rows = reports::spend(&admin.db, by, &filter).await?;
-    match q.format.as_deref() {
-        None | Some("json") => Ok(Json(json!({
-            "object": "spend_report",
-            "group_by": by_text,
-            "from": billing::tenancy::rfc3339(from),
-            "to": billing::tenancy::rfc3339(to),
-            "data": rows,
-        }))
-        .into_response()),
-        Some("csv") => Ok((
-            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            reports::to_csv(&rows),
-        )
-            .into_response()),
-        Some(_) => Err(ApiError::invalid(
-            Some("format"),
-            "format must be json or csv.",
-        )),
-    }
+    super::spend::report(&admin, query(q)?).await
 }

@@ -5,11 +5,13 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::json;
 
+use crate::auth::Authenticator;
+use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::state::Readiness;
 
@@ -33,12 +35,18 @@ pub async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
     }
 }
 
-pub async fn metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    (
+/// `GET /metrics`: open, or behind `[metrics] token` when one is set.
+pub async fn metrics(
+    State(metrics): State<Arc<Metrics>>,
+    State(auth): State<Arc<Authenticator>>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    auth.may_scrape(&headers)?;
+    Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         metrics.render(),
-    )
+    ))
 }

@@ -4,11 +4,10 @@
 use axum::extract::State;
 use axum::{Extension, Json};
 use billing::policy::Policy;
-use billing::quota::{Budget, Level, Seed};
 use billing::reports::{self, SpendFilter};
-use billing::Picodollars;
 use serde_json::{json, Value};
 
+use super::budget;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AdminState;
@@ -49,7 +48,7 @@ pub async fn me(
     let views = [&mut org_view, &mut team_view, &mut key_view];
     for ((level, id, quota), view) in key.quota_levels().into_iter().zip(views) {
         view["budget"] = match &quota.budget {
-            Some(b) => budget_view(&admin, level, id, b, now).await?,
+            Some(b) => budget::view(b, &budget::usage(&admin, level, id, b, now).await?),
             None => Value::Null,
         };
         view["limits"] = json!(quota.limits);
@@ -62,55 +61,6 @@ pub async fn me(
         "org": org_view,
         "spend": {"today": today, "month": this_month},
     })))
-}
-
-/// A budget with its period, what is used (settled and held by requests in
-/// flight) and what remains. The gateway's own counters when it has used the
-/// budget this period; the ledger otherwise.
-async fn budget_view(
-    admin: &AdminState,
-    level: Level,
-    id: &str,
-    b: &Budget,
-    now: i64,
-) -> Result<Value, ApiError> {
-    let usage = match admin.quotas.current_usage(level, id, b.period, now).await {
-        Some(u) => u,
-        None => {
-            let (start, end) = b.period.window(now);
-            let (spent, tokens) = Seed::Ledger(admin.db.clone())
-                .spent(level, id, (start, end))
-                .await?;
-            billing::quota::Usage {
-                period_start_ms: start,
-                period_end_ms: end,
-                spent,
-                tokens,
-                reserved: Picodollars::ZERO,
-                reserved_tokens: 0,
-            }
-        }
-    };
-    let mut v = json!({
-        "limit_usd": b.limit_usd,
-        "limit_tokens": b.limit_tokens,
-        "period": b.period,
-        "enforcement": b.enforcement,
-        "period_start": billing::tenancy::rfc3339(usage.period_start_ms),
-        "resets_at": (usage.period_end_ms != i64::MAX).then(|| billing::tenancy::rfc3339(usage.period_end_ms)),
-        "spent_usd": usage.spent.usd(),
-        "reserved_usd": usage.reserved.usd(),
-        "spent_tokens": usage.tokens,
-        "reserved_tokens": usage.reserved_tokens,
-    });
-    if let Some(limit) = b.limit_cost() {
-        let left = Picodollars((limit.0 - usage.spent.0 - usage.reserved.0).max(0));
-        v["remaining_usd"] = json!(left.usd());
-    }
-    if let Some(limit) = b.limit_tokens {
-        v["remaining_tokens"] = json!(limit.saturating_sub(usage.tokens + usage.reserved_tokens));
-    }
-    Ok(v)
 }
 
 /// `fields` with the policy's fields beside them.

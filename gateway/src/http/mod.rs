@@ -1,12 +1,16 @@
 //! The HTTP edge: routes, middleware and handlers.
 
 mod admin;
+mod budget;
 mod count_tokens;
 mod health;
 mod me;
 mod middleware;
 mod models;
 mod proxy;
+mod spend;
+mod teams;
+mod ui;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
@@ -19,8 +23,12 @@ pub use middleware::{anthropic_errors, RequestId};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Routes that need no credentials: probes and metrics scraping.
-pub const PUBLIC_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics"];
+/// Routes that need no credentials: probes, metrics scraping, and the
+/// spend page's static files (`/ui` and what is under it), which hold no
+/// data: the page calls the authenticated API.
+pub const PUBLIC_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics", "/ui"];
+
+pub use ui::CONTENT_SECURITY_POLICY;
 
 /// Builds the router: callable without a socket, as tests do.
 pub fn build_router(state: AppState) -> Router {
@@ -42,6 +50,9 @@ pub fn build_router(state: AppState) -> Router {
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*model}", get(models::retrieve))
         .route("/v1/me", get(me::me))
+        .route("/v1/spend", get(spend::spend))
+        .route("/v1/spend/teams", get(teams::list))
+        .route("/v1/spend/teams/{id}", get(teams::team))
         // Auth guards every route above; as a route layer it runs only on a
         // match, so an unknown path is a 404, not a 401.
         .route_layer(from_fn_with_state(state.clone(), middleware::require_auth));
@@ -79,7 +90,19 @@ pub fn build_router(state: AppState) -> Router {
         .route(PUBLIC_ROUTES[0], get(health::healthz))
         .route(PUBLIC_ROUTES[1], get(health::readyz))
         .route(PUBLIC_ROUTES[2], get(health::metrics));
+    let page = Router::new()
+        // Their own 405 fallbacks, so that the layer below covers them.
+        .route(
+            PUBLIC_ROUTES[3],
+            get(ui::index).fallback(method_not_allowed),
+        )
+        .route("/ui/", get(ui::index).fallback(method_not_allowed))
+        .route("/ui/{*file}", get(ui::file).fallback(method_not_allowed))
+        // Every answer under /ui, 404s and 405s included, carries the
+        // page's security headers.
+        .layer(from_fn(ui::security_headers));
     public
+        .merge(page)
         .merge(protected)
         .merge(admin)
         .fallback(unknown_route)

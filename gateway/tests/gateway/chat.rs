@@ -176,8 +176,8 @@ async fn metrics_count_requests_tokens_and_latency_by_model_and_provider() {
     let _ = app.chat(chat_body("nope")).await;
     let text = app.metrics().await;
     for line in [
-        r#"tollgate_requests_total{endpoint="chat_completions",model="m",provider="up",status="200"} 1"#,
-        r#"tollgate_tokens_total{kind="output",model="m",provider="up"} 8"#,
+        r#"tollgate_requests_total{endpoint="chat_completions",model="m",org="master",provider="up",status="200",team="master"} 1"#,
+        r#"tollgate_tokens_total{kind="output",model="m",org="master",provider="up",team="master"} 8"#,
         r#"tollgate_request_duration_seconds_count{endpoint="chat_completions",model="m",provider="up"} 1"#,
         r#"tollgate_http_requests_total{route="/v1/chat/completions",status="404"} 1"#,
         "tollgate_requests_in_flight 0",

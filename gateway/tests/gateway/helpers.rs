@@ -349,3 +349,65 @@ pub fn named_events(text: &str) -> Vec<(String, Value)> {
         })
         .collect()
 }
+
+/// Creates an organization through the admin API (`extra` adds fields, such
+/// as a budget): its id.
+pub async fn create_org(app: &TestApp, name: &str, extra: Value) -> String {
+    created(app, "/admin/orgs", serde_json::json!({"name": name}), extra).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Creates a team in `org_id`: its id.
+pub async fn create_team(app: &TestApp, org_id: &str, name: &str, extra: Value) -> String {
+    let body = serde_json::json!({"org_id": org_id, "name": name});
+    created(app, "/admin/teams", body, extra).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Creates a key in `team_id`: its secret, and the key as created.
+pub async fn create_key(app: &TestApp, team_id: &str, name: &str, extra: Value) -> (String, Value) {
+    let body = serde_json::json!({"team_id": team_id, "name": name});
+    let key = created(app, "/admin/keys", body, extra).await;
+    (key["key"].as_str().unwrap().to_owned(), key)
+}
+
+async fn created(app: &TestApp, path: &str, mut body: Value, extra: Value) -> Value {
+    if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
+        b.extend(e);
+    }
+    let (status, v) = app.admin(reqwest::Method::POST, path, body).await;
+    assert_eq!(status, 201, "POST {path}: {v}");
+    v
+}
+
+impl TestApp {
+    /// A GET with `key`: its status and JSON body.
+    pub async fn get_as(&self, key: &str, path: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("gateway answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("a JSON body"))
+    }
+
+    /// A chat request for `model` with `key`, which must succeed.
+    pub async fn chat_as(&self, key: &str, model: &str) {
+        let resp = self
+            .http
+            .post(self.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&chat_body(model))
+            .send()
+            .await
+            .expect("gateway answers");
+        assert_eq!(resp.status(), 200, "chat with {model}");
+    }
+}

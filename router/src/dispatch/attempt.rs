@@ -59,11 +59,12 @@ pub(crate) async fn run(
     shared: &Shared<'_>,
     entry: &Arc<ModelEntry>,
     upstream: UpstreamRequest,
-    metered: Metered,
+    mut metered: Metered,
     started: Instant,
 ) -> Tried {
     let client = shared.request.client();
     let stream = shared.request.stream();
+    metered.sending();
     let sent = entry
         .provider
         .send(
@@ -78,6 +79,8 @@ pub(crate) async fn run(
             },
         )
         .await;
+    // A whole body has been read by now; a stream's end is noted when it ends.
+    metered.upstream_until(Instant::now());
     let mut tried = match sent {
         Ok(reply) => answer(shared, entry, upstream.wire, reply, metered, started),
         Err(e) => {
@@ -166,7 +169,7 @@ fn relay_success(
     entry: &Arc<ModelEntry>,
     upstream: Wire,
     reply: UpstreamReply,
-    metered: Metered,
+    mut metered: Metered,
     started: Instant,
 ) -> Answer {
     let request = shared.request;
@@ -232,8 +235,10 @@ fn relay_success(
                 started,
                 shutdown: shared.shutdown.clone(),
             };
+            metered.streaming();
             let stream =
                 relay::relay_stream(body, opts, request.body(), move |summary: Summary| {
+                    metered.upstream_until(summary.upstream_done);
                     metered.finish(Ended {
                         status: StatusCode::OK,
                         error: (!summary.end.is_complete()).then(|| summary.end.label()),

@@ -32,6 +32,10 @@ pub struct Outcome {
     pub usage_source: UsageSource,
     /// From the start of the attempt to the first streamed output.
     pub ttft: Option<Duration>,
+    /// How long the upstream exchange took: from sending the request to the
+    /// upstream's last byte (for a stream, its last event, or the moment the
+    /// client cut it short). `None` when nothing was sent.
+    pub upstream_time: Option<Duration>,
 }
 
 /// The gateway's side of one attempt: prices the outcome, settles what
@@ -39,6 +43,10 @@ pub struct Outcome {
 /// once per attempt, however the attempt ends, the client's disconnect
 /// included.
 pub trait Meter: Send + 'static {
+    /// A streamed answer starts being relayed to the client. Called at most
+    /// once, before [`Meter::finish`], which still ends the stream.
+    fn streaming(&mut self) {}
+
     /// The attempt is over. Returns what it cost in USD, as text, for the
     /// client's `x-tollgate-cost-usd` header (on whole answers).
     fn finish(self: Box<Self>, outcome: Outcome) -> Option<String>;
@@ -115,6 +123,10 @@ pub(crate) struct Metered {
     /// What the upstream was sent, for estimates.
     body: Bytes,
     started: Instant,
+    /// When the request was sent upstream.
+    sent: Option<Instant>,
+    /// How long the upstream exchange took, once known.
+    upstream_time: Option<Duration>,
 }
 
 impl Metered {
@@ -131,6 +143,28 @@ impl Metered {
             operation,
             body,
             started,
+            sent: None,
+            upstream_time: None,
+        }
+    }
+
+    /// The request is being sent upstream now.
+    pub fn sending(&mut self) {
+        self.sent = Some(Instant::now());
+    }
+
+    /// The upstream's last byte arrived `at` (the last call counts): the
+    /// upstream exchange took from [`Metered::sending`] to then.
+    pub fn upstream_until(&mut self, at: Instant) {
+        if let Some(sent) = self.sent {
+            self.upstream_time = Some(at.saturating_duration_since(sent));
+        }
+    }
+
+    /// A streamed answer starts being relayed.
+    pub fn streaming(&mut self) {
+        if let Some(meter) = self.meter.as_mut() {
+            meter.streaming();
         }
     }
 
@@ -190,6 +224,7 @@ impl Metered {
             usage,
             usage_source,
             ttft: e.ttft,
+            upstream_time: self.upstream_time,
         })
     }
 }
@@ -198,6 +233,9 @@ impl Drop for Metered {
     fn drop(&mut self) {
         // Dropped unfinished: the client disconnected while the upstream was
         // still working. The prompt was sent, so it is estimated.
+        if self.meter.is_some() && self.upstream_time.is_none() {
+            self.upstream_until(Instant::now());
+        }
         self.settle(Ended {
             status: StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             end: End::ClientDisconnected,

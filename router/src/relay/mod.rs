@@ -9,6 +9,8 @@ mod timed;
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 pub use json::{relay_json, JsonRelayed, MalformedBody};
 pub use sse::{relay_stream, StreamOptions};
 
@@ -71,6 +73,9 @@ pub struct Summary {
     pub end: End,
     /// From the start of the request to the first event forwarded.
     pub ttft: Option<Duration>,
+    /// When the upstream's part ended: its last event, end of body or
+    /// error was read, or the client went away while it was still going.
+    pub upstream_done: Instant,
     /// The text the model produced (content, reasoning, tool-call arguments),
     /// for estimating usage when the provider reported none.
     pub output_text: String,

@@ -52,6 +52,9 @@ struct Relay {
     meter: Meter,
     started: Instant,
     ttft: Option<Duration>,
+    /// When the upstream last delivered something (an event, its end, or
+    /// an error), for the time the upstream exchange took.
+    upstream_done: Instant,
     queue: VecDeque<Bytes>,
     scratch: Vec<Bytes>,
     forwarded: u64,
@@ -82,6 +85,7 @@ pub fn relay_stream(
         meter: Meter::default(),
         started: opts.started,
         ttft: None,
+        upstream_done: Instant::now(),
         queue: VecDeque::new(),
         scratch: Vec::new(),
         forwarded: 0,
@@ -100,6 +104,7 @@ impl Relay {
                 usage: self.meter.usage,
                 end,
                 ttft: self.ttft,
+                upstream_done: self.upstream_done,
                 output_text: std::mem::take(&mut self.meter.output_text),
                 events: self.forwarded + self.queue.len() as u64,
             });
@@ -136,7 +141,9 @@ impl Relay {
                 return Some(frame);
             }
             self.on_end.as_ref()?;
-            let event = match self.events.next().await {
+            let next = self.events.next().await;
+            self.upstream_done = Instant::now();
+            let event = match next {
                 Some(Ok(event)) => event,
                 Some(Err(EventStreamError::Transport(ProviderError::Timeout(phase)))) => {
                     self.fail(End::Timeout(phase));
@@ -178,7 +185,11 @@ impl Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        // Dropped before the end: the client went away.
+        // Dropped before the end: the client went away, cutting the
+        // upstream exchange short now.
+        if self.on_end.is_some() {
+            self.upstream_done = Instant::now();
+        }
         self.finish(End::ClientDisconnected);
     }
 }

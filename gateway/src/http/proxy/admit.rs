@@ -13,6 +13,7 @@ use billing::Picodollars;
 use router::dispatch::{AttemptInfo, Hooks, Meter, Retry};
 use router::route::Route;
 use router::ModelEntry;
+use tokio::time::Instant;
 
 use super::meter::Charge;
 use crate::auth::Caller;
@@ -80,6 +81,9 @@ pub(super) struct Gate<'a> {
     hard: bool,
     /// The rate limits as the last admission saw them, for the headers.
     rate: Mutex<Option<RateView>>,
+    /// When Tollgate's time on the next attempt began: when the gate was
+    /// made, then when an attempt failed over.
+    since: Mutex<Instant>,
 }
 
 impl<'a> Gate<'a> {
@@ -92,6 +96,7 @@ impl<'a> Gate<'a> {
             limited,
             hard: limited.is_some_and(|k| k.quotas.has_hard_budget()),
             rate: Mutex::new(None),
+            since: Mutex::new(Instant::now()),
         }
     }
 
@@ -140,10 +145,11 @@ impl Hooks for Gate<'_> {
                 Ok(Some(ticket))
             }
             Err(r) => {
-                self.proxy
-                    .metrics
+                let metrics = &self.proxy.metrics;
+                let who = metrics.tenant(self.caller);
+                metrics
                     .quota_rejections
-                    .with_label_values(&[r.reason.label(), r.level.name()])
+                    .with_label_values(&who.values(&[r.reason.label(), r.level.name()]))
                     .inc();
                 // The access log's one line says it (`insufficient_quota`,
                 // `rate_limit_exceeded`); which limit is detail, and counted.
@@ -158,7 +164,14 @@ impl Hooks for Gate<'_> {
     }
 
     fn meter(&self, at: &AttemptInfo<'_>, ticket: Option<Ticket>) -> Box<dyn Meter> {
-        Box::new(Charge::new(self.proxy, self.caller, self.id, at, ticket))
+        let since = *self.since.lock().unwrap_or_else(PoisonError::into_inner);
+        Box::new(Charge::new(
+            self.proxy,
+            (self.caller, self.id),
+            at,
+            ticket,
+            since,
+        ))
     }
 
     fn planned(&self, route: &Route, plan: &[Arc<ModelEntry>]) {
@@ -172,6 +185,7 @@ impl Hooks for Gate<'_> {
     }
 
     fn falling_back(&self, at: &AttemptInfo<'_>, reason: Retry) {
+        *self.since.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
         self.proxy
             .metrics
             .fallbacks

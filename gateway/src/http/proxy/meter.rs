@@ -23,16 +23,37 @@ pub(super) struct Charge {
     model: Arc<ModelEntry>,
     /// What admission reserved, settled with the attempt's cost.
     ticket: Option<Ticket>,
+    /// When Tollgate's time on this attempt began (see [`RequestRecord::overhead`]).
+    since: Instant,
+    /// Held while the attempt's answer is streamed.
+    open_stream: Option<OpenStream>,
+}
+
+/// One stream counted in `tollgate_streams_open`, until dropped.
+struct OpenStream(prometheus::IntGauge);
+
+impl OpenStream {
+    fn new(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Charge {
-    /// Starts metering attempt `at` of the request the client knows as `id`.
+    /// Starts metering attempt `at` of the request the client knows as `id`;
+    /// Tollgate's time on it began at `since`.
     pub fn new(
         proxy: &ProxyState,
-        caller: &Caller,
-        id: uuid::Uuid,
+        (caller, id): (&Caller, uuid::Uuid),
         at: &AttemptInfo<'_>,
         ticket: Option<Ticket>,
+        since: Instant,
     ) -> Self {
         let entry = at.entry;
         let ctx = RequestContext {
@@ -65,14 +86,23 @@ impl Charge {
             ctx,
             model: entry.clone(),
             ticket,
+            since,
+            open_stream: None,
         }
     }
 }
 
 impl Meter for Charge {
+    fn streaming(&mut self) {
+        if self.open_stream.is_none() {
+            self.open_stream = Some(OpenStream::new(&self.proxy.metrics.streams_open));
+        }
+    }
+
     fn finish(mut self: Box<Self>, o: Outcome) -> Option<String> {
         let metrics = &self.proxy.metrics;
         metrics.in_flight.dec();
+        drop(self.open_stream.take());
         if let Some(kind) = o.upstream_failure {
             metrics
                 .upstream_errors
@@ -98,6 +128,9 @@ impl Meter for Charge {
             .as_ref()
             .map(|r| billing::cost(&o.usage, r.price.as_ref().unwrap_or(default_price)));
         let latency = self.ctx.started.elapsed();
+        let overhead = o
+            .upstream_time
+            .map(|upstream| self.since.elapsed().saturating_sub(upstream));
         self.proxy.recorder.record(RequestRecord {
             ctx: self.ctx,
             status: o.status.as_u16(),
@@ -110,6 +143,7 @@ impl Meter for Charge {
             priced,
             ttft: o.ttft,
             latency,
+            overhead,
         });
         Some(cost.usd())
     }

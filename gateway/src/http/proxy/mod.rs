@@ -135,9 +135,10 @@ async fn serve(
         query,
         headers,
     } = door;
+    // Made first: Tollgate's time on the request starts here.
+    let gate = admit::Gate::new(proxy, &caller, id);
     let resolved = admit::resolve(proxy, request.model(), &caller)?;
     admit::ledger_ready(proxy)?;
-    let gate = admit::Gate::new(proxy, &caller, id);
     let span = tracing::info_span!("proxy", request_id = %id);
     let result = dispatch::dispatch(
         Dispatch {

@@ -1,0 +1,1 @@
+"""The definitions generate.py writes the dashboards from."""

@@ -17,6 +17,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 SUITE=gateway/tests/conformance
 VENV=target/conformance-venv
 cd "$ROOT"
+# shellcheck source=../processes.sh
+source gateway/tests/processes.sh
 
 # Everything started here; the trap below ends it all and removes $WORK.
 PIDS=()
@@ -25,24 +27,9 @@ WORK=
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        # A bounded wait, then SIGKILL for anything still there.
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_all "${PIDS[@]}"
     if [[ $status -ne 0 && -n $WORK ]]; then
-        for log in "$WORK"/*.log; do
-            [[ -s $log ]] || continue
-            echo "---- last lines of $(basename "$log") ----" >&2
-            tail -n 40 "$log" >&2
-        done
+        show_logs "$WORK" 40
     fi
     [[ -n $WORK ]] && rm -rf "$WORK"
     exit "$status"

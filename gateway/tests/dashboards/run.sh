@@ -27,6 +27,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 SUITE=$ROOT/gateway/tests/dashboards
 cd "$ROOT"
+# shellcheck source=../processes.sh
+source gateway/tests/processes.sh
 
 # The PostgreSQL server: PG* variables, else DATABASE_URL's (as for
 # `cargo test`), else postgres@127.0.0.1:5432.
@@ -73,17 +75,7 @@ REDIS_PREFIX=
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_all "${PIDS[@]}"
     if [[ -n $DB ]]; then
         psql -X -q -d postgres -c "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1 ||
             say "could not drop database $DB"
@@ -93,11 +85,7 @@ cleanup() {
             xargs -r -n 100 redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
     fi
     if [[ $status -ne 0 && -n $WORK ]]; then
-        for log in "$WORK"/*.log; do
-            [[ -s $log ]] || continue
-            echo "---- last lines of $(basename "$log") ----" >&2
-            tail -n 30 "$log" >&2
-        done
+        show_logs "$WORK" 30
     fi
     if [[ -n $WORK ]]; then
         if [[ ${DASHBOARDS_KEEP:-0} == 1 ]]; then

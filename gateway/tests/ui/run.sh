@@ -17,6 +17,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 SUITE=gateway/tests/ui
 cd "$ROOT"
+# shellcheck source=../processes.sh
+source gateway/tests/processes.sh
 
 export CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 if [[ ! -x $CHROMIUM ]]; then
@@ -36,23 +38,9 @@ WORK=
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_all "${PIDS[@]}"
     if [[ $status -ne 0 && -n $WORK ]]; then
-        for log in "$WORK"/*.log; do
-            [[ -s $log ]] || continue
-            echo "---- last lines of $(basename "$log") ----" >&2
-            tail -n 40 "$log" >&2
-        done
+        show_logs "$WORK" 40
     fi
     [[ -n $WORK ]] && rm -rf "$WORK"
     exit "$status"

@@ -1,5 +1,6 @@
 //! Test support (feature `testing`): fresh databases on both backends, and
-//! a Redis key prefix of a test's own.
+//! a Redis key prefix of a test's own, on the Redis in `REDIS_URL` or on a
+//! local Redis Cluster ([`cluster`]).
 //!
 //! SQLite always runs, in a temporary directory. Postgres runs when
 //! `DATABASE_URL` names a server: each test gets a database of its own,
@@ -7,6 +8,10 @@
 //! with a printed reason, except under `CI`, where it fails.
 
 #![allow(clippy::expect_used, clippy::disallowed_methods)]
+
+pub mod cluster;
+
+use std::sync::Arc;
 
 use sqlx::{AssertSqlSafe, Connection};
 
@@ -190,22 +195,47 @@ pub fn redis_url() -> Option<String> {
     }
 }
 
-/// A test's own corner of the Redis in `REDIS_URL`: a key prefix nobody
-/// else uses, whose keys are deleted when it drops.
+/// A test's own corner of the Redis in `REDIS_URL` (or of a local Redis
+/// Cluster): a key prefix nobody else uses, whose keys are deleted when it
+/// drops.
 #[derive(Debug)]
 pub struct TestRedis {
-    /// The server.
+    /// The server; for a cluster, its nodes, comma-separated.
     pub url: String,
     /// The prefix of this test's keys.
     pub prefix: String,
+    /// The cluster, when on one.
+    pub cluster: Option<Arc<cluster::TestCluster>>,
+}
+
+fn fresh_prefix() -> String {
+    format!("tollgate-test:{}", uuid::Uuid::now_v7().simple())
 }
 
 impl TestRedis {
     /// A fresh prefix on the test server, or `None` when there is none.
     pub fn new() -> Option<TestRedis> {
         let url = redis_url()?;
-        let prefix = format!("tollgate-test:{}", uuid::Uuid::now_v7().simple());
-        Some(TestRedis { url, prefix })
+        Some(TestRedis {
+            url,
+            prefix: fresh_prefix(),
+            cluster: None,
+        })
+    }
+
+    /// A fresh prefix on the cluster this test process shares, or `None`
+    /// when Redis is not installed (outside CI).
+    pub fn cluster() -> Option<TestRedis> {
+        Some(Self::on(&cluster::TestCluster::shared()?))
+    }
+
+    /// A fresh prefix on `cluster`.
+    pub fn on(cluster: &Arc<cluster::TestCluster>) -> TestRedis {
+        TestRedis {
+            url: cluster.url(),
+            prefix: fresh_prefix(),
+            cluster: Some(cluster.clone()),
+        }
     }
 
     /// Engine options for this prefix, reaching Redis at `url`.
@@ -216,27 +246,41 @@ impl TestRedis {
     ) -> crate::quota::RedisOptions {
         crate::quota::RedisOptions {
             url: url.to_owned(),
+            mode: match self.cluster {
+                Some(_) => crate::quota::RedisMode::Cluster,
+                None => crate::quota::RedisMode::Single,
+            },
             prefix: self.prefix.clone(),
             on_failure,
-            timeout: std::time::Duration::from_millis(500),
+            // Generous: a loaded CI machine (clusters starting beside the
+            // tests) must not turn a slow first call into an outage.
+            timeout: std::time::Duration::from_secs(2),
             lease: std::time::Duration::from_secs(30),
         }
     }
 
     /// Every key under the prefix.
     pub fn keys(&self) -> Vec<String> {
+        let pattern = format!("{}:*", self.prefix);
+        if let Some(c) = &self.cluster {
+            return c.keys(&pattern);
+        }
         let Ok(mut conn) = redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection())
         else {
             return Vec::new();
         };
         redis::cmd("KEYS")
-            .arg(format!("{}:*", self.prefix))
+            .arg(pattern)
             .query(&mut conn)
             .unwrap_or_default()
     }
 
     /// Deletes every key under the prefix (Redis losing its data).
     pub fn wipe(&self) {
+        if let Some(c) = &self.cluster {
+            c.delete(&format!("{}:*", self.prefix));
+            return;
+        }
         let keys = self.keys();
         if keys.is_empty() {
             return;
@@ -248,9 +292,14 @@ impl TestRedis {
         }
     }
 
-    /// Makes the server forget every loaded script, as a restart does (the
-    /// engines load them again when told they are missing).
+    /// Makes the server (every node of a cluster) forget every loaded
+    /// script, as a restart does (the engines load them again when told
+    /// they are missing).
     pub fn forget_scripts(&self) {
+        if let Some(c) = &self.cluster {
+            c.forget_scripts();
+            return;
+        }
         if let Ok(mut conn) =
             redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection())
         {

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::serve::ListenerExt;
 use axum::Router;
 use billing::keys::KeyCache;
-use billing::ledger::{Spool, Writer, WriterConfig};
+use billing::ledger::{Maintenance, Spool, Writer, WriterConfig};
 use billing::tenancy::Tenancy;
 use billing::Db;
 use router::provider::{AnthropicProvider, MockProvider, OpenAiProvider};
@@ -75,6 +75,11 @@ pub enum BuildError {
 
 /// How long the ledger writer may take to drain at shutdown.
 const LEDGER_DRAIN: Duration = Duration::from_secs(5);
+
+/// How often the Postgres ledger's partitions are maintained (made ahead
+/// for this month and the next, default-partition rows moved, old months
+/// dropped under `retention_months`). Also once at start.
+const LEDGER_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Builds the model catalog, with one provider (and one HTTP client) each.
 pub fn build_catalog(config: &Config) -> Result<Catalog, BuildError> {
@@ -176,8 +181,9 @@ pub struct App {
     router: Router,
     state: AppState,
     shutdown_grace: Duration,
-    /// The owned background tasks (ledger writer, key watcher), stopped by
-    /// `background_stop` after the server has drained.
+    /// The owned background tasks (ledger writer and partition maintenance,
+    /// key watcher), stopped by `background_stop` after the server has
+    /// drained.
     background: JoinSet<()>,
     background_stop: CancellationToken,
 }
@@ -217,6 +223,7 @@ fn quota_engine(config: &Config, db: &Db) -> Result<QuotaEngine, BuildError> {
     let url = r.url.expose();
     let opts = billing::quota::RedisOptions {
         url: url.to_owned(),
+        mode: r.mode,
         prefix: r.prefix.clone(),
         on_failure: r.on_failure,
         timeout: r.timeout,
@@ -224,11 +231,12 @@ fn quota_engine(config: &Config, db: &Db) -> Result<QuotaEngine, BuildError> {
     };
     let engine =
         QuotaEngine::redis(seed, thresholds, opts).map_err(|source| BuildError::Redis {
-            url: billing::db::redact_url(url),
+            url: billing::quota::redact_urls(url),
             source,
         })?;
     tracing::info!(
-        url = %billing::db::redact_url(url),
+        url = %billing::quota::redact_urls(url),
+        mode = r.mode.name(),
         prefix = %r.prefix,
         on_failure = r.on_failure.name(),
         "budgets and rate limits are counted in Redis, shared with every replica"
@@ -270,6 +278,12 @@ impl App {
         };
         let writer = Writer::new(db.clone(), spool.clone(), wake.clone(), writer_cfg);
         background.spawn(writer.run(background_stop.clone().cancelled_owned(), LEDGER_DRAIN));
+        let maintenance = Maintenance::new(
+            db.clone(),
+            config.ledger.retention_months,
+            LEDGER_MAINTENANCE_INTERVAL,
+        );
+        background.spawn(maintenance.run(background_stop.clone().cancelled_owned()));
         background.spawn(keys.clone().watch(
             config.billing.key_refresh_interval,
             background_stop.clone().cancelled_owned(),

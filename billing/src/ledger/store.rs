@@ -1,12 +1,20 @@
-//! Writing rows: one multi-row insert that skips request ids already present,
-//! and the hourly rollup of exactly the rows that went in, in one transaction.
+//! Writing rows: one multi-row insert that skips rows already present, and
+//! the hourly rollup of exactly the rows that went in, in one transaction.
+//!
+//! A row is already present when its dedup key is: `(request_id,
+//! started_at)` on Postgres, whose partitioned ledger can only enforce keys
+//! that hold the partition key (a replayed row carries the `started_at` it
+//! was first written with, so it still conflicts), and `request_id` alone on
+//! SQLite. On Postgres, rows older than the retention horizon are set aside,
+//! not inserted: their month's raw rows are gone, so a replay could no
+//! longer be told from a new row.
 
 use std::collections::{BTreeMap, HashSet};
 
 use sqlx::{AssertSqlSafe, Row};
 
 use super::LedgerRow;
-use crate::db::{Db, DbError};
+use crate::db::{Backend, Db, DbError};
 
 const LEDGER_COLUMNS: [&str; 28] = [
     "request_id",
@@ -85,21 +93,57 @@ struct Sums {
     reference_cost: i64,
 }
 
-/// Inserts `rows`, skipping ids already in the ledger, and adds the inserted
-/// ones to the hourly rollup, atomically. Returns how many were new.
+/// What a batch did.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// Rows that were new, now in the ledger and the rollup.
+    pub inserted: usize,
+    /// Rows already in the ledger (replays), skipped.
+    pub duplicates: usize,
+    /// Rows older than the retention horizon, neither inserted nor counted:
+    /// the caller keeps them aside.
+    pub expired: Vec<LedgerRow>,
+}
+
+/// Inserts `rows`, skipping those already in the ledger, and adds the
+/// inserted ones to the hourly rollup, atomically. Returns how many were
+/// new. Rows older than the retention horizon are not inserted (see
+/// [`write_batch`], which returns them).
 pub async fn insert_batch(db: &Db, rows: &[LedgerRow]) -> Result<usize, DbError> {
+    Ok(write_batch(db, rows).await?.inserted)
+}
+
+/// Like [`insert_batch`], saying what happened to every row.
+pub async fn write_batch(db: &Db, rows: &[LedgerRow]) -> Result<Written, DbError> {
+    let mut written = Written::default();
     if rows.is_empty() {
-        return Ok(0);
+        return Ok(written);
     }
     let mut tx = db.pool().begin().await?;
-    let mut inserted: HashSet<String> = HashSet::new();
+    let (conflict, horizon) = match db.backend() {
+        Backend::Postgres => {
+            // First statement: maintenance raises the horizon under this
+            // row's lock before it drops a month, so the horizon read here
+            // holds until commit.
+            let horizon: i64 = sqlx::query("SELECT dropped_before FROM ledger_retention FOR SHARE")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("dropped_before")?;
+            ("request_id, started_at", horizon)
+        }
+        Backend::Sqlite => ("request_id", i64::MIN),
+    };
+    let (live, expired): (Vec<&LedgerRow>, Vec<&LedgerRow>) =
+        rows.iter().partition(|r| r.started_at_ms >= horizon);
+    written.expired = expired.into_iter().cloned().collect();
+    let mut inserted: HashSet<(String, i64)> = HashSet::new();
     // SQLite takes at most 32,766 parameters a statement.
-    for chunk in rows.chunks(MAX_PARAMS / LEDGER_COLUMNS.len()) {
+    for chunk in live.chunks(MAX_PARAMS / LEDGER_COLUMNS.len()) {
         let sql = format!(
-        "INSERT INTO ledger ({}) VALUES {} ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
-        LEDGER_COLUMNS.join(", "),
-        placeholders(db, chunk.len(), LEDGER_COLUMNS.len())
-    );
+            "INSERT INTO ledger ({}) VALUES {} ON CONFLICT ({conflict}) DO NOTHING RETURNING request_id, started_at",
+            LEDGER_COLUMNS.join(", "),
+            placeholders(db, chunk.len(), LEDGER_COLUMNS.len())
+        );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for r in chunk {
             let u = &r.usage;
@@ -134,15 +178,18 @@ pub async fn insert_batch(db: &Db, rows: &[LedgerRow]) -> Result<usize, DbError>
                 .bind(r.reference_cost_picousd);
         }
         for row in q.fetch_all(&mut *tx).await? {
-            inserted.insert(row.try_get::<String, _>("request_id")?);
+            inserted.insert((row.try_get("request_id")?, row.try_get("started_at")?));
         }
     }
-    // Roll up only what went in: a replayed row must not count twice.
+    written.inserted = inserted.len();
+    written.duplicates = live.len() - inserted.len();
+    // Roll up only what went in: a replayed row must not count twice, nor
+    // a row the batch carries twice (each returned key is taken once).
     type GroupKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
     let mut groups: BTreeMap<GroupKey, Sums> = BTreeMap::new();
-    for r in rows
+    for r in live
         .iter()
-        .filter(|r| inserted.contains(&r.request_id.to_string()))
+        .filter(|r| inserted.remove(&(r.request_id.to_string(), r.started_at_ms)))
     {
         let key = (
             r.hour_ms(),
@@ -200,5 +247,5 @@ pub async fn insert_batch(db: &Db, rows: &[LedgerRow]) -> Result<usize, DbError>
         q.execute(&mut *tx).await?;
     }
     tx.commit().await?;
-    Ok(inserted.len())
+    Ok(written)
 }

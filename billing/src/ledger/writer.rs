@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::spool::list_segments;
-use super::{insert_batch, LedgerRow, Spool};
+use super::{write_batch, LedgerRow, Spool};
 use crate::db::Db;
 
 /// How the writer batches.
@@ -47,6 +47,11 @@ pub struct LedgerStats {
     pub inserted: AtomicU64,
     /// Rows the writer found already in the database (replays).
     pub duplicates: AtomicU64,
+    /// Rows older than the retention horizon, set aside in `expired.jsonl`
+    /// beside the segments rather than inserted (see `write_batch`).
+    pub expired: AtomicU64,
+    /// Batches written (each one transaction).
+    pub batches: AtomicU64,
     /// Batches that failed and will be retried.
     pub failed_batches: AtomicU64,
     /// Spool lines that could not be read (torn or corrupt) and were skipped.
@@ -194,15 +199,21 @@ impl Writer {
             read_rows(&path, offset, self.cfg.batch_rows, sealed, &self.stats)
                 .map_err(|e| format!("reading {}: {e}", path.display()))?;
         if !rows.is_empty() {
-            let inserted = insert_batch(&self.db, &rows)
+            let written = write_batch(&self.db, &rows)
                 .await
                 .map_err(|e| e.to_string())?;
-            self.stats
-                .inserted
-                .fetch_add(inserted as u64, Ordering::Relaxed);
-            self.stats
-                .duplicates
-                .fetch_add((rows.len() - inserted) as u64, Ordering::Relaxed);
+            // After the commit: a failure here retries the batch, whose
+            // other rows are then duplicates.
+            set_aside(&path, &written.expired)
+                .map_err(|e| format!("keeping expired rows aside: {e}"))?;
+            let s = &self.stats;
+            s.batches.fetch_add(1, Ordering::Relaxed);
+            s.inserted
+                .fetch_add(written.inserted as u64, Ordering::Relaxed);
+            s.duplicates
+                .fetch_add(written.duplicates as u64, Ordering::Relaxed);
+            s.expired
+                .fetch_add(written.expired.len() as u64, Ordering::Relaxed);
         }
         if consumed > 0 || torn {
             self.stats
@@ -222,6 +233,31 @@ impl Writer {
         }
         Ok(Step::Idle)
     }
+}
+
+/// Appends rows older than the retention horizon to `expired.jsonl` beside
+/// the segments (which the writer never reads): not billed, not lost. A
+/// crash before the segment is done replays it and can repeat a row here.
+fn set_aside(segment: &std::path::Path, rows: &[LedgerRow]) -> std::io::Result<()> {
+    let Some(dir) = segment.parent().filter(|_| !rows.is_empty()) else {
+        return Ok(());
+    };
+    let mut out = Vec::new();
+    for r in rows {
+        serde_json::to_writer(&mut out, r)?;
+        out.push(b'\n');
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("expired.jsonl"))?;
+    std::io::Write::write_all(&mut f, &out)?;
+    tracing::error!(
+        rows = rows.len(),
+        file = %dir.join("expired.jsonl").display(),
+        "ledger rows older than the retention horizon were set aside, not billed: their month's raw rows are dropped, so a replay cannot be told from a new row"
+    );
+    Ok(())
 }
 
 /// Keeps a line the writer cannot read in `quarantine.jsonl` beside the

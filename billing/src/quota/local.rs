@@ -73,6 +73,8 @@ struct State {
 /// What one admission took, to give back or settle.
 #[derive(Debug, Default)]
 pub(super) struct Holds {
+    /// The organization the request is under.
+    org: String,
     budgets: Vec<(BudgetKey, i64, Budget)>,
     rates: Vec<RateKey>,
     pub(super) cost: Picodollars,
@@ -81,6 +83,11 @@ pub(super) struct Holds {
 }
 
 impl Holds {
+    /// The organization the request is under.
+    pub(super) fn org(&self) -> &str {
+        &self.org
+    }
+
     /// Each budget held: level, id, period and period start.
     pub(super) fn budget_windows(&self) -> impl Iterator<Item = (Level, &str, Period, i64)> {
         self.budgets
@@ -173,6 +180,7 @@ impl Local {
         let minute = minute_of(now);
         let mut state = self.lock();
         let mut holds = Holds {
+            org: a.org().to_owned(),
             cost: a.cost,
             tokens: a.tokens,
             ..Holds::default()

@@ -12,8 +12,9 @@
 //! Periods are UTC calendar windows ([`Period`]); rate limits count in fixed
 //! minute windows, so a limit of N admits exactly N requests in a minute.
 //!
-//! The counters live in this process ([`QuotaEngine::local`]) or in Redis,
-//! shared by every replica ([`QuotaEngine::redis`]).
+//! The counters live in this process ([`QuotaEngine::local`]) or in Redis
+//! (one server or a Redis Cluster), shared by every replica
+//! ([`QuotaEngine::redis`]).
 
 pub mod limits;
 mod local;
@@ -23,7 +24,7 @@ mod shared;
 use std::sync::Arc;
 
 pub use limits::{Budget, Enforcement, Limits, Period, Quota, Quotas, Rates};
-pub use shared::{FailureMode, RedisOptions, StoreError, StoreStatus};
+pub use shared::{redact_urls, FailureMode, RedisMode, RedisOptions, StoreError, StoreStatus};
 
 use crate::db::Db;
 use crate::money::Picodollars;
@@ -63,6 +64,16 @@ pub struct Admission<'a> {
     pub new_request: bool,
     /// Now, ms since the epoch.
     pub now_ms: i64,
+}
+
+impl<'a> Admission<'a> {
+    /// The organization's id: every counter of the request lives under it.
+    fn org(&self) -> &'a str {
+        self.levels
+            .iter()
+            .find(|(level, _, _)| *level == Level::Org)
+            .map_or("", |(_, id, _)| id)
+    }
 }
 
 /// Why a request was not admitted.
@@ -323,18 +334,20 @@ impl QuotaEngine {
         alerts
     }
 
-    /// What a budget has used in the period containing `now_ms`, as counted
+    /// What a budget of organization `org` (its own, or one of its teams'
+    /// or keys') has used in the period containing `now_ms`, as counted
     /// right now (with Redis, one read; its cached view if Redis cannot be
     /// reached). `None` when it has not been counted this period.
     pub async fn current_usage(
         &self,
+        org: &str,
         level: Level,
         id: &str,
         period: Period,
         now_ms: i64,
     ) -> Option<Usage> {
         if let Some(s) = self.shared.as_ref().filter(|s| s.is_up()) {
-            if let Ok(read) = s.read(level, id, period, now_ms).await {
+            if let Ok(read) = s.read(org, level, id, period, now_ms).await {
                 return read;
             }
         }

@@ -253,3 +253,51 @@ async fn big_batches(t: &TestDb) {
     assert_eq!(rollup_requests(&t.db).await, 2000);
 }
 both_backends!(the_largest_batches_go_in_whole, super::big_batches);
+
+/// Throughput without timing: a backlog is written in full batches (one
+/// transaction per `batch_rows` rows), not row by row, whichever partitions
+/// the rows fall in. The speed itself is `examples/insert_bench.rs`'s.
+async fn whole_batches(t: &TestDb) {
+    const ROWS: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path()).unwrap());
+    let now = now_ms();
+    for i in 0..ROWS {
+        // Forty days back: this month's partition, and last month's or the
+        // default partition.
+        let at = now - (i as i64 % 40) * 86_400_000;
+        spool
+            .append(&row(i, at, Some(("o", "t", "k")), "m", "p"))
+            .unwrap();
+    }
+    let stats = spool.stats();
+    let cfg = WriterConfig::default();
+    let writer = Writer::new(t.db.clone(), spool, Arc::new(Notify::new()), cfg.clone());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(writer.run(
+        async {
+            let _ = stop_rx.await;
+        },
+        Duration::from_secs(5),
+    ));
+    let until = tokio::time::Instant::now() + Duration::from_secs(120);
+    while stats.inserted.load(std::sync::atomic::Ordering::Relaxed) < ROWS {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the backlog never drained"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop_tx.send(());
+    task.await.unwrap();
+    assert_eq!(ledger_count(&t.db).await, ROWS as i64);
+    assert_eq!(rollup_requests(&t.db).await, ROWS as i64);
+    let batches = stats.batches.load(std::sync::atomic::Ordering::Relaxed);
+    let full = ROWS / cfg.batch_rows as u64;
+    assert!(
+        (full..=full + 2).contains(&batches),
+        "{batches} transactions for {ROWS} rows in batches of {}",
+        cfg.batch_rows
+    );
+}
+both_backends!(a_backlog_is_written_in_whole_batches, super::whole_batches);

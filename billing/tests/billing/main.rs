@@ -27,7 +27,9 @@ macro_rules! both_backends {
 mod helpers;
 mod ledger;
 mod migrations;
+mod partitions;
 mod quota;
+mod quota_cluster;
 mod quota_redis;
 mod reports;
 mod tenancy;

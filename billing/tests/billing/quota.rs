@@ -1,7 +1,8 @@
 //! The quota engine alone: exact admission under a 64-way race, settlement
 //! of shorter and longer requests, period rollover on an injected clock,
 //! rate limits, alerts, and seeding from the ledger, each on the
-//! in-process engine and on the Redis engine.
+//! in-process engine, on the Redis engine with one server, and on the
+//! Redis engine with a local Redis Cluster.
 
 use std::sync::Arc;
 
@@ -61,8 +62,8 @@ pub(crate) fn adm<'a>(
 
 pub(crate) const NOW: &str = "2026-11-21T12:00:00Z";
 
-/// Runs a check on the in-process engine and on the Redis engine, each
-/// alerting at `$thresholds`.
+/// Runs a check on the in-process engine, on the Redis engine and on the
+/// Redis engine over a cluster, each alerting at `$thresholds`.
 macro_rules! engines {
     ($name:ident, $thresholds:expr) => {
         mod $name {
@@ -84,6 +85,21 @@ macro_rules! engines {
                 .unwrap();
                 super::$name(engine).await;
                 assert!(!r.keys().is_empty(), "the counts were in Redis");
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn cluster() {
+                let Some(r) = TestRedis::cluster() else {
+                    return;
+                };
+                let engine = QuotaEngine::redis(
+                    Seed::Empty,
+                    $thresholds,
+                    r.options(&r.url, FailureMode::Closed),
+                )
+                .unwrap();
+                super::$name(engine).await;
+                assert!(!r.keys().is_empty(), "the counts were in the cluster");
             }
         }
     };
@@ -465,7 +481,10 @@ async fn seeded(t: &TestDb) {
         &rows,
     )
     .await;
-    if let Some(r) = TestRedis::new() {
+    for r in [TestRedis::new(), TestRedis::cluster()]
+        .into_iter()
+        .flatten()
+    {
         let opts = r.options(&r.url, FailureMode::Closed);
         let engine = QuotaEngine::redis(Seed::Ledger(t.db.clone()), vec![], opts).unwrap();
         seeded_engine(engine.clone(), &rows).await;

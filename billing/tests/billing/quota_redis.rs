@@ -1,7 +1,9 @@
 //! The Redis engine across replicas and outages: two engines sharing one
-//! Redis enforce one budget and one rate limit; a stopped replica's holds
-//! lapse while a live one's are renewed; and with Redis cut off behind a
-//! forwarder, the engine fails closed or fails open and reconciles.
+//! Redis (one server, or a local cluster) enforce one budget and one rate
+//! limit; a stopped replica's holds lapse while a live one's are renewed;
+//! with Redis cut off behind a forwarder, the engine fails closed or fails
+//! open and reconciles; and counters kept under the key names from before
+//! hash tags are left behind for the ledger's sums.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,13 +21,36 @@ use crate::quota::{adm, at, budget, limited, NOW};
 
 const USD: i64 = 1_000_000_000_000;
 
-fn engine(seed: Seed, opts: RedisOptions) -> QuotaEngine {
+pub(crate) fn engine(seed: Seed, opts: RedisOptions) -> QuotaEngine {
     QuotaEngine::redis(seed, vec![], opts).unwrap()
+}
+
+/// Runs a check on the Redis in `REDIS_URL` and on the local cluster.
+macro_rules! stores {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn redis() {
+                let Some(r) = billing::testing::TestRedis::new() else {
+                    return;
+                };
+                super::$name(r).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn cluster() {
+                let Some(r) = billing::testing::TestRedis::cluster() else {
+                    return;
+                };
+                super::$name(r).await;
+            }
+        }
+    };
 }
 
 /// Runs the engine's background work (settling, renewing, watching Redis)
 /// until the returned sender drops.
-fn run(engine: &QuotaEngine) -> tokio::sync::oneshot::Sender<()> {
+pub(crate) fn run(engine: &QuotaEngine) -> tokio::sync::oneshot::Sender<()> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let engine = engine.clone();
     tokio::spawn(async move {
@@ -38,9 +63,8 @@ fn run(engine: &QuotaEngine) -> tokio::sync::oneshot::Sender<()> {
     tx
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_replicas_enforce_one_budget_and_one_rpm() {
-    let Some(r) = TestRedis::new() else { return };
+stores!(two_replicas_enforce_one_budget_and_one_rpm);
+async fn two_replicas_enforce_one_budget_and_one_rpm(r: TestRedis) {
     let replicas = [
         engine(Seed::Empty, r.options(&r.url, FailureMode::Closed)),
         engine(Seed::Empty, r.options(&r.url, FailureMode::Closed)),
@@ -117,9 +141,8 @@ async fn two_replicas_enforce_one_budget_and_one_rpm() {
     assert_eq!(refused.rate.requests.unwrap().remaining, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopped_replicas_holds_lapse_and_a_live_ones_are_renewed() {
-    let Some(r) = TestRedis::new() else { return };
+stores!(a_stopped_replicas_holds_lapse_and_a_live_ones_are_renewed);
+async fn a_stopped_replicas_holds_lapse_and_a_live_ones_are_renewed(r: TestRedis) {
     let opts = RedisOptions {
         lease: Duration::from_millis(600),
         ..r.options(&r.url, FailureMode::Closed)
@@ -258,6 +281,9 @@ async fn cut_off_from_redis_it_fails_open_on_local_counts_and_reconciles() {
         Quota::default(),
     ];
     e.admit(&adm(&q, USD, 1, true, now)).await.unwrap();
+    // Counted from here: a slow first call may have been counted locally.
+    eventually("Redis is used", async || e.store_status().unwrap().up).await;
+    let counted = e.store_status().unwrap().local_admissions;
 
     fwd.cut();
     // Local counts, seeded from the ledger, still hold the budget: $7 left.
@@ -271,7 +297,7 @@ async fn cut_off_from_redis_it_fails_open_on_local_counts_and_reconciles() {
     assert_eq!(local.len(), 7);
     let status = e.store_status().unwrap();
     assert!(!status.up, "{status:?}");
-    assert_eq!(status.local_admissions, 7);
+    assert_eq!(status.local_admissions - counted, 7);
     for ticket in local {
         ticket.settle(Picodollars(USD), 10, now);
     }
@@ -294,4 +320,69 @@ async fn spent_tokens(t: &billing::testing::TestDb) -> u64 {
         .await
         .unwrap();
     tokens
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_under_the_names_from_before_hash_tags_are_left_for_the_ledgers_sums() {
+    let Some(r) = TestRedis::new() else { return };
+    let t = billing::testing::sqlite().await;
+    // The team spent $3 this month, in the ledger.
+    let now = at(NOW);
+    let mut spent = row(1, now - 60_000, Some(("o", "t", "k")), "m", "p");
+    spent.cost_picousd = 3 * USD;
+    insert_batch(&t.db, &[spent]).await.unwrap();
+    // A replica of the previous release counted $8 under its key names,
+    // without hash tags, and holds $1 for a request in flight.
+    let (start, _) = Period::Monthly.window(now);
+    let old = format!("{}:b:team:t:monthly:{start}", r.prefix);
+    let mut conn = redis::Client::open(r.url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(&old)
+        .arg(&[
+            ("spent", "8000000000000"),
+            ("tokens", "80"),
+            ("reserved", "1000000000000"),
+            ("reserved_tokens", "1"),
+        ])
+        .query(&mut conn)
+        .unwrap();
+
+    // This release reads none of it: the budget is seeded from the ledger,
+    // under the organization's hash tag, and $7 fit.
+    let e = engine(
+        Seed::Ledger(t.db.clone()),
+        r.options(&r.url, FailureMode::Closed),
+    );
+    let q = [
+        Quota::default(),
+        budget(Some(10.0), None, Period::Monthly, Enforcement::Hard),
+        Quota::default(),
+    ];
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        if let Ok(ticket) = e.admit(&adm(&q, USD, 1, true, now)).await {
+            held.push(ticket);
+        }
+    }
+    assert_eq!(held.len(), 7, "$10 less the ledger's $3");
+    let used = e
+        .current_usage("o", Level::Team, "t", Period::Monthly, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        (used.spent, used.reserved),
+        (Picodollars(3 * USD), Picodollars(7 * USD))
+    );
+    let new = format!("{}:{{org:o}}:b:team:t:monthly:{start}", r.prefix);
+    assert!(r.keys().contains(&new), "{:?}", r.keys());
+    // The old counters are untouched, for the operator to delete.
+    let left: String = redis::cmd("HGET")
+        .arg(&old)
+        .arg("spent")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(left, "8000000000000");
 }

@@ -33,6 +33,10 @@ pub struct LedgerConfig {
     /// Past this many unwritten spool bytes, new requests are refused (503)
     /// rather than served unbilled.
     pub max_backlog_bytes: u64,
+    /// Postgres only: drop the raw rows of months older than this many
+    /// months before the current one (the hourly rollup keeps them);
+    /// `None` keeps every month.
+    pub retention_months: Option<u32>,
 }
 
 /// `[billing]`.
@@ -77,11 +81,29 @@ impl Checker {
         }
     }
 
-    pub(super) fn ledger(&mut self, raw: &RawLedger) -> LedgerConfig {
+    pub(super) fn ledger(&mut self, raw: &RawLedger, database: &DatabaseConfig) -> LedgerConfig {
         let d = billing::ledger::WriterConfig::default();
         let batch_rows = raw.batch_rows.unwrap_or(d.batch_rows);
         if !(1..=2000).contains(&batch_rows) {
             self.fail("ledger.batch_rows", "must be between 1 and 2000");
+        }
+        match raw.retention_months {
+            Some(0) => self.fail(
+                "ledger.retention_months",
+                "must be at least 1 (leave it out to keep every month)",
+            ),
+            Some(_)
+                if matches!(
+                    billing::db::backend_of(database.url.expose()),
+                    Ok(billing::Backend::Sqlite)
+                ) =>
+            {
+                self.fail(
+                    "ledger.retention_months",
+                    "needs Postgres: the SQLite ledger is one table with no monthly partitions to drop (leave it out)",
+                )
+            }
+            _ => {}
         }
         LedgerConfig {
             spool_dir: PathBuf::from(raw.spool_dir.as_deref().unwrap_or(DEFAULT_SPOOL_DIR)),
@@ -92,6 +114,7 @@ impl Checker {
                 d.flush_interval,
             ),
             max_backlog_bytes: raw.max_backlog_bytes.unwrap_or(1024 * 1024 * 1024),
+            retention_months: raw.retention_months,
         }
     }
 

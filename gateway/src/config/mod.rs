@@ -8,6 +8,7 @@ mod env;
 mod metering;
 mod metrics;
 mod raw;
+mod redis;
 mod routes;
 mod secret;
 
@@ -24,6 +25,7 @@ pub use metering::{
     BillingConfig, DatabaseConfig, LedgerConfig, DEFAULT_DATABASE_URL, DEFAULT_SPOOL_DIR,
 };
 pub use metrics::MetricsConfig;
+pub use redis::RedisConfig;
 pub use secret::Secret;
 
 use raw::{RawConfig, RawProvider, RawTimeouts};
@@ -61,21 +63,6 @@ pub struct Config {
     pub redis: Option<RedisConfig>,
     /// What `/metrics` labels per-team series with.
     pub metrics: MetricsConfig,
-}
-
-/// `[redis]`: the counters every replica shares.
-#[derive(Debug, Clone)]
-pub struct RedisConfig {
-    /// `redis://[:password@]host:port[/db]`. A secret: it may carry a password.
-    pub url: Secret,
-    /// Prepended to every key: replicas with the same prefix share counts.
-    pub prefix: String,
-    /// What happens while Redis cannot be reached.
-    pub on_failure: billing::quota::FailureMode,
-    /// How long one Redis call may take before Redis counts as unreachable.
-    pub timeout: Duration,
-    /// How long a crashed replica's reservations outlive it.
-    pub lease: Duration,
 }
 
 /// `[quotas]`.
@@ -540,10 +527,10 @@ fn from_raw(
     let routes = routes::routes(&mut c, &raw.routes, &models);
     let breaker = routes::breaker(&mut c, &raw.router);
     let database = c.database(&raw.database, lookup);
-    let ledger = c.ledger(&raw.ledger);
+    let ledger = c.ledger(&raw.ledger, &database);
     let billing = c.billing(&raw.billing);
     let quotas = quotas(&mut c, &raw.quotas);
-    let redis = redis(&mut c, &raw.redis);
+    let redis = redis::redis(&mut c, &raw.redis);
     if c.problems.is_empty() {
         Ok(Config {
             server: ServerConfig {
@@ -593,56 +580,6 @@ fn quotas(c: &mut Checker, raw: &raw::RawQuotas) -> QuotasConfig {
         alert_thresholds: thresholds,
         alert_webhook: webhook.map(Secret::new),
     }
-}
-
-fn redis(c: &mut Checker, raw: &raw::RawRedis) -> Option<RedisConfig> {
-    // An empty URL (`url = "${REDIS_URL:-}"` with the variable unset) means
-    // no Redis: counts stay in this process.
-    let url = raw.url.clone().filter(|u| !u.is_empty())?;
-    if !url.starts_with("redis://") {
-        c.fail(
-            "redis.url",
-            "must be a redis:// URL (redis://[:password@]host:port[/db])",
-        );
-    }
-    let on_failure = match raw.on_failure.as_deref() {
-        None | Some("open") => billing::quota::FailureMode::Open,
-        Some("closed") => billing::quota::FailureMode::Closed,
-        Some(other) => {
-            c.fail(
-                "redis.on_failure",
-                format!("'{other}' is neither \"open\" nor \"closed\""),
-            );
-            billing::quota::FailureMode::Open
-        }
-    };
-    let prefix = raw.prefix.clone().unwrap_or_else(|| "tollgate".into());
-    if prefix.is_empty() || prefix.chars().any(char::is_whitespace) {
-        c.fail("redis.prefix", "must be non-empty, without spaces");
-    }
-    let timeout = c.duration(
-        "redis.timeout".into(),
-        raw.timeout.as_deref(),
-        Duration::from_millis(250),
-    );
-    let lease = c.duration(
-        "redis.lease".into(),
-        raw.lease.as_deref(),
-        Duration::from_secs(30),
-    );
-    if lease < Duration::from_secs(1) || lease < timeout * 4 {
-        c.fail(
-            "redis.lease",
-            "must be at least 1s and at least four times redis.timeout (leases are renewed every third of it)",
-        );
-    }
-    Some(RedisConfig {
-        url: Secret::new(url),
-        prefix,
-        on_failure,
-        timeout,
-        lease,
-    })
 }
 
 impl Config {

@@ -43,6 +43,7 @@ pub struct RawMetrics {
 #[serde(deny_unknown_fields)]
 pub struct RawRedis {
     pub url: Option<String>,
+    pub mode: Option<String>,
     pub prefix: Option<String>,
     pub on_failure: Option<String>,
     pub timeout: Option<String>,
@@ -95,6 +96,7 @@ pub struct RawLedger {
     pub batch_rows: Option<usize>,
     pub flush_interval: Option<String>,
     pub max_backlog_bytes: Option<u64>,
+    pub retention_months: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

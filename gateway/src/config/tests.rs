@@ -324,3 +324,76 @@ fn redis_is_optional_and_checked_when_set() {
         "{p:?}"
     );
 }
+
+#[test]
+fn a_redis_cluster_is_named_by_its_nodes_in_database_0() {
+    use billing::quota::RedisMode;
+    let single = parse(&format!("{BASE}[redis]\nurl = \"redis://h:6379\"\n")).unwrap();
+    assert_eq!(single.redis.unwrap().mode, RedisMode::Single);
+    // A configuration endpoint, or several seed nodes.
+    for url in [
+        "redis://:pw@clustercfg.example:6379",
+        "redis://:pw@10.0.0.1:6379,redis://:pw@10.0.0.2:6379/0",
+    ] {
+        let c = parse(&format!(
+            "{BASE}[redis]\nurl = \"{url}\"\nmode = \"cluster\"\n"
+        ))
+        .unwrap();
+        let r = c.redis.unwrap();
+        assert_eq!(r.mode, RedisMode::Cluster);
+        assert!(!format!("{r:?}").contains("pw"), "the URL is a secret");
+    }
+    let cases = [
+        (
+            "redis://a:6379,redis://b:6379",
+            "single",
+            "redis.url",
+            "redis.mode = \"cluster\"",
+        ),
+        (
+            "redis://a:6379/2",
+            "cluster",
+            "redis.url",
+            "only database 0",
+        ),
+        (
+            "redis://a:6379,http://b:6379",
+            "cluster",
+            "redis.url",
+            "comma-separated",
+        ),
+        ("redis://a:6379", "sharded", "redis.mode", "neither"),
+    ];
+    for (url, mode, key, says) in cases {
+        let p = problems(&format!(
+            "{BASE}[redis]\nurl = \"{url}\"\nmode = \"{mode}\"\n"
+        ));
+        assert_eq!(p.len(), 1, "{url} {mode}: {p:?}");
+        assert_eq!(p[0].0, key, "{p:?}");
+        assert!(p[0].1.contains(says), "{p:?}");
+    }
+    let p = problems(&format!(
+        "{BASE}[redis]\nurl = \"redis://a:6379\"\nprefix = \"{{tollgate}}\"\n"
+    ));
+    assert_eq!(p[0].0, "redis.prefix", "{p:?}");
+    assert!(p[0].1.contains("hash tag"), "{p:?}");
+}
+
+#[test]
+fn ledger_retention_is_for_postgres_and_keeps_everything_by_default() {
+    let base = "[server]\nmaster_key = \"12345678\"\n";
+    let c = parse(base).unwrap();
+    assert_eq!(c.ledger.retention_months, None, "every month is kept");
+    let pg = format!(
+        "{base}[database]\nurl = \"postgres://tg@db/tollgate\"\n[ledger]\nretention_months = 13\n"
+    );
+    assert_eq!(parse(&pg).unwrap().ledger.retention_months, Some(13));
+    let p = problems(&format!("{base}[ledger]\nretention_months = 13\n"));
+    assert_eq!(p[0].0, "ledger.retention_months");
+    assert!(p[0].1.contains("needs Postgres"), "{p:?}");
+    let p = problems(&format!(
+        "{base}[database]\nurl = \"postgres://tg@db/tollgate\"\n[ledger]\nretention_months = 0\n"
+    ));
+    assert_eq!(p[0].0, "ledger.retention_months");
+    assert!(p[0].1.contains("at least 1"), "{p:?}");
+}

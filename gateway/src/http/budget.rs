@@ -13,17 +13,22 @@ use crate::state::AdminState;
 
 const DAY_MS: i64 = 86_400_000;
 
-/// What `level` `id` has used of budget `b` in the period containing `now`:
-/// the gateway's own counters when it has used the budget this period, the
-/// ledger otherwise.
+/// What `level` `id` (of organization `org`) has used of budget `b` in the
+/// period containing `now`: the gateway's own counters when it has used
+/// the budget this period, the ledger otherwise.
 pub(super) async fn usage(
     admin: &AdminState,
+    org: &str,
     level: Level,
     id: &str,
     b: &Budget,
     now: i64,
 ) -> Result<Usage, ApiError> {
-    if let Some(u) = admin.quotas.current_usage(level, id, b.period, now).await {
+    if let Some(u) = admin
+        .quotas
+        .current_usage(org, level, id, b.period, now)
+        .await
+    {
         return Ok(u);
     }
     let (start, end) = b.period.window(now);

@@ -48,7 +48,10 @@ pub async fn me(
     let views = [&mut org_view, &mut team_view, &mut key_view];
     for ((level, id, quota), view) in key.quota_levels().into_iter().zip(views) {
         view["budget"] = match &quota.budget {
-            Some(b) => budget::view(b, &budget::usage(&admin, level, id, b, now).await?),
+            Some(b) => budget::view(
+                b,
+                &budget::usage(&admin, &key.org_id, level, id, b, now).await?,
+            ),
             None => Value::Null,
         };
         view["limits"] = json!(quota.limits);

@@ -91,8 +91,10 @@ pub async fn team(
             budget: Some(b), ..
         } = controls
         {
-            budgets
-                .push(budget_with_projection(&admin, level, owner, name, b, (month, now)).await?);
+            budgets.push(
+                budget_with_projection(&admin, (&org.id, level, owner), name, b, (month, now))
+                    .await?,
+            );
         }
     }
 
@@ -131,13 +133,12 @@ pub async fn team(
 /// out at this month's daily average of its owner's spend.
 async fn budget_with_projection(
     admin: &AdminState,
-    level: Level,
-    owner: &str,
+    (org, level, owner): (&str, Level, &str),
     name: Option<&str>,
     b: &Budget,
     (month_start, now): (i64, i64),
 ) -> Result<Value, ApiError> {
-    let usage = budget::usage(admin, level, owner, b, now).await?;
+    let usage = budget::usage(admin, org, level, owner, b, now).await?;
     let mut v = budget::view(b, &usage);
     v["level"] = json!(match level {
         Level::Org => "org",

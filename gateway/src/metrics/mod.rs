@@ -317,6 +317,7 @@ impl Metrics {
                 ("appended", &s.appended),
                 ("inserted", &s.inserted),
                 ("duplicate", &s.duplicates),
+                ("expired", &s.expired),
                 ("bad_line", &s.bad_lines),
                 ("failed_batches", &s.failed_batches),
             ] {

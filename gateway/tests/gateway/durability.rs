@@ -15,11 +15,16 @@ use crate::helpers::*;
 use crate::process::{tollgate, Gateway};
 
 fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let url = format!("sqlite://{}/tollgate.db", dir.display());
+    write_config_on(dir, &url, extra)
+}
+
+fn write_config_on(dir: &Path, url: &str, extra: &str) -> std::path::PathBuf {
     let path = dir.join("tollgate.toml");
     let d = dir.display();
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nmaster_key = \"{MASTER_KEY}\"\n\
-         [database]\nurl = \"sqlite://{d}/tollgate.db\"\n[ledger]\nspool_dir = \"{d}/spool\"\nflush_interval = \"5ms\"\n\
+         [database]\nurl = \"{url}\"\n[ledger]\nspool_dir = \"{d}/spool\"\nflush_interval = \"5ms\"\n\
          [providers.demo]\nkind = \"mock\"\nttft = \"0s\"\ntokens_per_second = 400\noutput_tokens = 12\n\
          [models.demo]\nprovider = \"demo\"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n{extra}"
     );
@@ -39,7 +44,24 @@ async fn rollup_requests(db: &billing::Db) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_and_duplicates_no_row() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "");
+    let url = format!("sqlite://{}/tollgate.db", dir.path().display());
+    kill_9_under_load(dir.path(), &url).await;
+}
+
+/// The same on the partitioned Postgres ledger, whose rows are told apart by
+/// (request id, start time): batches cut off mid-transaction and segments
+/// replayed after a commit still bill every request once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_on_postgres_loses_and_duplicates_no_row() {
+    let Some(pg) = billing::testing::postgres().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    kill_9_under_load(dir.path(), &pg.url).await;
+}
+
+async fn kill_9_under_load(dir: &Path, db_url: &str) {
+    let config = write_config_on(dir, db_url, "");
     let mut gw = Gateway::start(&config);
     let url = format!("http://{}/v1/chat/completions", gw.addr);
     let completed = Arc::new(Mutex::new(HashSet::new()));
@@ -80,9 +102,7 @@ async fn kill_9_under_load_loses_and_duplicates_no_row() {
 
     // Restart on the same database and spool: the spool is replayed.
     let gw = Gateway::start(&config);
-    let db = billing::Db::connect(&format!("sqlite://{}/tollgate.db", dir.path().display()))
-        .await
-        .unwrap();
+    let db = billing::Db::connect(db_url).await.unwrap();
     let until = tokio::time::Instant::now() + DEADLINE;
     let rows = loop {
         let rows = ledger(&db).await;
@@ -99,9 +119,16 @@ async fn kill_9_under_load_loses_and_duplicates_no_row() {
     };
     let ids: HashSet<&String> = rows.iter().map(|r| &r.request_id).collect();
     assert_eq!(ids.len(), rows.len(), "no request twice");
+    // A whole answer is billed before it is sent: one the kill cut off
+    // before its headers reached the client has a row the client never saw
+    // start. At most one per client in flight; no row from nowhere.
+    let unseen = rows
+        .iter()
+        .filter(|r| !started.contains(&r.request_id))
+        .count();
     assert!(
-        rows.iter().all(|r| started.contains(&r.request_id)),
-        "no row for a request that never started"
+        unseen <= 16,
+        "{unseen} rows for requests no client saw start"
     );
     assert_eq!(
         rollup_requests(&db).await,

@@ -1,7 +1,8 @@
-//! Several replicas sharing one database and one Redis: one team budget and
-//! one rpm enforced as one, revocations and budget changes reaching every
-//! replica within a second, and Redis cut off mid-test in both failure
-//! modes with the gateway still answering and the ledger complete.
+//! Several replicas sharing one database and one Redis (one server, or a
+//! local Redis Cluster): one team budget and one rpm enforced as one,
+//! revocations and budget changes reaching every replica within a second,
+//! and Redis cut off mid-test in both failure modes with the gateway still
+//! answering and the ledger complete.
 
 use std::time::Duration;
 
@@ -24,7 +25,8 @@ async fn shared_db() -> TestDb {
 }
 
 /// A replica: model `m` at $1/Mtok in and $2/Mtok out on `mock`, on the
-/// shared database, counting in Redis at `redis_url` under `r`'s prefix.
+/// shared database, counting in Redis at `redis_url` (a cluster when `r` is
+/// on one) under `r`'s prefix.
 async fn replica(
     mock: &loadtest::mock::MockHandle,
     db: &TestDb,
@@ -37,10 +39,15 @@ async fn replica(
          [database]\nurl = \"{}\"\n\
          [providers.up]\nkind = \"openai\"\nbase_url = \"{}\"\n\
          [models.m]\nprovider = \"up\"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n\
-         [redis]\nurl = \"{redis_url}\"\nprefix = \"{}\"\non_failure = \"{on_failure}\"\n\
-         timeout = \"250ms\"\nlease = \"5s\"\n",
+         [redis]\nurl = \"{redis_url}\"\nmode = \"{}\"\nprefix = \"{}\"\n\
+         on_failure = \"{on_failure}\"\ntimeout = \"1s\"\nlease = \"5s\"\n",
         db.url,
         mock.base_url(),
+        if r.cluster.is_some() {
+            "cluster"
+        } else {
+            "single"
+        },
         r.prefix
     ));
     spawn_app(cfg).await
@@ -62,6 +69,18 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_enforce_one_team_budget_and_one_rpm() {
     let Some(r) = TestRedis::new() else { return };
+    enforce_one_team_budget_and_one_rpm(r).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_sharing_a_redis_cluster_enforce_one_team_budget_and_one_rpm() {
+    let Some(r) = TestRedis::cluster() else {
+        return;
+    };
+    enforce_one_team_budget_and_one_rpm(r).await;
+}
+
+async fn enforce_one_team_budget_and_one_rpm(r: TestRedis) {
     let db = shared_db().await;
     let mock = spawn_fast_mock().await;
     let a = replica(&mock, &db, &r, &r.url, "closed").await;

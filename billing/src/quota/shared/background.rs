@@ -1,0 +1,384 @@
+//! The Redis engine's work off the request path: settlements and
+//! reconciliations sent in batches, leases renewed, the budgets this
+//! replica counts reread, and Redis watched while it is away.
+//!
+//! Each operation touches one organization's slot. On one server a batch
+//! is one pipeline; on a cluster each operation is its own call (the
+//! client multiplexes them over one connection per node), so each is
+//! routed to its slot's primary and redirected on its own. Renewals are
+//! one script call per slot.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use redis::{RedisResult, Value};
+
+use super::super::rules::{minute_of, MINUTE_MS};
+use super::super::Alert;
+use super::admit::{opt, strings};
+use super::conn::transient;
+use super::keys::{in_flight, leases, minute as minute_key};
+use super::{lock, Holds, Op, Shared, StoreError};
+use crate::money::Picodollars;
+
+/// At most this many settlements wait for Redis; past it the oldest are
+/// dropped (the ledger still has them, and reseeding will count them).
+const MAX_QUEUE: usize = 100_000;
+/// At most this many operations per batch.
+const BATCH: usize = 512;
+
+impl Shared {
+    pub(super) fn push(&self, op: Op) {
+        let mut q = lock(&self.queue);
+        if q.len() >= MAX_QUEUE {
+            q.pop_front();
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed);
+            // One line per 10,000, not one per request.
+            if dropped.is_multiple_of(10_000) {
+                tracing::warn!(dropped = dropped + 1, "quota settlements are backing up while Redis is away; the oldest are dropped (the ledger still has them)");
+            }
+        }
+        q.push_back(op);
+        drop(q);
+        self.wake.notify_one();
+    }
+
+    /// Sends queued operations in batches until the queue is empty or
+    /// Redis cannot be reached (what did not go through is put back, in
+    /// order). Only operations Redis did not run are sent again, so none
+    /// counts twice; one Redis refused outright is dropped.
+    pub(super) async fn flush(&self) -> Result<usize, StoreError> {
+        let _one_at_a_time = self.flushing.lock().await;
+        let mut sent = 0;
+        loop {
+            let batch: Vec<Op> = {
+                let mut q = lock(&self.queue);
+                let n = q.len().min(BATCH);
+                q.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                return Ok(sent);
+            }
+            let replies = match self.send(&batch).await {
+                Ok(replies) => replies,
+                Err(e) => {
+                    self.put_back(batch);
+                    return Err(e);
+                }
+            };
+            let mut again = Vec::new();
+            let mut fault = None;
+            for (op, reply) in batch.into_iter().zip(replies) {
+                match reply {
+                    Ok(v) => {
+                        if let Op::Settle { holds, .. } = &op {
+                            self.raise(holds, v);
+                        }
+                        sent += 1;
+                    }
+                    Err(e)
+                        if matches!(&e, StoreError::Timeout(_))
+                            || matches!(&e, StoreError::Redis(r) if transient(r)) =>
+                    {
+                        again.push(op);
+                        fault.get_or_insert(e);
+                    }
+                    Err(e) => {
+                        // Redis answered and refused: sending it again would
+                        // be refused again.
+                        self.failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %e, "Redis refused a quota settlement; it is dropped (the ledger has the request)");
+                    }
+                }
+            }
+            if let Some(e) = fault {
+                self.put_back(again);
+                return Err(e);
+            }
+        }
+    }
+
+    fn put_back(&self, ops: Vec<Op>) {
+        let mut q = lock(&self.queue);
+        for op in ops.into_iter().rev() {
+            q.push_front(op);
+        }
+    }
+
+    /// Sends `batch`; one reply per operation. `Err` when none could be
+    /// sent.
+    async fn send(&self, batch: &[Op]) -> Result<Vec<Result<Value, StoreError>>, StoreError> {
+        if self.conn.is_cluster() {
+            let calls = batch.iter().map(|op| async move {
+                let mut conn = self.conn.clone();
+                self.call(self.invocation(op).invoke_async(&mut conn)).await
+            });
+            return Ok(join_all(calls).await);
+        }
+        // One server: one pipeline. Scripts it lost (a restart) are loaded
+        // again, and only the operations it did not run are sent again.
+        let mut replies: Vec<Option<Result<Value, StoreError>>> =
+            std::iter::repeat_with(|| None).take(batch.len()).collect();
+        let mut pending: Vec<usize> = (0..batch.len()).collect();
+        let mut conn = self.conn.clone();
+        for reload in 0..3 {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            let invocations: Vec<_> = pending
+                .iter()
+                .map(|&i| self.invocation(&batch[i]))
+                .collect();
+            for inv in &invocations {
+                pipe.invoke_script(inv);
+            }
+            let got: Vec<RedisResult<Value>> = self.call(pipe.query_async(&mut conn)).await?;
+            drop(invocations);
+            let mut lost = Vec::new();
+            for (i, reply) in pending.into_iter().zip(got) {
+                match reply {
+                    Err(e)
+                        if e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+                            && reload < 2 =>
+                    {
+                        lost.push(i);
+                    }
+                    other => replies[i] = Some(other.map_err(StoreError::from)),
+                }
+            }
+            if lost.is_empty() {
+                break;
+            }
+            pending = lost;
+            let mut load = redis::pipe();
+            load.load_script(&self.scripts.settle)
+                .load_script(&self.scripts.reconcile);
+            let _: Vec<String> = self.call(load.query_async(&mut conn)).await?;
+        }
+        Ok(replies
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::Reply("not sent".into()))))
+            .collect())
+    }
+
+    fn invocation(&self, op: &Op) -> redis::ScriptInvocation<'_> {
+        match op {
+            Op::Settle {
+                holds,
+                cost,
+                tokens,
+                now,
+            } => {
+                let minute = minute_of(*now);
+                let mut inv = self.scripts.settle.prepare_invoke();
+                inv.arg(&holds.ticket)
+                    .arg(cost.to_string())
+                    .arg(tokens.to_string())
+                    .arg(holds.budgets.len())
+                    .arg(holds.rates.len())
+                    .arg(&self.thresholds_arg);
+                for b in &holds.budgets {
+                    inv.key(&b.key).key(leases(&b.key));
+                    inv.arg(opt(b.budget.limit_cost().map(|c| c.0)))
+                        .arg(opt(b.budget.limit_tokens));
+                }
+                for base in &holds.rates {
+                    inv.key(in_flight(base)).key(minute_key(base, minute));
+                    inv.arg((minute + 2 * MINUTE_MS - now).to_string());
+                }
+                inv
+            }
+            Op::Reconcile { keys, cost, tokens } => {
+                let mut inv = self.scripts.reconcile.prepare_invoke();
+                for k in keys {
+                    inv.key(k).arg(cost.to_string()).arg(tokens.to_string());
+                }
+                inv
+            }
+        }
+    }
+
+    /// The alerts a settlement claimed.
+    fn raise(&self, holds: &Holds, reply: Value) {
+        let Ok(out) = strings(reply) else { return };
+        let mut raised = Vec::new();
+        for chunk in out.chunks_exact(4) {
+            let (Ok(i), Ok(t)) = (chunk[0].parse::<usize>(), chunk[2].parse::<u64>()) else {
+                continue;
+            };
+            let Some(b) = i.checked_sub(1).and_then(|i| holds.budgets.get(i)) else {
+                continue;
+            };
+            let used: f64 = chunk[3].parse().unwrap_or(0.0);
+            let (unit, used, limit) = if chunk[1] == "usd" {
+                let limit = b.budget.limit_cost().map_or(0.0, |l| l.0 as f64 / 1e12);
+                ("usd", used / 1e12, limit)
+            } else {
+                ("tokens", used, b.budget.limit_tokens.unwrap_or(0) as f64)
+            };
+            raised.push(Alert {
+                level: b.level,
+                id: b.id.clone(),
+                period: b.budget.period,
+                enforcement: b.budget.enforcement,
+                threshold: t as f64 / 1000.0,
+                unit,
+                used,
+                limit,
+                period_start_ms: b.start,
+            });
+        }
+        if !raised.is_empty() {
+            lock(&self.alerts).extend(raised);
+        }
+    }
+
+    /// Extends the leases of every ticket in flight: one call per slot
+    /// (one call in all on one server).
+    async fn renew(&self) -> Result<(), StoreError> {
+        let mut by_slot: HashMap<_, Vec<(String, String)>> = HashMap::new();
+        for (ticket, keys) in lock(&self.live).iter() {
+            for k in keys {
+                by_slot
+                    .entry(self.conn.slot(k))
+                    .or_default()
+                    .push((k.clone(), ticket.clone()));
+            }
+        }
+        let lease = self.opts.lease.as_millis().to_string();
+        let calls = by_slot.values().map(|leases| {
+            let mut inv = self.scripts.renew.prepare_invoke();
+            inv.arg(&lease);
+            for (k, ticket) in leases {
+                inv.key(k).arg(ticket);
+            }
+            async move {
+                let mut conn = self.conn.clone();
+                let _: Value = self.call(inv.invoke_async(&mut conn)).await?;
+                Ok::<_, StoreError>(())
+            }
+        });
+        join_all(calls).await.into_iter().collect()
+    }
+
+    /// Reads every budget this replica has seen, for `usage` and gauges.
+    pub(super) async fn refresh(&self) -> Result<(), StoreError> {
+        let seen: Vec<_> = lock(&self.seen)
+            .iter()
+            .map(|(k, s)| (k.clone(), s.key.clone()))
+            .collect();
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let read = |key: &str| {
+            let mut cmd = redis::cmd("HMGET");
+            cmd.arg(key)
+                .arg(&["spent", "tokens", "reserved", "reserved_tokens"]);
+            cmd
+        };
+        let replies: Vec<Vec<Option<String>>> = if self.conn.is_cluster() {
+            let calls = seen.iter().map(|(_, key)| async move {
+                let mut conn = self.conn.clone();
+                self.call(read(key).query_async(&mut conn)).await
+            });
+            join_all(calls)
+                .await
+                .into_iter()
+                .collect::<Result<_, _>>()?
+        } else {
+            let mut pipe = redis::pipe();
+            for (_, key) in &seen {
+                pipe.add_command(read(key));
+            }
+            let mut conn = self.conn.clone();
+            self.call(pipe.query_async(&mut conn)).await?
+        };
+        let mut map = lock(&self.seen);
+        for ((k, key), v) in seen.into_iter().zip(replies) {
+            let Some(s) = map.get_mut(&k).filter(|s| s.key == key) else {
+                continue;
+            };
+            let field = |i: usize| v.get(i).cloned().flatten().and_then(|s| s.parse().ok());
+            s.usage.spent = Picodollars(field(0).unwrap_or(0));
+            s.usage.tokens = field(1).map_or(0, |t: i64| t.max(0) as u64);
+            s.usage.reserved = Picodollars(field(2).unwrap_or(0));
+            s.usage.reserved_tokens = field(3).map_or(0, |t: i64| t.max(0) as u64);
+        }
+        Ok(())
+    }
+
+    /// Whether Redis answers (on a cluster, every primary).
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: Value = self.call(redis::cmd("PING").query_async(&mut conn)).await?;
+        Ok(())
+    }
+
+    /// Settles, renews, refreshes, and watches for Redis coming back,
+    /// until `stop`; then sends what is still queued, if Redis answers.
+    pub(in super::super) async fn run(&self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let renew_every = (self.opts.lease / 3).max(Duration::from_millis(100));
+        let mut last_renew = tokio::time::Instant::now();
+        let mut last_refresh = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                () = self.wake.notified() => {}
+                _ = tick.tick() => {}
+            }
+            if !self.is_up() {
+                if self.ping().await.is_err() {
+                    continue;
+                }
+                self.back_up().await;
+            }
+            if let Err(e) = self.flush().await {
+                self.failed(&e);
+                continue;
+            }
+            if last_renew.elapsed() >= renew_every {
+                last_renew = tokio::time::Instant::now();
+                if let Err(e) = self.renew().await {
+                    self.failed(&e);
+                    continue;
+                }
+            }
+            if last_refresh.elapsed() >= Duration::from_secs(1) {
+                last_refresh = tokio::time::Instant::now();
+                if let Err(e) = self.refresh().await {
+                    self.failed(&e);
+                }
+            }
+        }
+        if self.is_up() || self.ping().await.is_ok() {
+            if let Err(e) = self.flush().await {
+                tracing::warn!(error = %e, "quota settlements could not reach Redis at shutdown; reseeding from the ledger will count them");
+            }
+        }
+    }
+
+    /// Redis answers again: send what was counted meanwhile, and start the
+    /// next outage's local counts afresh from the ledger.
+    async fn back_up(&self) {
+        let queued = lock(&self.queue).len();
+        match self.flush().await {
+            Ok(_) => {
+                self.fallback.clear();
+                self.up.store(true, Ordering::SeqCst);
+                tracing::info!(
+                    reconciled = queued,
+                    "Redis is reachable again: budgets and limits are shared again"
+                );
+            }
+            Err(e) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "Redis answered but settlements did not go through");
+            }
+        }
+    }
+}

@@ -33,63 +33,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use billing::ledger::{insert_batch, LedgerRow, Spool, Writer, WriterConfig};
+use billing::testing::bench_row;
 use billing::Db;
-use router::Usage;
 use sqlx::{Connection, Row};
 use tokio::sync::Notify;
-use uuid::Uuid;
-
-const MODELS: [&str; 6] = [
-    "kimi-k2.5",
-    "glm-5",
-    "deepseek-v4-pro",
-    "minimax-m2.5",
-    "claude-sonnet-4.5",
-    "glm-4.5-air",
-];
-const PROVIDERS: [&str; 3] = ["kimi", "glm", "deepseek"];
 
 /// `n` fresh rows that started over the last three hours, in order.
 fn rows(n: usize) -> Vec<LedgerRow> {
-    let now = billing::db::now_ms();
     let span = 3 * 3_600_000i64;
-    (0..n)
-        .map(|i| {
-            let key = i % 50;
-            LedgerRow {
-                request_id: Uuid::now_v7(),
-                started_at_ms: now - span + (i as i64 * span) / n as i64,
-                org_id: Some(format!("org-{}", key % 3)),
-                team_id: Some(format!("team-{}", key % 10)),
-                key_id: Some(format!("key-{key}")),
-                client_format: "openai".into(),
-                endpoint: "chat_completions".into(),
-                requested_model: MODELS[i % MODELS.len()].into(),
-                provider: PROVIDERS[i % PROVIDERS.len()].into(),
-                upstream_model: MODELS[i % MODELS.len()].into(),
-                status: 200,
-                outcome: "complete".into(),
-                usage: Usage {
-                    input: 1000 + (i % 500) as u64,
-                    cached_input: (i % 300) as u64,
-                    cache_write: 0,
-                    output: 200 + (i % 90) as u64,
-                    reasoning: (i % 40) as u64,
-                },
-                cost_picousd: 1_000_000 + (i % 777) as i64,
-                latency_ms: 900,
-                ttft_ms: Some(300),
-                stream: i.is_multiple_of(2),
-                usage_estimated: false,
-                priced: true,
-                route: format!("route-{}", i % 3),
-                attempt: 1,
-                client_request_id: None,
-                reference_model: Some("claude-sonnet-4.5".into()),
-                reference_cost_picousd: Some(20_000_000 + (i % 777) as i64),
-            }
-        })
-        .collect()
+    let start = billing::db::now_ms() - span;
+    (0..n).map(|i| bench_row(i, n, start, span)).collect()
 }
 
 /// One row in COPY's text format, columns in the table's order.

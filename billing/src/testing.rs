@@ -334,6 +334,60 @@ impl Drop for TestRedis {
     }
 }
 
+/// The models the benchmarks' synthetic ledger rows cycle through.
+pub const BENCH_MODELS: [&str; 6] = [
+    "kimi-k2.5",
+    "glm-5",
+    "deepseek-v4-pro",
+    "minimax-m2.5",
+    "claude-sonnet-4.5",
+    "glm-4.5-air",
+];
+/// The providers they cycle through.
+pub const BENCH_PROVIDERS: [&str; 3] = ["kimi", "glm", "deepseek"];
+
+/// Synthetic ledger row `i` of `n` for the benchmarks: start times spread
+/// evenly over `[start, start + span_ms)` in the order of `i` (as the writer
+/// appends them), 50 keys in 10 teams of 3 organizations, 6 models, 3
+/// providers and 3 routes, cycling: 150 combinations, each in every hour
+/// when rows are dense enough.
+pub fn bench_row(i: usize, n: usize, start: i64, span_ms: i64) -> crate::ledger::LedgerRow {
+    let key = i % 50;
+    let model = BENCH_MODELS[i % BENCH_MODELS.len()];
+    crate::ledger::LedgerRow {
+        request_id: uuid::Uuid::now_v7(),
+        started_at_ms: start + (i as i64 * span_ms) / n.max(1) as i64,
+        org_id: Some(format!("org-{}", key % 3)),
+        team_id: Some(format!("team-{}", key % 10)),
+        key_id: Some(format!("key-{key}")),
+        client_format: "openai".into(),
+        endpoint: "chat_completions".into(),
+        requested_model: model.into(),
+        provider: BENCH_PROVIDERS[i % BENCH_PROVIDERS.len()].into(),
+        upstream_model: model.into(),
+        status: 200,
+        outcome: "complete".into(),
+        usage: router::Usage {
+            input: 1000 + (i % 500) as u64,
+            cached_input: (i % 300) as u64,
+            cache_write: 0,
+            output: 200 + (i % 90) as u64,
+            reasoning: (i % 40) as u64,
+        },
+        cost_picousd: 1_000_000 + (i % 777) as i64,
+        latency_ms: 900,
+        ttft_ms: Some(300),
+        stream: i.is_multiple_of(2),
+        usage_estimated: false,
+        priced: true,
+        route: format!("route-{}", i % 3),
+        attempt: 1,
+        client_request_id: None,
+        reference_model: Some("claude-sonnet-4.5".into()),
+        reference_cost_picousd: Some(20_000_000 + (i % 777) as i64),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -68,10 +68,11 @@ pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
     headers.get("x-api-key")?.to_str().ok().map(str::trim)
 }
 
-/// Whether `token` is the master key whose digest is `master`, in constant time.
-fn is_master(master: &[u8; 32], token: &str) -> bool {
+/// Whether `token` is the secret whose digest is `secret` (the master key,
+/// the metrics token), in constant time.
+fn is_secret(secret: &[u8; 32], token: &str) -> bool {
     // Comparing digests keeps the time independent of the token's length too.
-    bool::from(digest(token).ct_eq(master))
+    bool::from(digest(token).ct_eq(secret))
 }
 
 impl Authenticator {
@@ -93,7 +94,7 @@ impl Authenticator {
             return Ok(());
         };
         match presented_token(headers) {
-            Some(t) if is_master(scrape, t) || is_master(&self.master_digest, t) => Ok(()),
+            Some(t) if is_secret(scrape, t) || is_secret(&self.master_digest, t) => Ok(()),
             Some(_) => Err(ApiError::unauthorized("Incorrect metrics token provided.")),
             None => Err(ApiError::unauthorized(
                 "/metrics needs the token set in [metrics] token, as 'Authorization: Bearer TOKEN'.",
@@ -115,7 +116,7 @@ impl Authenticator {
                     "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
                 )
             })?;
-        if is_master(&self.master_digest, token) {
+        if is_secret(&self.master_digest, token) {
             return Ok(Caller::Master);
         }
         if !token.starts_with("tg-") {
@@ -174,8 +175,8 @@ mod tests {
     #[test]
     fn only_the_master_key_matches_its_digest() {
         let master = digest("master-key-1");
-        assert!(is_master(&master, "master-key-1"));
-        assert!(!is_master(&master, "master-key-2"));
-        assert!(!is_master(&master, ""));
+        assert!(is_secret(&master, "master-key-1"));
+        assert!(!is_secret(&master, "master-key-2"));
+        assert!(!is_secret(&master, ""));
     }
 }

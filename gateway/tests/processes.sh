@@ -27,3 +27,37 @@ show_logs() {
         tail -n "$2" "$log" >&2
     done
 }
+
+# wait_http NAME PID URL [STATUS]: polls URL until it answers with STATUS
+# (default `any`: any HTTP answer at all), failing when PID exits first or
+# after 30 s. Messages start with $SUITE_NAME.
+wait_http() {
+    local name=$1 pid=$2 url=$3 want=${4:-any} got deadline=$((SECONDS + 30))
+    while :; do
+        got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
+        if [[ $got == "$want" || ($want == any && $got != 000) ]]; then
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "$SUITE_NAME: $name exited before answering" >&2
+            return 1
+        fi
+        if ((SECONDS >= deadline)); then
+            echo "$SUITE_NAME: $name did not answer $url within 30s (last status $got)" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+# stop_suite STATUS LINES: what a suite's EXIT trap does: stops $PIDS, shows
+# the last LINES of $WORK's logs when STATUS is a failure, removes $WORK.
+stop_suite() {
+    stop_all "${PIDS[@]}"
+    if [[ $1 -ne 0 && -n $WORK ]]; then
+        show_logs "$WORK" "$2"
+    fi
+    if [[ -n $WORK ]]; then
+        rm -rf "$WORK"
+    fi
+}

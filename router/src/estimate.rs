@@ -105,7 +105,12 @@ fn content_tokens(content: &Value) -> u64 {
         Value::Array(parts) => parts
             .iter()
             .map(|part| match part.get("type").and_then(Value::as_str) {
-                Some("image_url") | Some("image") | Some("input_image") => PER_IMAGE,
+                Some("image_url" | "image" | "input_image" | "input_file") => PER_IMAGE,
+                Some("refusal") => part
+                    .get("refusal")
+                    .and_then(Value::as_str)
+                    .map(count_text)
+                    .unwrap_or(0),
                 _ => part
                     .get("text")
                     .and_then(Value::as_str)
@@ -222,7 +227,7 @@ fn item_tokens(item: &Value) -> u64 {
             .map(count_text)
             .unwrap_or(0)
     };
-    let parts = |key: &str| item.get(key).map(responses_content).unwrap_or(0);
+    let parts = |key: &str| item.get(key).map(content_tokens).unwrap_or(0);
     match item.get("type").and_then(Value::as_str) {
         Some("function_call") => text("name") + text("arguments"),
         Some("custom_tool_call") => text("name") + text("input"),
@@ -233,29 +238,6 @@ fn item_tokens(item: &Value) -> u64 {
         Some("reasoning") => parts("summary") + parts("content"),
         Some(t) if t.ends_with("_output") => parts("output"),
         _ => text("text") + parts("content"),
-    }
-}
-
-/// Responses content: a string, or parts (text, images and files).
-fn responses_content(content: &Value) -> u64 {
-    match content {
-        Value::Array(parts) => parts
-            .iter()
-            .map(|part| match part.get("type").and_then(Value::as_str) {
-                Some("input_image" | "input_file") => PER_IMAGE,
-                Some("refusal") => part
-                    .get("refusal")
-                    .and_then(Value::as_str)
-                    .map(count_text)
-                    .unwrap_or(0),
-                _ => part
-                    .get("text")
-                    .and_then(Value::as_str)
-                    .map(count_text)
-                    .unwrap_or(0),
-            })
-            .sum(),
-        other => content_tokens(other),
     }
 }
 

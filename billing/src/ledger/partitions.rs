@@ -43,20 +43,6 @@ pub struct Month {
 
 const DAY_MS: i64 = 86_400_000;
 
-/// Days since the epoch to (year, month) (Howard Hinnant's civil-from-days;
-/// `quota::limits` carries the same arithmetic for budget periods).
-fn civil(days: i64) -> (i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m)
-}
-
 /// The first day of (year, month) as days since the epoch.
 fn first_day(y: i64, m: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -71,7 +57,7 @@ fn first_day(y: i64, m: i64) -> i64 {
 impl Month {
     /// The month containing `ms`.
     pub fn of(ms: i64) -> Month {
-        let (year, month) = civil(ms.div_euclid(DAY_MS));
+        let (year, month, _) = crate::quota::limits::civil(ms.div_euclid(DAY_MS));
         Month { year, month }
     }
 

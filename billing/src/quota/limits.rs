@@ -21,8 +21,8 @@ pub enum Period {
 }
 
 /// Days since the epoch to (year, month 1-12, day 1-31) (Howard Hinnant's
-/// civil-from-days).
-fn civil(days: i64) -> (i64, i64, i64) {
+/// civil-from-days); the ledger's monthly partitions use it too.
+pub(crate) fn civil(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;

@@ -24,14 +24,11 @@ source gateway/tests/processes.sh
 PIDS=()
 WORK=
 
+SUITE_NAME=conformance
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
-    stop_all "${PIDS[@]}"
-    if [[ $status -ne 0 && -n $WORK ]]; then
-        show_logs "$WORK" 40
-    fi
-    [[ -n $WORK ]] && rm -rf "$WORK"
+    stop_suite "$status" 40
     exit "$status"
 }
 trap cleanup EXIT
@@ -147,27 +144,9 @@ GATEWAY_PID=$!
 URL=http://127.0.0.1:$PG
 
 # 5. Wait for the gateway to answer and the mocks to listen.
-wait_for() { # NAME PID URL EXPECTED_STATUS ("any" for any HTTP answer)
-    local name=$1 pid=$2 url=$3 want=$4 got deadline=$((SECONDS + 30))
-    while :; do
-        got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
-        if [[ $got == "$want" || ($want == any && $got != 000) ]]; then
-            return 0
-        fi
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "conformance: $name exited before answering" >&2
-            return 1
-        fi
-        if ((SECONDS >= deadline)); then
-            echo "conformance: $name did not answer $url within 30s (last status $got)" >&2
-            return 1
-        fi
-        sleep 0.1
-    done
-}
-wait_for "mock upstream" "${PIDS[0]}" "http://127.0.0.1:$P1/" any
-wait_for "429 mock upstream" "${PIDS[1]}" "http://127.0.0.1:$P2/" any
-wait_for tollgate "$GATEWAY_PID" "$URL/healthz" 200
+wait_http "mock upstream" "${PIDS[0]}" "http://127.0.0.1:$P1/" any
+wait_http "429 mock upstream" "${PIDS[1]}" "http://127.0.0.1:$P2/" any
+wait_http tollgate "$GATEWAY_PID" "$URL/healthz" 200
 
 # 6. A virtual key: an org, a team, a key, through the admin API.
 VIRTUAL_KEY=$("$PY" - "$URL" "$MASTER_KEY" <<'EOF'

@@ -29,6 +29,7 @@ SUITE=$ROOT/gateway/tests/dashboards
 cd "$ROOT"
 # shellcheck source=../processes.sh
 source gateway/tests/processes.sh
+SUITE_NAME=dashboards
 
 # The PostgreSQL server: PG* variables, else DATABASE_URL's (as for
 # `cargo test`), else postgres@127.0.0.1:5432.
@@ -289,16 +290,6 @@ breaker_cooldown = "1s"
 
 $REDIS_TOML
 EOF
-wait_for() { # NAME PID URL: polls until URL answers 200
-    local name=$1 pid=$2 url=$3 got deadline=$((SECONDS + 30))
-    while :; do
-        got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
-        [[ $got == 200 ]] && return 0
-        kill -0 "$pid" 2>/dev/null || { say "$name exited before answering"; return 1; }
-        ((SECONDS < deadline)) || { say "$name did not answer $url within 30s (last status $got)"; return 1; }
-        sleep 0.1
-    done
-}
 start_gateway() { # LOG: sets GATEWAY_PID and URL
     target/debug/tollgate serve --config "$WORK/tollgate.toml" >"$WORK/$1" 2>&1 &
     GATEWAY_PID=$!
@@ -306,7 +297,7 @@ start_gateway() { # LOG: sets GATEWAY_PID and URL
     local port
     port=$(bound_port tollgate "$GATEWAY_PID" "$WORK/$1")
     URL=http://127.0.0.1:$port
-    wait_for tollgate "$GATEWAY_PID" "$URL/readyz"
+    wait_http tollgate "$GATEWAY_PID" "$URL/readyz" 200
 }
 
 # 7. Tenancy through the admin API; then, with the gateway stopped, rows of
@@ -344,7 +335,7 @@ for attempt in 1 2 3; do
     PROM_PID=$!
     PIDS+=($PROM_PID)
     PROM_URL=http://127.0.0.1:$P_PROM
-    if wait_for prometheus "$PROM_PID" "$PROM_URL/-/ready" 2>/dev/null; then
+    if wait_http prometheus "$PROM_PID" "$PROM_URL/-/ready" 200 2>/dev/null; then
         break
     fi
     grep -q "address already in use" "$WORK/prometheus.log" && ((attempt < 3)) || {

@@ -35,14 +35,11 @@ command -v node >/dev/null || { echo "ui: node not found (install Node.js 20+ an
 PIDS=()
 WORK=
 
+SUITE_NAME=ui
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
-    stop_all "${PIDS[@]}"
-    if [[ $status -ne 0 && -n $WORK ]]; then
-        show_logs "$WORK" 40
-    fi
-    [[ -n $WORK ]] && rm -rf "$WORK"
+    stop_suite "$status" 40
     exit "$status"
 }
 trap cleanup EXIT
@@ -130,16 +127,8 @@ PIDS+=($!)
 GATEWAY_PID=$!
 URL=http://127.0.0.1:$PG
 
-wait_for() { # NAME PID URL
-    local name=$1 pid=$2 url=$3 deadline=$((SECONDS + 30))
-    until curl -s -o /dev/null --max-time 2 "$url"; do
-        kill -0 "$pid" 2>/dev/null || { echo "ui: $name exited before answering" >&2; return 1; }
-        ((SECONDS < deadline)) || { echo "ui: $name did not answer $url within 30s" >&2; return 1; }
-        sleep 0.1
-    done
-}
-wait_for "mock upstream" "$MOCK_PID" "http://127.0.0.1:$PM/"
-wait_for tollgate "$GATEWAY_PID" "$URL/healthz"
+wait_http "mock upstream" "$MOCK_PID" "http://127.0.0.1:$PM/"
+wait_http tollgate "$GATEWAY_PID" "$URL/healthz"
 
 # 5. Two organizations, teams and keys, and traffic from each, in the ledger.
 timeout 60 node "$SUITE/seed.mjs" "$URL" "$MASTER_KEY" >"$WORK/seed.json"

@@ -49,17 +49,14 @@ impl ClientRequest {
     /// (`input` and no `messages`, as Cursor sends with a custom base URL)
     /// is read as the chat request it stands for, and answered as chat.
     pub fn chat(bytes: &[u8]) -> Result<Self, RequestError> {
-        match crate::wire::openai::parse_chat(bytes) {
-            Err(RequestError::Missing("messages")) => {
-                let r = crate::wire::responses::parse_responses(bytes)?;
-                if !r.body().contains_key("input") {
-                    return Err(RequestError::Missing("messages"));
-                }
-                let chat = translate::responses::responses_to_chat(r.body(), &r.model)?;
-                Ok(Self::Chat(crate::wire::openai::parse_chat_object(chat)?))
-            }
-            other => Ok(Self::Chat(other?)),
+        let body = crate::wire::parse_object(bytes)?;
+        let no_messages = body.get("messages").is_none_or(Value::is_null);
+        if no_messages && body.contains_key("input") {
+            let r = crate::wire::responses::parse_responses_object(body)?;
+            let chat = translate::responses::responses_to_chat(r.body(), &r.model)?;
+            return Ok(Self::Chat(crate::wire::openai::parse_chat_object(chat)?));
         }
+        Ok(Self::Chat(crate::wire::openai::parse_chat_object(body)?))
     }
 
     /// The `model` the client asked for.

@@ -53,7 +53,11 @@ impl ParsedResponses {
 /// Validates a `POST /v1/responses` body (see the module documentation for
 /// what is checked).
 pub fn parse_responses(bytes: &[u8]) -> Result<ParsedResponses, RequestError> {
-    let body = parse_object(bytes)?;
+    parse_responses_object(parse_object(bytes)?)
+}
+
+/// [`parse_responses`] on a body already parsed.
+pub fn parse_responses_object(body: Map<String, Value>) -> Result<ParsedResponses, RequestError> {
     let model = match body.get("model") {
         None | Some(Value::Null) => return Err(RequestError::Missing("model")),
         Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),

@@ -4,9 +4,10 @@
 //! # Layout
 //! - `openai.rs`: OpenAI chat upstream, OpenAI chat client (pass-through).
 //! - `anthropic.rs`: Anthropic upstream, Anthropic client (pass-through).
-//! - `translated.rs`: OpenAI chat ↔ Anthropic, translated event by event.
+//! - `translated.rs`: chat chunks or Anthropic events translated for the
+//!   client, event by event (generic over the translator).
 //! - `responses.rs`: every pair with a Responses client: pass-through from a
-//!   Responses upstream, translated from chat chunks or Anthropic events.
+//!   Responses upstream (translated ones use `translated.rs`).
 
 mod anthropic;
 mod openai;
@@ -64,12 +65,12 @@ pub(super) fn for_formats(
             client_model: client_model.to_owned(),
             usage: AnthropicUsage::default(),
         }),
-        (Wire::OpenAi, Wire::Anthropic) => Box::new(translated::AnthropicToOpenAi(
+        (Wire::OpenAi, Wire::Anthropic) => Box::new(translated::FromAnthropic(
             AnthropicToChat::new(client_model, crate::sim::now_secs(), include_usage),
         )),
-        (Wire::Anthropic, Wire::OpenAi) => Box::new(translated::OpenAiToAnthropic(
-            ChatToAnthropic::new(client_model),
-        )),
+        (Wire::Anthropic, Wire::OpenAi) => {
+            Box::new(translated::FromChat(ChatToAnthropic::new(client_model)))
+        }
         (Wire::Responses, upstream) => responses::for_upstream(upstream, client_model, request),
         // Nothing sends a chat or Messages client's request to a Responses
         // upstream: such a request is translated to the provider's chat format.

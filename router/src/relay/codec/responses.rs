@@ -6,10 +6,8 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::{
-    event_kind, failure, flow_step, malformed, meter_anthropic_event, meter_chat_chunk, raw_frame,
-    send_name, Codec, Meter, Step,
-};
+use super::translated::{FromAnthropic, FromChat, RESPONSES_FAILURE_CODE};
+use super::{event_kind, failure, malformed, raw_frame, send_name, Codec, Meter, Step};
 use crate::relay::End;
 use crate::translate;
 use crate::translate::responses::{AnthropicToResponses, ChatToResponses};
@@ -28,73 +26,6 @@ pub(super) fn for_upstream(
             client_model,
             request,
         ))),
-    }
-}
-
-/// The code a stream the gateway ends carries in its `response.failed`: a
-/// broken or slow upstream and a shutdown are `server_error`, which agents
-/// retry.
-fn failure_code(_end: &End) -> &'static str {
-    "server_error"
-}
-
-/// Chat upstream, Responses client.
-struct FromChat(ChatToResponses);
-
-impl Codec for FromChat {
-    fn event(&mut self, _name: &str, data: &str, m: &mut Meter, out: &mut Vec<Bytes>) -> Step {
-        if data == "[DONE]" {
-            return flow_step(self.0.end(out));
-        }
-        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
-            return malformed();
-        };
-        meter_chat_chunk(&chunk, m);
-        let flow = self.0.chunk(&chunk, out);
-        m.usage = self.0.usage();
-        flow_step(flow)
-    }
-
-    fn eof(&mut self, _m: &mut Meter, out: &mut Vec<Bytes>) -> Step {
-        if self.0.finished() {
-            // Some servers close after the last choice without `[DONE]`.
-            flow_step(self.0.end(out))
-        } else {
-            Step::End(End::UpstreamDisconnected(
-                "the stream closed without a final chunk".into(),
-            ))
-        }
-    }
-
-    fn fail(&mut self, end: &End, out: &mut Vec<Bytes>) {
-        let (message, _) = failure(end);
-        self.0.fail(failure_code(end), &message, out);
-    }
-}
-
-/// Anthropic upstream, Responses client.
-struct FromAnthropic(AnthropicToResponses);
-
-impl Codec for FromAnthropic {
-    fn event(&mut self, _name: &str, data: &str, m: &mut Meter, out: &mut Vec<Bytes>) -> Step {
-        let Ok(value) = serde_json::from_str::<Value>(data) else {
-            return malformed();
-        };
-        meter_anthropic_event(&value, m);
-        let flow = self.0.event(&value, out);
-        m.usage = self.0.usage();
-        flow_step(flow)
-    }
-
-    fn eof(&mut self, _m: &mut Meter, _out: &mut Vec<Bytes>) -> Step {
-        Step::End(End::UpstreamDisconnected(
-            "the stream closed without message_stop".into(),
-        ))
-    }
-
-    fn fail(&mut self, end: &End, out: &mut Vec<Bytes>) {
-        let (message, _) = failure(end);
-        self.0.fail(failure_code(end), &message, out);
     }
 }
 
@@ -189,7 +120,7 @@ impl Codec for ResponsesPass {
             "status": "failed",
             "model": self.client_model,
             "output": [],
-            "error": {"code": failure_code(end), "message": message},
+            "error": {"code": RESPONSES_FAILURE_CODE, "message": message},
         });
         out.push(translate::anthropic_frame(
             "response.failed",

@@ -1,19 +1,145 @@
-//! Translated streams between OpenAI chat chunks and Anthropic events.
+//! Translated streams: chat chunks or Anthropic events in, another format's
+//! events out. One codec per upstream format, generic over the translator
+//! that writes the client's format (chat → Messages or Responses;
+//! Messages → chat or Responses), so reading, metering and the end of the
+//! upstream's stream are written once.
 
 use bytes::Bytes;
 use serde_json::Value;
 
 use super::{
-    anthropic_error_frame, flow_step, malformed, meter_anthropic_event, meter_chat_chunk,
+    anthropic_error_frame, failure, flow_step, malformed, meter_anthropic_event, meter_chat_chunk,
     openai_error_frame, Codec, Meter, Step,
 };
 use crate::relay::End;
-use crate::translate::{AnthropicToChat, ChatToAnthropic};
+use crate::translate::responses::{AnthropicToResponses, ChatToResponses};
+use crate::translate::{AnthropicToChat, ChatToAnthropic, Flow};
+use crate::usage::Usage;
 
-/// Anthropic upstream, OpenAI client.
-pub(super) struct AnthropicToOpenAi(pub(super) AnthropicToChat);
+/// A translator of an OpenAI chat stream into the client's format.
+pub(super) trait FromChatChunks: Send {
+    fn chunk(&mut self, chunk: &Value, out: &mut Vec<Bytes>) -> Flow;
+    /// The upstream finished (`[DONE]`, or its end after a finish reason).
+    fn end(&mut self, out: &mut Vec<Bytes>) -> Flow;
+    /// Whether a finish reason arrived.
+    fn finished(&self) -> bool;
+    fn usage(&self) -> Option<Usage>;
+    /// The frames that end a stream that failed, in the client's format.
+    fn fail(&mut self, end: &End, out: &mut Vec<Bytes>);
+}
 
-impl Codec for AnthropicToOpenAi {
+/// A translator of an Anthropic event stream into the client's format.
+pub(super) trait FromAnthropicEvents: Send {
+    fn event(&mut self, event: &Value, out: &mut Vec<Bytes>) -> Flow;
+    fn usage(&self) -> Option<Usage>;
+    /// The frames that end a stream that failed, in the client's format.
+    fn fail(&mut self, end: &End, out: &mut Vec<Bytes>);
+}
+
+/// The code a stream the gateway ends carries in its `response.failed`: a
+/// broken or slow upstream and a shutdown are `server_error`, which agents
+/// retry.
+pub(super) const RESPONSES_FAILURE_CODE: &str = "server_error";
+
+impl FromChatChunks for ChatToAnthropic {
+    fn chunk(&mut self, chunk: &Value, out: &mut Vec<Bytes>) -> Flow {
+        ChatToAnthropic::chunk(self, chunk, out)
+    }
+    fn end(&mut self, out: &mut Vec<Bytes>) -> Flow {
+        ChatToAnthropic::end(self, out)
+    }
+    fn finished(&self) -> bool {
+        ChatToAnthropic::finished(self)
+    }
+    fn usage(&self) -> Option<Usage> {
+        ChatToAnthropic::usage(self)
+    }
+    fn fail(&mut self, end: &End, out: &mut Vec<Bytes>) {
+        out.push(anthropic_error_frame(end));
+    }
+}
+
+impl FromChatChunks for ChatToResponses {
+    fn chunk(&mut self, chunk: &Value, out: &mut Vec<Bytes>) -> Flow {
+        ChatToResponses::chunk(self, chunk, out)
+    }
+    fn end(&mut self, out: &mut Vec<Bytes>) -> Flow {
+        ChatToResponses::end(self, out)
+    }
+    fn finished(&self) -> bool {
+        ChatToResponses::finished(self)
+    }
+    fn usage(&self) -> Option<Usage> {
+        ChatToResponses::usage(self)
+    }
+    fn fail(&mut self, end: &End, out: &mut Vec<Bytes>) {
+        let (message, _) = failure(end);
+        ChatToResponses::fail(self, RESPONSES_FAILURE_CODE, &message, out);
+    }
+}
+
+impl FromAnthropicEvents for AnthropicToChat {
+    fn event(&mut self, event: &Value, out: &mut Vec<Bytes>) -> Flow {
+        AnthropicToChat::event(self, event, out)
+    }
+    fn usage(&self) -> Option<Usage> {
+        AnthropicToChat::usage(self)
+    }
+    fn fail(&mut self, end: &End, out: &mut Vec<Bytes>) {
+        out.push(openai_error_frame(end));
+    }
+}
+
+impl FromAnthropicEvents for AnthropicToResponses {
+    fn event(&mut self, event: &Value, out: &mut Vec<Bytes>) -> Flow {
+        AnthropicToResponses::event(self, event, out)
+    }
+    fn usage(&self) -> Option<Usage> {
+        AnthropicToResponses::usage(self)
+    }
+    fn fail(&mut self, end: &End, out: &mut Vec<Bytes>) {
+        let (message, _) = failure(end);
+        AnthropicToResponses::fail(self, RESPONSES_FAILURE_CODE, &message, out);
+    }
+}
+
+/// An OpenAI chat upstream, translated for the client.
+pub(super) struct FromChat<T>(pub(super) T);
+
+impl<T: FromChatChunks> Codec for FromChat<T> {
+    fn event(&mut self, _name: &str, data: &str, m: &mut Meter, out: &mut Vec<Bytes>) -> Step {
+        if data == "[DONE]" {
+            return flow_step(self.0.end(out));
+        }
+        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+            return malformed();
+        };
+        meter_chat_chunk(&chunk, m);
+        let flow = self.0.chunk(&chunk, out);
+        m.usage = self.0.usage();
+        flow_step(flow)
+    }
+
+    fn eof(&mut self, _m: &mut Meter, out: &mut Vec<Bytes>) -> Step {
+        if self.0.finished() {
+            // Some servers close after the last choice without `[DONE]`.
+            flow_step(self.0.end(out))
+        } else {
+            Step::End(End::UpstreamDisconnected(
+                "the stream closed without a final chunk".into(),
+            ))
+        }
+    }
+
+    fn fail(&mut self, end: &End, out: &mut Vec<Bytes>) {
+        self.0.fail(end, out);
+    }
+}
+
+/// An Anthropic upstream, translated for the client.
+pub(super) struct FromAnthropic<T>(pub(super) T);
+
+impl<T: FromAnthropicEvents> Codec for FromAnthropic<T> {
     fn event(&mut self, _name: &str, data: &str, m: &mut Meter, out: &mut Vec<Bytes>) -> Step {
         let Ok(value) = serde_json::from_str::<Value>(data) else {
             return malformed();
@@ -31,38 +157,6 @@ impl Codec for AnthropicToOpenAi {
     }
 
     fn fail(&mut self, end: &End, out: &mut Vec<Bytes>) {
-        out.push(openai_error_frame(end));
-    }
-}
-
-/// OpenAI upstream, Anthropic client.
-pub(super) struct OpenAiToAnthropic(pub(super) ChatToAnthropic);
-
-impl Codec for OpenAiToAnthropic {
-    fn event(&mut self, _name: &str, data: &str, m: &mut Meter, out: &mut Vec<Bytes>) -> Step {
-        if data == "[DONE]" {
-            return flow_step(self.0.end(out));
-        }
-        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
-            return malformed();
-        };
-        meter_chat_chunk(&chunk, m);
-        let flow = self.0.chunk(&chunk, out);
-        m.usage = self.0.usage();
-        flow_step(flow)
-    }
-
-    fn eof(&mut self, _m: &mut Meter, out: &mut Vec<Bytes>) -> Step {
-        if self.0.finished() {
-            flow_step(self.0.end(out))
-        } else {
-            Step::End(End::UpstreamDisconnected(
-                "the stream closed without a final chunk".into(),
-            ))
-        }
-    }
-
-    fn fail(&mut self, end: &End, out: &mut Vec<Bytes>) {
-        out.push(anthropic_error_frame(end));
+        self.0.fail(end, out);
     }
 }

@@ -16,6 +16,12 @@ start_mock() {
     pids+=($!)
 }
 
+# ledger_toml: config sections keeping the SQLite ledger and its spool in
+# the run's scratch directory.
+ledger_toml() {
+    printf '[database]\nurl = "sqlite://%s/ledger.db"\n[ledger]\nspool_dir = "%s/spool"\n' "$work" "$work"
+}
+
 # start_gateway PORT [CONFIG]: the gateway on CONFIG ($work/tollgate.toml by
 # default), once it is ready; its pid in gw_pid.
 start_gateway() {
@@ -43,4 +49,15 @@ for name, r in runs:
     print(f"{name:{width}}: {r['requests_per_s']:7.0f} req/s ({r['requests_per_s'] / base:.2f} of {runs[0][0]}) "
           f"p50 {r['latency']['p50_ms']:.2f} ms p99 {r['latency']['p99_ms']:.2f} ms errors {r['errors']}")
 PY
+}
+
+# admin PORT PATH JSON: an admin API call with the master key in $master.
+admin() { curl -sf "http://127.0.0.1:$1$2" -H "Authorization: Bearer $master" -H 'content-type: application/json' -d "$3"; }
+field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+# limited_key PORT: a key under hard org and team budgets and key rate limits.
+limited_key() {
+    local org team
+    org=$(admin "$1" /admin/orgs '{"name": "load", "budget": {"limit_usd": 100000, "period": "monthly", "enforcement": "hard"}}' | field id)
+    team=$(admin "$1" /admin/teams "{\"org_id\": \"$org\", \"name\": \"limited\", \"budget\": {\"limit_usd\": 100000, \"period\": \"daily\", \"enforcement\": \"hard\"}}" | field id)
+    admin "$1" /admin/keys "{\"team_id\": \"$team\", \"limits\": {\"rpm\": 100000000, \"tpm\": 100000000000, \"max_concurrent\": 100000}}" | field key
 }

@@ -16,6 +16,7 @@ cat > "$work/tollgate.toml" <<TOML
 [server]
 listen = "127.0.0.1:$gw_port"
 master_key = "$key"
+$(ledger_toml)
 [providers.mock]
 kind = "openai"
 base_url = "http://127.0.0.1:$mock_port/v1"

@@ -39,15 +39,6 @@ TOML
 write_config "$gw_port" tollgate
 start_gateway "$gw_port"
 
-admin() { curl -sf "http://127.0.0.1:$1$2" -H "Authorization: Bearer $master" -H 'content-type: application/json' -d "$3"; }
-field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
-# limited_key PORT: a key under hard org and team budgets and key rate limits.
-limited_key() {
-    local org team
-    org=$(admin "$1" /admin/orgs '{"name": "load", "budget": {"limit_usd": 100000, "period": "monthly", "enforcement": "hard"}}' | field id)
-    team=$(admin "$1" /admin/teams "{\"org_id\": \"$org\", \"name\": \"limited\", \"budget\": {\"limit_usd\": 100000, \"period\": \"daily\", \"enforcement\": \"hard\"}}" | field id)
-    admin "$1" /admin/keys "{\"team_id\": \"$team\", \"limits\": {\"rpm\": 100000000, \"tpm\": 100000000000, \"max_concurrent\": 100000}}" | field key
-}
 plain_org=$(admin "$gw_port" /admin/orgs '{"name": "load-plain"}' | field id)
 plain_team=$(admin "$gw_port" /admin/teams "{\"org_id\": \"$plain_org\", \"name\": \"plain\"}" | field id)
 plain_key=$(admin "$gw_port" /admin/keys "{\"team_id\": \"$plain_team\"}" | field key)

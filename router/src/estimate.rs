@@ -281,9 +281,69 @@ pub fn embeddings_input(request: &Value) -> u64 {
     }
 }
 
+/// The output a relayed answer produced, counted as it passes so an estimate
+/// stays possible when the provider reports no usage (or a stream is cut
+/// short) without holding the whole text: text is kept until a piece of
+/// [`TALLY_FOLD_BYTES`] has gathered, then that piece is counted and let go.
+/// Answers shorter than that (most of them) are never tokenized unless an
+/// estimate is asked for.
+#[derive(Debug, Default, Clone)]
+pub struct OutputTally {
+    pending: String,
+    counted: u64,
+}
+
+/// How much output text a tally holds before counting it.
+pub const TALLY_FOLD_BYTES: usize = 8 * 1024;
+
+impl OutputTally {
+    /// A tally of one whole text (a non-streamed answer).
+    pub fn of(text: String) -> Self {
+        let mut tally = Self {
+            pending: text,
+            counted: 0,
+        };
+        tally.fold_if_full();
+        tally
+    }
+
+    /// Adds text the model produced.
+    pub fn push(&mut self, text: &str) {
+        self.pending.push_str(text);
+        self.fold_if_full();
+    }
+
+    /// Whether any output was seen.
+    pub fn is_empty(&self) -> bool {
+        self.counted == 0 && self.pending.is_empty()
+    }
+
+    /// The output's tokens so far.
+    pub fn tokens(&self) -> u64 {
+        self.counted + count_text(&self.pending)
+    }
+
+    /// Counts the pending text up to its last whitespace (so no word is
+    /// split between two counts), once it is large enough.
+    fn fold_if_full(&mut self) {
+        if self.pending.len() < TALLY_FOLD_BYTES {
+            return;
+        }
+        let cut = match self.pending.rfind(char::is_whitespace) {
+            Some(ws) if ws > 0 => ws,
+            _ => self.pending.len(),
+        };
+        self.counted += count_text(&self.pending[..cut]);
+        self.pending.drain(..cut);
+        if self.pending.capacity() > 2 * TALLY_FOLD_BYTES {
+            self.pending.shrink_to(TALLY_FOLD_BYTES);
+        }
+    }
+}
+
 /// Estimates a whole exchange: the prompt from the request body sent upstream,
-/// the output from the text the model produced. For embeddings the output is 0.
-pub fn exchange(op: Operation, request_body: &[u8], output_text: &str) -> Usage {
+/// the output from what the model produced. For embeddings the output is 0.
+pub fn exchange(op: Operation, request_body: &[u8], output: &OutputTally) -> Usage {
     let request: Value = serde_json::from_slice(request_body).unwrap_or(Value::Null);
     let input = match op {
         Operation::ChatCompletions => chat_prompt(&request),
@@ -293,7 +353,7 @@ pub fn exchange(op: Operation, request_body: &[u8], output_text: &str) -> Usage 
     };
     Usage {
         input,
-        output: count_text(output_text),
+        output: output.tokens(),
         ..Usage::default()
     }
 }
@@ -308,6 +368,21 @@ mod tests {
         assert_eq!(count_text(""), 0);
         assert_eq!(count_text("hello world"), 2);
         assert!(count_text(&"lorem ipsum dolor ".repeat(100)) >= 300);
+    }
+
+    #[test]
+    fn a_tally_holds_a_bounded_text_and_counts_close_to_the_whole() {
+        let text = "The quick brown fox jumps over the lazy dog. ".repeat(2_000);
+        let mut tally = OutputTally::default();
+        for word in text.split_inclusive(' ') {
+            tally.push(word);
+            assert!(tally.pending.len() < TALLY_FOLD_BYTES + 16);
+        }
+        let whole = count_text(&text);
+        let folded = tally.tokens();
+        assert!(whole.abs_diff(folded) <= whole / 100, "{folded} vs {whole}");
+        assert!(OutputTally::default().is_empty());
+        assert_eq!(OutputTally::of("hello world".into()).tokens(), 2);
     }
 
     #[test]

@@ -186,7 +186,7 @@ fn relay_success(
                         upstream_failure: None,
                         usage: relayed.usage,
                         charged: true,
-                        output_text: relayed.output_text,
+                        output: relayed.output,
                         ttft: None,
                     });
                     let mut headers = json_headers();
@@ -246,7 +246,7 @@ fn relay_success(
                         end: summary.end,
                         usage: summary.usage,
                         charged: true,
-                        output_text: summary.output_text,
+                        output: summary.output,
                         ttft: summary.ttft,
                     });
                 });

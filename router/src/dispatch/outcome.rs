@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use tokio::time::Instant;
 
 use crate::catalog::ModelEntry;
-use crate::estimate;
+use crate::estimate::{self, OutputTally};
 use crate::provider::Operation;
 use crate::relay::End;
 use crate::usage::{Usage, UsageSource};
@@ -64,8 +64,8 @@ pub(crate) struct Ended {
     /// Whether the upstream did work worth estimating when it reported no
     /// usage. A refused connection or an upstream error status cost nothing.
     pub charged: bool,
-    /// The text the model produced, for estimates.
-    pub output_text: String,
+    /// The output the model produced, for estimates.
+    pub output: OutputTally,
     pub ttft: Option<Duration>,
 }
 
@@ -84,7 +84,7 @@ impl Ended {
             upstream_failure,
             usage: None,
             charged: false,
-            output_text: String::new(),
+            output: OutputTally::default(),
             ttft: None,
         }
     }
@@ -180,7 +180,7 @@ impl Metered {
             // Anthropic stream reports input up front, output at the end):
             // the output produced so far is counted, if that is more.
             Some(mut u) if !e.end.is_complete() => {
-                let counted = estimate::count_text(&e.output_text);
+                let counted = e.output.tokens();
                 if counted > u.output {
                     u.output = counted;
                     (u, UsageSource::Estimated)
@@ -190,7 +190,7 @@ impl Metered {
             }
             Some(u) => (u, UsageSource::Provider),
             None if e.charged => (
-                estimate::exchange(self.operation, &self.body, &e.output_text),
+                estimate::exchange(self.operation, &self.body, &e.output),
                 UsageSource::Estimated,
             ),
             None => (Usage::default(), UsageSource::Provider),
@@ -243,7 +243,7 @@ impl Drop for Metered {
             upstream_failure: None,
             usage: None,
             charged: true,
-            output_text: String::new(),
+            output: OutputTally::default(),
             ttft: None,
         });
     }

@@ -3,7 +3,10 @@
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use serde_json::value::RawValue;
+
 use super::collect_choice_text;
+use crate::estimate::OutputTally;
 use crate::translate;
 use crate::usage::{self, Usage};
 use crate::wire::Wire;
@@ -26,8 +29,103 @@ pub struct JsonRelayed {
     pub body: Bytes,
     /// Usage as the provider reported it, if it did.
     pub usage: Option<Usage>,
-    /// The text the model produced, for estimates when usage is missing.
-    pub output_text: String,
+    /// The output the model produced, for estimates when usage is missing
+    /// (gathered only then).
+    pub output: OutputTally,
+}
+
+/// The parts of an answer a same-format relay reads, in place.
+#[derive(serde::Deserialize)]
+struct AnswerView<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow)]
+    usage: Option<&'a RawValue>,
+    #[serde(borrow)]
+    error: Option<&'a RawValue>,
+    #[serde(borrow)]
+    choices: Option<&'a RawValue>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow)]
+    output: Option<&'a RawValue>,
+}
+
+fn is_array(raw: Option<&RawValue>) -> bool {
+    raw.is_some_and(|r| r.get().starts_with('['))
+}
+
+/// Relays an answer whose format the client speaks, reading only what
+/// metering needs and rewriting only the model name, in place. `None` when
+/// the answer needs the whole-value path (no usage reported, so its text is
+/// needed for an estimate, or a shape the view does not know).
+fn relay_same_format(
+    body: &Bytes,
+    client_model: &str,
+    wire: Wire,
+) -> Option<Result<JsonRelayed, MalformedBody>> {
+    let text = std::str::from_utf8(body).ok()?;
+    if !text.trim_start().starts_with('{') {
+        return Some(Err(MalformedBody::NotJson));
+    }
+    let view: AnswerView<'_> = serde_json::from_str(text).ok()?;
+    let normalize = match wire {
+        Wire::OpenAi => {
+            if view.error.is_some() && view.choices.is_none() && view.data.is_none() {
+                return Some(Err(MalformedBody::ErrorObject));
+            }
+            usage::from_openai
+        }
+        Wire::Anthropic => {
+            if view.kind.is_some_and(|k| k.get() == "\"error\"")
+                || (view.error.is_some() && view.content.is_none())
+            {
+                return Some(Err(MalformedBody::ErrorObject));
+            }
+            if !is_array(view.content) {
+                return Some(Err(MalformedBody::NotJson));
+            }
+            usage::from_anthropic
+        }
+        Wire::Responses => {
+            if !is_array(view.output) {
+                return Some(Err(if view.error.is_some() {
+                    MalformedBody::ErrorObject
+                } else {
+                    MalformedBody::NotJson
+                }));
+            }
+            translate::responses::from_responses
+        }
+    };
+    let usage = view.usage.and_then(|u| {
+        serde_json::from_str::<Value>(u.get())
+            .ok()
+            .as_ref()
+            .and_then(normalize)
+    })?;
+    let model_json = Value::String(client_model.to_owned()).to_string();
+    let body = match view.model {
+        Some(m) if m.get() != model_json => {
+            let start = (m.get().as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+            let end = start + m.get().len();
+            let mut out = Vec::with_capacity(body.len() + model_json.len());
+            out.extend_from_slice(&body[..start]);
+            out.extend_from_slice(model_json.as_bytes());
+            out.extend_from_slice(body.get(end..)?);
+            Bytes::from(out)
+        }
+        _ => body.clone(),
+    };
+    Some(Ok(JsonRelayed {
+        body,
+        usage: Some(usage),
+        output: OutputTally::default(),
+    }))
 }
 
 /// Relays a 2xx JSON answer (chat completion, embeddings, Anthropic message
@@ -42,9 +140,14 @@ pub fn relay_json(
     upstream: Wire,
     request: &Map<String, Value>,
 ) -> Result<JsonRelayed, MalformedBody> {
+    if client == upstream {
+        if let Some(relayed) = relay_same_format(body, client_model, client) {
+            return relayed;
+        }
+    }
     let mut value: Value = serde_json::from_slice(body).map_err(|_| MalformedBody::NotJson)?;
     let obj = value.as_object_mut().ok_or(MalformedBody::NotJson)?;
-    let mut output_text = String::new();
+    let mut output = OutputTally::default();
     let (usage, out) = match upstream {
         Wire::OpenAi => {
             let is_error = obj.get("error").is_some_and(|e| !e.is_null());
@@ -54,7 +157,7 @@ pub fn relay_json(
             let usage = usage::from_openai_body(&value);
             if let Some(choices) = value.get("choices").and_then(Value::as_array) {
                 for c in choices {
-                    collect_choice_text(c, "message", &mut output_text);
+                    collect_choice_text(c, "message", &mut output);
                 }
             }
             let out = match client {
@@ -85,11 +188,11 @@ pub fn relay_json(
                 for b in blocks {
                     for key in ["text", "thinking"] {
                         if let Some(t) = b.get(key).and_then(Value::as_str) {
-                            output_text.push_str(t);
+                            output.push(t);
                         }
                     }
                     if let Some(input) = b.get("input") {
-                        output_text.push_str(&input.to_string());
+                        output.push(&input.to_string());
                     }
                 }
             }
@@ -101,7 +204,7 @@ pub fn relay_json(
                         return Ok(JsonRelayed {
                             body: body.clone(),
                             usage,
-                            output_text,
+                            output,
                         });
                     }
                     if let Some(m) = value.get_mut("model") {
@@ -128,7 +231,7 @@ pub fn relay_json(
                 return Err(MalformedBody::NotJson);
             }
             let usage = translate::responses::usage_from_response(&value);
-            collect_response_text(&value, &mut output_text);
+            collect_response_text(&value, &mut output);
             if let Some(m) = value.get_mut("model") {
                 *m = Value::String(client_model.to_owned());
             }
@@ -139,19 +242,19 @@ pub fn relay_json(
     Ok(JsonRelayed {
         body: Bytes::from(body),
         usage,
-        output_text,
+        output,
     })
 }
 
 /// The text a Responses object's output items carry (for estimates).
-fn collect_response_text(response: &Value, out: &mut String) {
+fn collect_response_text(response: &Value, out: &mut OutputTally) {
     let Some(items) = response.get("output").and_then(Value::as_array) else {
         return;
     };
     for item in items {
         for key in ["arguments", "input"] {
             if let Some(s) = item.get(key).and_then(Value::as_str) {
-                out.push_str(s);
+                out.push(s);
             }
         }
         for list in ["content", "summary"] {
@@ -162,7 +265,7 @@ fn collect_response_text(response: &Value, out: &mut String) {
                 .flatten()
             {
                 if let Some(t) = part.get("text").and_then(Value::as_str) {
-                    out.push_str(t);
+                    out.push(t);
                 }
             }
         }
@@ -187,7 +290,7 @@ mod tests {
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["model"], "kimi");
         assert_eq!(v["choices"][0]["message"]["reasoning_content"], "think");
-        assert_eq!(r.output_text, "thinkhi");
+        assert_eq!(r.output.tokens(), 0, "usage was reported: no text kept");
         let u = r.usage.unwrap();
         assert_eq!((u.input, u.cached_input, u.output), (4, 1, 2));
     }

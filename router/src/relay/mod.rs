@@ -3,6 +3,7 @@
 //! every exchange, complete or not, for metering.
 
 mod codec;
+mod frame;
 mod json;
 mod sse;
 mod timed;
@@ -14,6 +15,7 @@ use tokio::time::Instant;
 pub use json::{relay_json, JsonRelayed, MalformedBody};
 pub use sse::{relay_stream, StreamOptions};
 
+use crate::estimate::OutputTally;
 use crate::provider::TimeoutPhase;
 use crate::usage::Usage;
 
@@ -76,21 +78,21 @@ pub struct Summary {
     /// When the upstream's part ended: its last event, end of body or
     /// error was read, or the client went away while it was still going.
     pub upstream_done: Instant,
-    /// The text the model produced (content, reasoning, tool-call arguments),
-    /// for estimating usage when the provider reported none.
-    pub output_text: String,
+    /// The output the model produced (content, reasoning, tool-call
+    /// arguments), for estimating usage when the provider reported none.
+    pub output: OutputTally,
     /// How many events reached the client.
     pub events: u64,
 }
 
-/// Appends the text a choice (or delta) carries to `out`, and says whether it
+/// Adds the text a choice (or delta) carries to `out`, and says whether it
 /// carried a `finish_reason`.
-fn collect_choice_text(choice: &serde_json::Value, part: &str, out: &mut String) -> bool {
+fn collect_choice_text(choice: &serde_json::Value, part: &str, out: &mut OutputTally) -> bool {
     use serde_json::Value;
     if let Some(msg) = choice.get(part) {
         for key in ["reasoning_content", "content"] {
             if let Some(s) = msg.get(key).and_then(Value::as_str) {
-                out.push_str(s);
+                out.push(s);
             }
         }
         if let Some(calls) = msg.get("tool_calls").and_then(Value::as_array) {
@@ -100,7 +102,7 @@ fn collect_choice_text(choice: &serde_json::Value, part: &str, out: &mut String)
                         .pointer(&format!("/function/{key}"))
                         .and_then(Value::as_str)
                     {
-                        out.push_str(s);
+                        out.push(s);
                     }
                 }
             }

@@ -1,19 +1,17 @@
 //! Relaying an SSE stream event by event, as each arrives, in the client's
 //! format (see [`codec`](super::codec) for what happens to each event).
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventsource_stream::{Event, EventStreamError, Eventsource};
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::codec::{self, Codec, Meter, Step};
+use super::codec::{self, Codec, Event, Meter, Out, Step};
+use super::frame::{self, Framer};
 use super::timed::Timed;
 use super::{End, Summary};
 use crate::provider::{ByteStream, ProviderError};
@@ -43,21 +41,20 @@ pub struct StreamOptions {
     pub shutdown: CancellationToken,
 }
 
-type Events = Pin<Box<dyn Stream<Item = Result<Event, EventStreamError<ProviderError>>> + Send>>;
 type OnEnd = Box<dyn FnOnce(Summary) + Send>;
 
 struct Relay {
-    events: Events,
+    body: Timed,
+    framer: Framer,
     codec: Box<dyn Codec>,
     meter: Meter,
     started: Instant,
     ttft: Option<Duration>,
-    /// When the upstream last delivered something (an event, its end, or
-    /// an error), for the time the upstream exchange took.
-    upstream_done: Instant,
-    queue: VecDeque<Bytes>,
-    scratch: Vec<Bytes>,
-    forwarded: u64,
+    /// What the client gets next: every frame one upstream read produced.
+    out: Out,
+    /// Whether the upstream's events are coming in a burst (each ready
+    /// without waiting), so the next is worth a moment's wait.
+    burst: bool,
     on_end: Option<OnEnd>,
 }
 
@@ -72,9 +69,9 @@ pub fn relay_stream(
     request: &Map<String, Value>,
     on_end: impl FnOnce(Summary) + Send + 'static,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
-    let timed = Timed::new(upstream, opts.idle, opts.deadline, opts.shutdown.clone());
     let relay = Relay {
-        events: Box::pin(timed.eventsource()),
+        body: Timed::new(upstream, opts.idle, opts.deadline, opts.shutdown.clone()),
+        framer: Framer::default(),
         codec: codec::for_formats(
             opts.client,
             opts.upstream,
@@ -85,14 +82,12 @@ pub fn relay_stream(
         meter: Meter::default(),
         started: opts.started,
         ttft: None,
-        upstream_done: Instant::now(),
-        queue: VecDeque::new(),
-        scratch: Vec::new(),
-        forwarded: 0,
+        out: Out::default(),
+        burst: false,
         on_end: Some(Box::new(on_end)),
     };
     futures_util::stream::unfold(relay, |mut relay| async move {
-        let frame = relay.next_frame().await?;
+        let frame = relay.next_piece().await?;
         Some((Ok(frame), relay))
     })
 }
@@ -104,27 +99,27 @@ impl Relay {
                 usage: self.meter.usage,
                 end,
                 ttft: self.ttft,
-                upstream_done: self.upstream_done,
-                output_text: std::mem::take(&mut self.meter.output_text),
-                events: self.forwarded + self.queue.len() as u64,
+                // The upstream's part ends with the stream (its last event,
+                // end or error was just read) or when the client leaves.
+                upstream_done: Instant::now(),
+                output: std::mem::take(&mut self.meter.output),
+                events: self.out.count(),
             });
         }
     }
 
     fn fail(&mut self, end: End) {
-        self.codec.fail(&end, &mut self.scratch);
-        self.queue.extend(self.scratch.drain(..));
+        self.codec.fail(&end, &mut self.out);
         self.finish(end);
     }
 
     fn step(&mut self, step: Step) {
-        self.queue.extend(self.scratch.drain(..));
         if self.ttft.is_none() && self.meter.produced {
             self.ttft = Some(self.started.elapsed());
         }
         if let Step::End(end) = step {
             // A complete answer needs no error frame, and for an upstream
-            // error the codec already queued it, translated.
+            // error the codec already wrote it, translated.
             if matches!(end, End::Complete | End::UpstreamError) {
                 self.finish(end);
             } else {
@@ -133,63 +128,238 @@ impl Relay {
         }
     }
 
-    /// The next frame for the client; `None` once the stream is over.
-    async fn next_frame(&mut self) -> Option<Bytes> {
+    /// Hands one event to the codec.
+    fn event(&mut self, raw: &[u8]) {
+        let Ok(fields) = frame::fields(raw) else {
+            self.fail(End::Malformed("an event is not UTF-8 text".into()));
+            return;
+        };
+        let data = fields.data.trim();
+        if data.is_empty() {
+            // Comments and keep-alives.
+            return;
+        }
+        let lead = fields.data.len() - fields.data.trim_start().len();
+        let ev = Event {
+            raw,
+            name: fields.name,
+            data,
+            data_at: fields.data_span.map(|span| span.start + lead),
+        };
+        let step = self.codec.event(&ev, &mut self.meter, &mut self.out);
+        self.step(step);
+    }
+
+    /// Hands every complete event the framer holds to the codec.
+    fn drain_events(&mut self) {
+        let mut framer = std::mem::take(&mut self.framer);
+        while self.on_end.is_some() {
+            let Some(event) = framer.next_event() else {
+                break;
+            };
+            self.event(&framer.bytes()[event]);
+        }
+        self.framer = framer;
+    }
+
+    /// Takes what the upstream body produced next.
+    fn take(&mut self, next: Option<Result<Bytes, ProviderError>>) {
+        match next {
+            Some(Ok(piece)) => {
+                if self.framer.push(&piece).is_err() {
+                    let e = ProviderError::Oversized(frame::MAX_EVENT_BYTES);
+                    self.fail(End::Malformed(e.to_string()));
+                }
+            }
+            Some(Err(ProviderError::Timeout(phase))) => self.fail(End::Timeout(phase)),
+            Some(Err(ProviderError::Shutdown)) => self.fail(End::Shutdown),
+            Some(Err(e)) => self.fail(End::UpstreamDisconnected(e.to_string())),
+            None => {
+                if let Some(rest) = self.framer.rest() {
+                    // A last event without its blank line.
+                    let mut last = self.framer.bytes()[rest].trim_ascii_end().to_vec();
+                    last.extend_from_slice(b"\n\n");
+                    self.event(&last);
+                }
+                if self.on_end.is_some() {
+                    let step = self.codec.eof(&mut self.meter, &mut self.out);
+                    self.step(step);
+                }
+            }
+        }
+    }
+
+    /// The next piece for the client; `None` once the stream is over.
+    async fn next_piece(&mut self) -> Option<Bytes> {
         loop {
-            if let Some(frame) = self.queue.pop_front() {
-                self.forwarded += 1;
-                return Some(frame);
+            self.drain_events();
+            if !self.out.is_empty() {
+                self.gather().await;
+                return Some(self.out.take());
             }
             self.on_end.as_ref()?;
-            let next = self.events.next().await;
-            self.upstream_done = Instant::now();
-            let event = match next {
-                Some(Ok(event)) => event,
-                Some(Err(EventStreamError::Transport(ProviderError::Timeout(phase)))) => {
-                    self.fail(End::Timeout(phase));
-                    continue;
-                }
-                Some(Err(EventStreamError::Transport(ProviderError::Shutdown))) => {
-                    self.fail(End::Shutdown);
-                    continue;
-                }
-                Some(Err(EventStreamError::Transport(e @ ProviderError::Oversized(_)))) => {
-                    self.fail(End::Malformed(e.to_string()));
-                    continue;
-                }
-                Some(Err(EventStreamError::Transport(e))) => {
-                    self.fail(End::UpstreamDisconnected(e.to_string()));
-                    continue;
-                }
-                Some(Err(e)) => {
-                    self.fail(End::Malformed(e.to_string()));
-                    continue;
+            let next = match self.body.next().now_or_never() {
+                Some(next) => {
+                    self.burst = true;
+                    next
                 }
                 None => {
-                    let step = self.codec.eof(&mut self.meter, &mut self.scratch);
-                    self.step(step);
-                    continue;
+                    self.burst = false;
+                    self.body.next().await
                 }
             };
-            let data = event.data.trim();
-            if data.is_empty() {
-                continue;
+            self.take(next);
+        }
+    }
+
+    /// Adds to the piece for the client what the upstream already sent.
+    /// An upstream sends one event per HTTP chunk, many chunks to a read,
+    /// and its connection task hands them over one at a time: while they
+    /// come in a burst, letting that task run a moment gathers them into
+    /// one write to the client rather than one write per event. A paced
+    /// upstream (an event, then a wait) is forwarded at once.
+    async fn gather(&mut self) {
+        while self.burst && self.on_end.is_some() && self.out.len() < GATHER_BYTES {
+            let mut next = self.body.next().now_or_never();
+            for _ in 0..GATHER_YIELDS {
+                if next.is_some() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+                next = self.body.next().now_or_never();
             }
-            let step = self
-                .codec
-                .event(&event.event, data, &mut self.meter, &mut self.scratch);
-            self.step(step);
+            match next {
+                Some(next) => {
+                    self.take(next);
+                    self.drain_events();
+                }
+                None => self.burst = false,
+            }
         }
     }
 }
+
+/// How much a piece for the client gathers from what the upstream already
+/// delivered before it is sent.
+const GATHER_BYTES: usize = 32 * 1024;
+
+/// How many turns of the scheduler a burst may pause for its next event
+/// (the upstream connection's task needs two to decode and hand over one).
+const GATHER_YIELDS: usize = 2;
 
 impl Drop for Relay {
     fn drop(&mut self) {
         // Dropped before the end: the client went away, cutting the
         // upstream exchange short now.
-        if self.on_end.is_some() {
-            self.upstream_done = Instant::now();
-        }
         self.finish(End::ClientDisconnected);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    fn opts(
+        client_model: &str,
+        client: Wire,
+        upstream: Wire,
+        include_usage: bool,
+    ) -> StreamOptions {
+        StreamOptions {
+            client_model: client_model.to_owned(),
+            client,
+            upstream,
+            include_usage,
+            idle: Duration::from_secs(5),
+            deadline: Instant::now() + Duration::from_secs(5),
+            started: Instant::now(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// Relays `pieces` and returns what the client got, piece by piece,
+    /// with the summary.
+    async fn relay(pieces: Vec<&'static [u8]>, o: StreamOptions) -> (Vec<Bytes>, Summary) {
+        let upstream: ByteStream = Box::pin(futures_util::stream::iter(
+            pieces.into_iter().map(|p| Ok(Bytes::from_static(p))),
+        ));
+        let summary = Arc::new(Mutex::new(None));
+        let put = summary.clone();
+        let out: Vec<Bytes> = relay_stream(upstream, o, &Map::new(), move |s| {
+            *put.lock().unwrap() = Some(s);
+        })
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+        let s = summary.lock().unwrap().take().unwrap();
+        (out, s)
+    }
+
+    const CHUNK: &[u8] = b"data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi there\"},\"finish_reason\":null}]}\n\n";
+    const LAST: &[u8] = b"data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}\n\n";
+    const DONE: &[u8] = b"data: [DONE]\n\n";
+
+    #[tokio::test]
+    async fn same_format_events_pass_byte_for_byte_in_one_piece() {
+        let (out, s) = relay(
+            vec![CHUNK, CHUNK, LAST, DONE],
+            opts("m", Wire::OpenAi, Wire::OpenAi, true),
+        )
+        .await;
+        assert_eq!(out.len(), 1, "a burst goes out as one piece");
+        assert_eq!(out[0], [CHUNK, CHUNK, LAST, DONE].concat());
+        assert!(s.end.is_complete());
+        assert_eq!(s.usage.map(|u| (u.input, u.output)), Some((3, 2)));
+        assert_eq!(s.output.tokens(), 4, "the text is tallied as it passes");
+    }
+
+    #[tokio::test]
+    async fn only_the_model_and_unasked_usage_are_rewritten_in_place() {
+        let (out, _) = relay(
+            vec![CHUNK, LAST, DONE],
+            opts("alias", Wire::OpenAi, Wire::OpenAi, false),
+        )
+        .await;
+        let got = String::from_utf8(out.concat()).unwrap();
+        let want = String::from_utf8([CHUNK, LAST, DONE].concat())
+            .unwrap()
+            .replace("\"model\":\"m\"", "\"model\":\"alias\"")
+            .replace(
+                ",\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}",
+                "",
+            );
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn events_split_anywhere_across_pieces_arrive_whole() {
+        let whole: &'static [u8] = Box::leak([CHUNK, LAST, DONE].concat().into_boxed_slice());
+        let pieces: Vec<&'static [u8]> = whole.chunks(7).collect();
+        let (out, s) = relay(pieces, opts("m", Wire::OpenAi, Wire::OpenAi, true)).await;
+        assert_eq!(out.concat(), whole);
+        assert!(s.end.is_complete());
+    }
+
+    #[tokio::test]
+    async fn an_anthropic_stream_passes_with_the_model_spliced_into_message_start() {
+        let start: &'static [u8] = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m1\",\"model\":\"glm-4.6\",\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}}\n\n";
+        let delta: &'static [u8] = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hello\"}}\n\n";
+        let end: &'static [u8] = b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":5}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        let (out, s) = relay(
+            vec![start, delta, end],
+            opts("glm", Wire::Anthropic, Wire::Anthropic, true),
+        )
+        .await;
+        let got = String::from_utf8(out.concat()).unwrap();
+        let want = String::from_utf8([start, delta, end].concat())
+            .unwrap()
+            .replace("\"model\":\"glm-4.6\"", "\"model\":\"glm\"");
+        assert_eq!(got, want);
+        assert_eq!(s.usage.map(|u| (u.input, u.output)), Some((7, 5)));
+        assert!(s.end.is_complete());
     }
 }

@@ -1,6 +1,6 @@
 //! A byte stream with the relay's guards applied between pieces: the idle and
-//! total timeouts (keep-alive comments count as activity), a cap on the size
-//! of one event, and the gateway's shutdown.
+//! total timeouts (keep-alive comments count as activity) and the gateway's
+//! shutdown.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -13,18 +13,16 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::provider::{ByteStream, ProviderError, TimeoutPhase};
 
-/// The largest single SSE event accepted (bytes between two blank lines).
-pub(super) const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
-
 pub(super) struct Timed {
     inner: ByteStream,
     idle: Duration,
     deadline: Instant,
     sleep: Pin<Box<Sleep>>,
+    /// When the last piece arrived (the idle timeout counts from it).
+    last_piece: Instant,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// Bytes since the last event boundary, and whether the last byte was `\n`.
-    open_event: usize,
-    last_newline: bool,
+    /// Pieces passed since the guards were last checked.
+    run: u32,
     done: bool,
 }
 
@@ -35,15 +33,16 @@ impl Timed {
         deadline: Instant,
         shutdown: CancellationToken,
     ) -> Self {
-        let first = deadline.min(Instant::now() + idle);
+        let now = Instant::now();
+        let first = deadline.min(now + idle);
         Self {
             inner,
             idle,
             deadline,
             sleep: Box::pin(tokio::time::sleep_until(first)),
+            last_piece: now,
             shutdown: Box::pin(shutdown.cancelled_owned()),
-            open_event: 0,
-            last_newline: false,
+            run: 0,
             done: false,
         }
     }
@@ -52,26 +51,35 @@ impl Timed {
         self.done = true;
         Poll::Ready(Some(Err(err)))
     }
+}
 
-    /// Tracks event boundaries (a blank line) across pieces.
-    fn measure(&mut self, piece: &[u8]) -> bool {
-        let mut prev = self.last_newline;
-        for b in piece {
-            if *b == b'\r' {
-                // CRLF framing: a carriage return neither ends nor breaks a blank line.
-                self.open_event += 1;
-                continue;
-            }
-            let nl = *b == b'\n';
-            if nl && prev {
-                self.open_event = 0;
-            } else {
-                self.open_event += 1;
-            }
-            prev = nl;
+/// How many pieces in a row may pass without the guards being checked (they
+/// are always checked before the stream waits).
+const UNCHECKED_RUN: u32 = 64;
+
+impl Timed {
+    /// The guards: the shutdown, then the timeouts (the idle one counts from
+    /// the last piece; the timer moves only when it fires, which keeps the
+    /// timer wheel off the per-piece path).
+    fn check(&mut self, cx: &mut Context<'_>) -> Option<ProviderError> {
+        self.run = 0;
+        if self.shutdown.as_mut().poll(cx).is_ready() {
+            return Some(ProviderError::Shutdown);
         }
-        self.last_newline = prev;
-        self.open_event <= MAX_EVENT_BYTES
+        while self.sleep.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            let due = self.deadline.min(self.last_piece + self.idle);
+            if now >= due {
+                let phase = if now >= self.deadline {
+                    TimeoutPhase::Total
+                } else {
+                    TimeoutPhase::Idle
+                };
+                return Some(ProviderError::Timeout(phase));
+            }
+            self.sleep.as_mut().reset(due);
+        }
+        None
     }
 }
 
@@ -82,57 +90,24 @@ impl Stream for Timed {
         if self.done {
             return Poll::Ready(None);
         }
-        if self.shutdown.as_mut().poll(cx).is_ready() {
-            return self.fail(ProviderError::Shutdown);
-        }
-        // The deadlines first, so an upstream that never pauses cannot outrun them.
-        if self.sleep.as_mut().poll(cx).is_ready() {
-            let phase = if Instant::now() >= self.deadline {
-                TimeoutPhase::Total
-            } else {
-                TimeoutPhase::Idle
-            };
-            return self.fail(ProviderError::Timeout(phase));
+        // An upstream that never pauses is checked every so many pieces, so
+        // it cannot outrun the deadlines.
+        if self.run >= UNCHECKED_RUN {
+            if let Some(err) = self.check(cx) {
+                return self.fail(err);
+            }
         }
         match self.inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(piece))) => {
-                if !self.measure(&piece) {
-                    return self.fail(ProviderError::Oversized(MAX_EVENT_BYTES));
-                }
-                let next = self.deadline.min(Instant::now() + self.idle);
-                self.sleep.as_mut().reset(next);
+                self.last_piece = Instant::now();
+                self.run += 1;
                 Poll::Ready(Some(Ok(piece)))
             }
+            Poll::Pending => match self.check(cx) {
+                Some(err) => self.fail(err),
+                None => Poll::Pending,
+            },
             other => other,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn timed() -> Timed {
-        Timed::new(
-            Box::pin(futures_util::stream::empty()),
-            Duration::from_secs(1),
-            Instant::now() + Duration::from_secs(1),
-            CancellationToken::new(),
-        )
-    }
-
-    #[tokio::test]
-    async fn event_sizes_are_tracked_across_pieces() {
-        let mut t = timed();
-        assert!(t.measure(b"data: 1\n"));
-        assert!(t.measure(b"\ndata: 22"));
-        assert_eq!(t.open_event, 8);
-        assert!(t.measure(b"\n\n"));
-        assert_eq!(t.open_event, 0);
-        assert!(t.measure(b"data: 1\r\n\r\n"));
-        assert_eq!(t.open_event, 0, "CRLF framing ends events too");
-        let big = vec![b'x'; MAX_EVENT_BYTES];
-        assert!(t.measure(&big));
-        assert!(!t.measure(b"y"), "one byte past the cap without a boundary");
     }
 }

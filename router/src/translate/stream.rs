@@ -67,16 +67,16 @@ impl AnthropicUsage {
 }
 
 /// Appends the text an Anthropic stream event carries (for estimates).
-pub fn anthropic_event_text(data: &Value, out: &mut String) {
+pub fn anthropic_event_text(data: &Value, mut out: impl FnMut(&str)) {
     if let Some(delta) = data.get("delta") {
         for key in ["text", "thinking", "partial_json"] {
             if let Some(s) = delta.get(key).and_then(Value::as_str) {
-                out.push_str(s);
+                out(s);
             }
         }
     }
     if let Some(name) = data.pointer("/content_block/name").and_then(Value::as_str) {
-        out.push_str(name);
+        out(name);
     }
 }
 

@@ -3,11 +3,14 @@
 //! events. Every stream ends with exactly one terminal event:
 //! `response.completed`, `response.incomplete` or `response.failed`.
 
-use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use super::translated::{FromAnthropic, FromChat, RESPONSES_FAILURE_CODE};
-use super::{event_kind, failure, malformed, raw_frame, send_name, Codec, Meter, Step};
+use super::view::{self, ResponsesEvent, Text};
+use super::{
+    event_kind, failure, forward_with_model, malformed, model_json, named_frame, send_name, Codec,
+    Event, Meter, Out, Step,
+};
 use crate::relay::End;
 use crate::translate;
 use crate::translate::responses::{AnthropicToResponses, ChatToResponses};
@@ -34,6 +37,8 @@ pub(super) fn for_upstream(
 /// the client's model name.
 struct ResponsesPass {
     client_model: String,
+    /// `client_model` as JSON text.
+    model_json: String,
     /// The upstream's response id, once `response.created` arrived.
     id: Option<String>,
     /// The upstream's `created_at`, which a failure's response repeats
@@ -47,6 +52,7 @@ impl ResponsesPass {
     fn new(client_model: &str) -> Self {
         Self {
             client_model: client_model.to_owned(),
+            model_json: model_json(client_model),
             id: None,
             created_at: None,
             sequence: None,
@@ -55,62 +61,64 @@ impl ResponsesPass {
 }
 
 impl Codec for ResponsesPass {
-    fn event(&mut self, name: &str, data: &str, m: &mut Meter, out: &mut Vec<Bytes>) -> Step {
-        let Ok(mut value) = serde_json::from_str::<Value>(data) else {
-            return malformed();
+    fn event(&mut self, ev: &Event<'_>, m: &mut Meter, out: &mut Out) -> Step {
+        let Ok(view) = serde_json::from_str::<ResponsesEvent<'_>>(ev.data) else {
+            // A shape the view does not know: read and rebuild it whole.
+            return self.rebuild(ev, m, out, true);
         };
-        let kind = event_kind(name, &value);
-        let name = send_name(name, &kind);
-        if let Some(n) = value.get("sequence_number").and_then(Value::as_u64) {
+        let kind = view
+            .kind
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .unwrap_or(ev.name);
+        let named = send_name(ev.name, kind) == ev.name;
+        if let Some(n) = view.sequence_number {
             self.sequence = Some(n);
         }
         if kind.ends_with(".delta") {
             m.produced = true;
-            if let Some(d) = value.get("delta").and_then(Value::as_str) {
-                m.output_text.push_str(d);
-            }
-        }
-        let terminal = matches!(
-            kind.as_str(),
-            "response.completed" | "response.incomplete" | "response.failed"
-        );
-        if terminal {
-            if let Some(u) = value
-                .get("response")
-                .and_then(translate::responses::usage_from_response)
+            if let Some(delta) = view
+                .delta
+                .and_then(|d| serde_json::from_str::<Text<'_>>(d.get()).ok())
             {
-                m.usage = Some(u);
+                m.output.push(&delta);
             }
         }
-        match value.get_mut("response").and_then(Value::as_object_mut) {
-            Some(response) => {
-                if let Some(id) = response.get("id").and_then(Value::as_str) {
-                    self.id = Some(id.to_owned());
-                }
-                if let Some(at) = response.get("created_at").and_then(Value::as_u64) {
-                    self.created_at = Some(at);
-                }
-                if response.get("model").and_then(Value::as_str) != Some(&self.client_model) {
-                    response.insert("model".into(), json!(self.client_model));
-                }
-                out.push(translate::anthropic_frame(name, &value));
+        let mut model = None;
+        if let Some(response) = &view.response {
+            if let Some(id) = &response.id {
+                self.id = Some(id.to_string());
             }
-            None => out.push(raw_frame(name, data)),
+            if let Some(at) = response.created_at {
+                self.created_at = Some(at);
+            }
+            if is_terminal(kind) {
+                if let Some(u) = response
+                    .usage
+                    .and_then(|u| view::usage_of(u, translate::responses::from_responses))
+                {
+                    m.usage = Some(u);
+                }
+            }
+            // A response object without a model gets the client's.
+            if response.model.is_none() {
+                return self.rebuild(ev, m, out, false);
+            }
+            model = response.model;
         }
-        match kind.as_str() {
-            "response.completed" | "response.incomplete" => Step::End(End::Complete),
-            "response.failed" | "error" => Step::End(End::UpstreamError),
-            _ => Step::Continue,
+        if !named || !forward_with_model(ev, model, &self.model_json, out) {
+            return self.rebuild(ev, m, out, false);
         }
+        end_step(kind)
     }
 
-    fn eof(&mut self, _m: &mut Meter, _out: &mut Vec<Bytes>) -> Step {
+    fn eof(&mut self, _m: &mut Meter, _out: &mut Out) -> Step {
         Step::End(End::UpstreamDisconnected(
             "the stream closed without a terminal response event".into(),
         ))
     }
 
-    fn fail(&mut self, end: &End, out: &mut Vec<Bytes>) {
+    fn fail(&mut self, end: &End, out: &mut Out) {
         let (message, _) = failure(end);
         let sequence = self.sequence.map_or(0, |n| n + 1);
         let response = json!({
@@ -122,9 +130,73 @@ impl Codec for ResponsesPass {
             "output": [],
             "error": {"code": RESPONSES_FAILURE_CODE, "message": message},
         });
-        out.push(translate::anthropic_frame(
+        out.push(&translate::anthropic_frame(
             "response.failed",
             &json!({"type": "response.failed", "sequence_number": sequence, "response": response}),
         ));
+    }
+}
+
+impl ResponsesPass {
+    /// Reads the event whole and writes it anew, under its name and with
+    /// the client's model name; `meter` when the fast read did not.
+    fn rebuild(&mut self, ev: &Event<'_>, m: &mut Meter, out: &mut Out, meter: bool) -> Step {
+        let Ok(mut value) = serde_json::from_str::<Value>(ev.data) else {
+            return malformed();
+        };
+        let kind = event_kind(ev.name, &value);
+        let name = send_name(ev.name, &kind);
+        if meter {
+            if let Some(n) = value.get("sequence_number").and_then(Value::as_u64) {
+                self.sequence = Some(n);
+            }
+            if kind.ends_with(".delta") {
+                m.produced = true;
+                if let Some(d) = value.get("delta").and_then(Value::as_str) {
+                    m.output.push(d);
+                }
+            }
+            if is_terminal(&kind) {
+                if let Some(u) = value
+                    .get("response")
+                    .and_then(translate::responses::usage_from_response)
+                {
+                    m.usage = Some(u);
+                }
+            }
+        }
+        match value.get_mut("response").and_then(Value::as_object_mut) {
+            Some(response) => {
+                if meter {
+                    if let Some(id) = response.get("id").and_then(Value::as_str) {
+                        self.id = Some(id.to_owned());
+                    }
+                    if let Some(at) = response.get("created_at").and_then(Value::as_u64) {
+                        self.created_at = Some(at);
+                    }
+                }
+                if response.get("model").and_then(Value::as_str) != Some(&self.client_model) {
+                    response.insert("model".into(), json!(self.client_model));
+                }
+                out.push(&translate::anthropic_frame(name, &value));
+            }
+            None => out.push(&named_frame(name, ev.data)),
+        }
+        end_step(&kind)
+    }
+}
+
+fn is_terminal(kind: &str) -> bool {
+    matches!(
+        kind,
+        "response.completed" | "response.incomplete" | "response.failed"
+    )
+}
+
+fn end_step(kind: &str) -> Step {
+    match kind {
+        "response.completed" | "response.incomplete" => Step::End(End::Complete),
+        "response.failed" | "error" => Step::End(End::UpstreamError),
+        _ => Step::Continue,
     }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{
     anthropic_error_frame, failure, flow_step, malformed, meter_anthropic_event, meter_chat_chunk,
-    openai_error_frame, Codec, Meter, Step,
+    openai_error_frame, Codec, Event, Meter, Out, Step,
 };
 use crate::relay::End;
 use crate::translate::responses::{AnthropicToResponses, ChatToResponses};
@@ -107,23 +107,23 @@ impl FromAnthropicEvents for AnthropicToResponses {
 pub(super) struct FromChat<T>(pub(super) T);
 
 impl<T: FromChatChunks> Codec for FromChat<T> {
-    fn event(&mut self, _name: &str, data: &str, m: &mut Meter, out: &mut Vec<Bytes>) -> Step {
-        if data == "[DONE]" {
-            return flow_step(self.0.end(out));
+    fn event(&mut self, ev: &Event<'_>, m: &mut Meter, out: &mut Out) -> Step {
+        if ev.data == "[DONE]" {
+            return flow_step(self.0.end(&mut out.frames));
         }
-        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+        let Ok(chunk) = serde_json::from_str::<Value>(ev.data) else {
             return malformed();
         };
         meter_chat_chunk(&chunk, m);
-        let flow = self.0.chunk(&chunk, out);
+        let flow = self.0.chunk(&chunk, &mut out.frames);
         m.usage = self.0.usage();
         flow_step(flow)
     }
 
-    fn eof(&mut self, _m: &mut Meter, out: &mut Vec<Bytes>) -> Step {
+    fn eof(&mut self, _m: &mut Meter, out: &mut Out) -> Step {
         if self.0.finished() {
             // Some servers close after the last choice without `[DONE]`.
-            flow_step(self.0.end(out))
+            flow_step(self.0.end(&mut out.frames))
         } else {
             Step::End(End::UpstreamDisconnected(
                 "the stream closed without a final chunk".into(),
@@ -131,8 +131,8 @@ impl<T: FromChatChunks> Codec for FromChat<T> {
         }
     }
 
-    fn fail(&mut self, end: &End, out: &mut Vec<Bytes>) {
-        self.0.fail(end, out);
+    fn fail(&mut self, end: &End, out: &mut Out) {
+        self.0.fail(end, &mut out.frames);
     }
 }
 
@@ -140,23 +140,23 @@ impl<T: FromChatChunks> Codec for FromChat<T> {
 pub(super) struct FromAnthropic<T>(pub(super) T);
 
 impl<T: FromAnthropicEvents> Codec for FromAnthropic<T> {
-    fn event(&mut self, _name: &str, data: &str, m: &mut Meter, out: &mut Vec<Bytes>) -> Step {
-        let Ok(value) = serde_json::from_str::<Value>(data) else {
+    fn event(&mut self, ev: &Event<'_>, m: &mut Meter, out: &mut Out) -> Step {
+        let Ok(value) = serde_json::from_str::<Value>(ev.data) else {
             return malformed();
         };
         meter_anthropic_event(&value, m);
-        let flow = self.0.event(&value, out);
+        let flow = self.0.event(&value, &mut out.frames);
         m.usage = self.0.usage();
         flow_step(flow)
     }
 
-    fn eof(&mut self, _m: &mut Meter, _out: &mut Vec<Bytes>) -> Step {
+    fn eof(&mut self, _m: &mut Meter, _out: &mut Out) -> Step {
         Step::End(End::UpstreamDisconnected(
             "the stream closed without message_stop".into(),
         ))
     }
 
-    fn fail(&mut self, end: &End, out: &mut Vec<Bytes>) {
-        self.0.fail(end, out);
+    fn fail(&mut self, end: &End, out: &mut Out) {
+        self.0.fail(end, &mut out.frames);
     }
 }

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Counts the instructions the gateway spends on one request, with valgrind's
+# callgrind: repeatable on a noisy machine where seconds are not. For each
+# kind of request the gateway runs under callgrind against the unpaced mock
+# (64-token answers, 64-word prompts, a virtual key under hard org and team
+# budgets and rate limits, the SQLite ledger), takes a warm-up, zeroes the counters, serves
+# REQUESTS more, and the instructions counted (every thread: server, relay,
+# ledger writer) are divided by REQUESTS. Loopback only; stops by itself.
+#   loadtest/callgrind.sh [REQUESTS] [KIND...]
+# KIND is one of chat, chat-stream, messages, messages-stream,
+# messages-translated-stream, responses-stream, responses-translated-stream
+# (all by default). With TOP=N set, the N functions that cost most are
+# printed for each kind as well.
+set -euo pipefail
+requests=${1:-200}
+shift || true
+kinds=("$@")
+[ ${#kinds[@]} -gt 0 ] || kinds=(chat chat-stream messages messages-stream
+    messages-translated-stream responses-stream responses-translated-stream)
+command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
+mock_port=19190
+gw_port=18180
+master=callgrind-master-key-0123456789
+source "$(dirname "$0")/harness.sh"
+
+start_mock "$mock_port"
+cat > "$work/tollgate.toml" <<TOML
+[server]
+listen = "127.0.0.1:$gw_port"
+master_key = "$master"
+$(ledger_toml)
+[providers.openai]
+kind = "openai"
+base_url = "http://127.0.0.1:$mock_port/v1"
+responses = true
+[providers.anthropic]
+kind = "anthropic"
+base_url = "http://127.0.0.1:$mock_port"
+[models.demo]
+provider = "openai"
+input_per_mtok = 1.0
+output_per_mtok = 2.0
+[models.claude-demo]
+provider = "anthropic"
+upstream_model = "demo"
+input_per_mtok = 1.0
+output_per_mtok = 2.0
+TOML
+
+gw_log=$work/gateway.log
+# run_gateway: the gateway under callgrind, ready; its pid in gw_pid.
+run_gateway() {
+    RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.%p" \
+        "$bin/tollgate" serve --config "$work/tollgate.toml" >>"$gw_log" 2>&1 &
+    gw_pid=$!
+    pids+=($gw_pid)
+    for _ in $(seq 600); do
+        curl -sf "http://127.0.0.1:$gw_port/readyz" >/dev/null && return
+        sleep 0.2
+    done
+    echo "the gateway did not become ready under callgrind" >&2
+    tail -20 "$gw_log" >&2
+    exit 1
+}
+
+run_gateway
+# A virtual key under hard budgets and rate limits, so admission does its work.
+vkey=$(limited_key "$gw_port")
+
+# drive KIND N: N requests of KIND, one at a time.
+drive() {
+    local kind=$1 n=$2 api=chat model=demo stream=()
+    case $kind in
+        chat) ;;
+        chat-stream) stream=(--stream) ;;
+        messages) api=messages model=claude-demo ;;
+        messages-stream) api=messages model=claude-demo stream=(--stream) ;;
+        messages-translated-stream) api=messages stream=(--stream) ;;
+        responses-stream) api=responses stream=(--stream) ;;
+        responses-translated-stream) api=responses model=claude-demo stream=(--stream) ;;
+        *) echo "unknown kind $kind" >&2; exit 2 ;;
+    esac
+    "$bin/loadtest" drive --base-url "http://127.0.0.1:$gw_port/v1" --api "$api" \
+        --model "$model" --api-key "$vkey" --requests "$n" --concurrency 1 \
+        --duration 600s --quiet "${stream[@]}" >/dev/null
+}
+
+# The counters' total: instructions executed since the last zeroing.
+total_ir() {
+    local out
+    callgrind_control -d "$gw_pid" >/dev/null
+    out=$(ls -t "$work"/callgrind."$gw_pid"* | head -1)
+    awk '/^(summary|totals):/ { print $2; exit }' "$out"
+}
+
+printf '%-30s %14s %10s\n' kind instructions per-request
+for kind in "${kinds[@]}"; do
+    drive "$kind" 20
+    callgrind_control -z "$gw_pid" >/dev/null
+    drive "$kind" "$requests"
+    ir=$(total_ir)
+    printf '%-30s %14s %10d\n' "$kind" "$ir" $((ir / requests))
+    if [ -n "${TOP:-}" ]; then
+        out=$(ls -t "$work"/callgrind."$gw_pid"* | head -1)
+        callgrind_annotate --inclusive=no "$out" 2>/dev/null | grep -v '^-' | sed -n "1,$((TOP + 20))p" |
+            grep -E '^ *[0-9,]+ ' | head -"$TOP" | sed 's/^/    /'
+    fi
+done

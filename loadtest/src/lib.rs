@@ -3,9 +3,16 @@
 //! # Layout
 //! - [`mock`]: the mock upstream, an OpenAI-compatible server backed by the
 //!   simulated model, with injectable faults.
-//! - [`drive`]: the load driver, bounded in time and request count.
+//! - [`drive`]: the load driver, bounded in time and request count, in a
+//!   closed or an open loop.
+//! - [`compare`]: the same load against several targets, side by side.
+//! - [`plot`]: latency plots as SVG.
+//! - [`procstat`]: a process's CPU time and memory, from `/proc`.
 //! - [`forward`]: a TCP forwarder tests cut and restore.
 
+pub mod compare;
 pub mod drive;
 pub mod forward;
 pub mod mock;
+pub mod plot;
+pub mod procstat;

@@ -1,8 +1,6 @@
 //! The `loadtest mock` binary as its own process: flags for the model,
 //! vendor usage shapes and faults.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;

@@ -1,0 +1,10 @@
+//! The loadtest crate's integration tests: the mock upstream as its own
+//! process, and the load driver and `compare` against a real mock on
+//! loopback.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+mod compare;
+mod drive;
+mod mock_cli;
+mod support;

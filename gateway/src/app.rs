@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::serve::ListenerExt;
 use axum::Router;
 use billing::keys::KeyCache;
 use billing::ledger::{Maintenance, Spool, Writer, WriterConfig};
@@ -21,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
-use crate::config::{Config, ProviderKind};
+use crate::config::{Config, ConnectionLimits, ProviderKind};
 use crate::http::build_router;
 use crate::ledger::LedgerSink;
 use crate::metrics::Metrics;
@@ -181,6 +180,7 @@ pub struct App {
     router: Router,
     state: AppState,
     shutdown_grace: Duration,
+    limits: ConnectionLimits,
     /// The owned background tasks (ledger writer and partition maintenance,
     /// key watcher), stopped by `background_stop` after the server has
     /// drained.
@@ -334,6 +334,7 @@ impl App {
             )),
             metrics,
             readiness: Readiness::default(),
+            body_read_timeout: config.server.connections.body_read_timeout,
             admin: AdminState {
                 tenancy,
                 db,
@@ -353,6 +354,7 @@ impl App {
             listener,
             state,
             shutdown_grace: config.server.shutdown_grace,
+            limits: config.server.connections,
             background,
             background_stop,
         })
@@ -378,46 +380,52 @@ impl App {
     ) -> std::io::Result<()> {
         let readiness = self.state.readiness.clone();
         let grace = self.shutdown_grace;
-        let (draining_tx, mut draining_rx) = tokio::sync::watch::channel(false);
-        let signal = async move {
-            shutdown.await;
-            readiness.start_draining();
-            tracing::info!(
-                grace_secs = grace.as_secs_f64(),
-                "shutting down: no new connections, draining in-flight requests"
-            );
-            let _ = draining_tx.send(true);
+        let drain = CancellationToken::new();
+        let signal = {
+            let drain = drain.clone();
+            async move {
+                shutdown.await;
+                readiness.start_draining();
+                tracing::info!(
+                    grace_secs = grace.as_secs_f64(),
+                    "shutting down: no new connections, draining in-flight requests"
+                );
+                drain.cancel();
+            }
         };
         let in_flight = self.state.metrics.in_flight.clone();
-        // Streamed events are small writes: with Nagle's algorithm on, each
-        // could wait for the client's delayed ACK (~40 ms).
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
+        let server = crate::serve::serve(
+            self.listener,
+            self.router,
+            self.limits,
+            self.state.metrics.connections_open.clone(),
+            drain.clone(),
+        );
+        // Ends once shutdown has begun and every connection has closed;
+        // dropped, it closes the connections still open.
+        let mut server = Box::pin(async move {
+            tokio::join!(signal, server);
         });
-        let server = axum::serve(listener, self.router).with_graceful_shutdown(signal);
-        let grace_expired = async move {
-            if draining_rx.wait_for(|d| *d).await.is_err() {
-                // The server ended on its own; nothing to wait for.
-                std::future::pending::<()>().await;
-            }
+        let grace_expired = async {
+            drain.cancelled().await;
             tokio::time::sleep(grace).await;
         };
-        let result = tokio::select! {
-            result = server => result,
+        tokio::select! {
+            () = &mut server => {}
             () = grace_expired => {
                 tracing::warn!(in_flight = in_flight.get(), "grace period over; ending open streams");
-                // Open streams end with an error event and record themselves;
-                // give them a moment to do so.
+                // Open streams end with an error event and record themselves,
+                // and their connections close once it is written; give them a
+                // moment to, then close what is left.
                 self.state.proxy.shutdown.cancel();
                 let settle = tokio::time::Instant::now() + Duration::from_secs(2);
+                let _ = tokio::time::timeout_at(settle, &mut server).await;
                 while in_flight.get() > 0 && tokio::time::Instant::now() < settle {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                Ok(())
+                drop(server);
             }
-        };
+        }
         // Every request has recorded itself by now: let the ledger writer
         // drain the spool into the database, then stop the rest.
         self.background_stop.cancel();
@@ -432,7 +440,7 @@ impl App {
             );
         }
         tracing::info!("shutdown complete");
-        result
+        Ok(())
     }
 }
 

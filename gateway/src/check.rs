@@ -29,6 +29,16 @@ pub fn describe(config: &Config) -> String {
     let _ = writeln!(out, "  master_key      {} (redacted)", s.master_key);
     let _ = writeln!(out, "  max_body_bytes  {}", s.max_body_bytes);
     let _ = writeln!(out, "  shutdown_grace  {}", secs(s.shutdown_grace));
+    let c = &s.connections;
+    let _ = writeln!(
+        out,
+        "  connections     max {}; timeouts: header_read={} body_read={} idle={} write={}",
+        c.max_connections,
+        secs(c.header_read_timeout),
+        secs(c.body_read_timeout),
+        secs(c.idle_timeout),
+        secs(c.write_timeout)
+    );
     let _ = writeln!(out, "providers ({})", config.providers.len());
     for (name, p) in &config.providers {
         let t = &p.timeouts;

@@ -180,6 +180,19 @@ impl ApiError {
         )
     }
 
+    /// 408: the request body did not arrive within `timeout` of its head.
+    pub fn request_timeout(timeout: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            "request_timeout",
+            format!(
+                "The request body did not arrive within {}; send it whole, then retry.",
+                humantime::format_duration(timeout)
+            ),
+        )
+    }
+
     /// A body that could not be read: 413 over the limit, 400 otherwise.
     pub fn from_body_rejection(rejection: BytesRejection, limit: usize) -> Self {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {

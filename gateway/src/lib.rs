@@ -4,7 +4,10 @@
 //! - [`config`]: TOML config with `${ENV}` expansion, validated into [`Config`].
 //! - [`app`]: [`App::build`] binds and wires everything; [`App::run`] serves
 //!   with graceful shutdown.
-//! - [`http`]: routes, middleware (request id, access log, auth), handlers.
+//! - [`http`]: routes, middleware (request id, access log, auth, body
+//!   deadline), handlers.
+//! - `serve`: the accept loop and connections (HTTP/1.1 and h2c), with the
+//!   connection limit and the header read, idle and write timeouts.
 //! - [`auth`]: credentials and the [`Caller`](auth::Caller).
 //! - [`context`]: the per-request [`RequestContext`](context::RequestContext).
 //! - [`record`]: the end-of-request record and its sinks.
@@ -29,6 +32,7 @@ pub mod metrics;
 pub mod policy;
 pub mod quota;
 pub mod record;
+mod serve;
 pub mod state;
 
 pub use app::{App, BuildError};

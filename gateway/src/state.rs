@@ -30,6 +30,9 @@ pub struct AppState {
     pub readiness: Readiness,
     /// What the admin API needs.
     pub admin: AdminState,
+    /// How long a request body may take to arrive.
+    #[from_ref(skip)]
+    pub body_read_timeout: std::time::Duration,
 }
 
 /// The state of the admin API and `/v1/me`.

@@ -11,10 +11,10 @@ mod raw;
 mod redis;
 mod routes;
 mod secret;
+mod server;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -27,15 +27,13 @@ pub use metering::{
 pub use metrics::MetricsConfig;
 pub use redis::RedisConfig;
 pub use secret::Secret;
+pub use server::{
+    ConnectionLimits, ServerConfig, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_SHUTDOWN_GRACE, DEFAULT_WRITE_TIMEOUT,
+};
 
 use raw::{RawConfig, RawProvider, RawTimeouts};
-
-/// The default listen address.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-/// The default request body limit: 16 MiB, room for image-laden prompts.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
-/// The default shutdown grace period.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -86,19 +84,6 @@ impl Default for QuotasConfig {
 }
 
 pub use routes::RouteConfig;
-
-/// `[server]`.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// Where to listen.
-    pub listen: SocketAddr,
-    /// The Bearer token accepted on every endpoint.
-    pub master_key: Secret,
-    /// Larger request bodies get 413.
-    pub max_body_bytes: usize,
-    /// How long in-flight requests may run on after a shutdown signal.
-    pub shutdown_grace: Duration,
-}
 
 /// `[providers.NAME]`.
 #[derive(Debug, Clone)]
@@ -419,41 +404,7 @@ fn from_raw(
     let mut c = Checker {
         problems: Vec::new(),
     };
-    let listen_text = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-    let listen = listen_text.parse().unwrap_or_else(|_| {
-        c.fail(
-            "server.listen",
-            format!("'{listen_text}' is not an address like \"127.0.0.1:8080\""),
-        );
-        SocketAddr::from(([127, 0, 0, 1], 8080))
-    });
-    let master_key = match raw.server.master_key.as_deref().map(str::trim) {
-        None => {
-            c.fail(
-                "server.master_key",
-                "is required (the Bearer token that may call every endpoint)",
-            );
-            Secret::new("")
-        }
-        Some(k) if k.len() < 8 => {
-            c.fail("server.master_key", "must be at least 8 characters long");
-            Secret::new("")
-        }
-        Some(k) => Secret::new(k),
-    };
-    let max_body_bytes = match raw.server.max_body_bytes {
-        None => DEFAULT_MAX_BODY_BYTES,
-        Some(0) => {
-            c.fail("server.max_body_bytes", "must be larger than zero");
-            DEFAULT_MAX_BODY_BYTES
-        }
-        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-    };
-    let shutdown_grace = c.duration(
-        "server.shutdown_grace".into(),
-        raw.server.shutdown_grace.as_deref(),
-        DEFAULT_SHUTDOWN_GRACE,
-    );
+    let server = server::server(&mut c, &raw.server);
     let providers: BTreeMap<String, ProviderConfig> = raw
         .providers
         .iter()
@@ -533,12 +484,7 @@ fn from_raw(
     let redis = redis::redis(&mut c, &raw.redis);
     if c.problems.is_empty() {
         Ok(Config {
-            server: ServerConfig {
-                listen,
-                master_key,
-                max_body_bytes,
-                shutdown_grace,
-            },
+            server,
             providers,
             models,
             database,

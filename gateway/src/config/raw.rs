@@ -145,6 +145,11 @@ pub struct RawServer {
     pub master_key: Option<String>,
     pub max_body_bytes: Option<u64>,
     pub shutdown_grace: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub body_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub write_timeout: Option<String>,
+    pub max_connections: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -397,3 +397,51 @@ fn ledger_retention_is_for_postgres_and_keeps_everything_by_default() {
     assert_eq!(p[0].0, "ledger.retention_months");
     assert!(p[0].1.contains("at least 1"), "{p:?}");
 }
+
+#[test]
+fn connection_limits_have_defaults_and_can_be_set() {
+    let c = parse(EXAMPLE).unwrap();
+    assert_eq!(c.server.connections, ConnectionLimits::default());
+    assert_eq!(
+        c.server.connections.header_read_timeout,
+        DEFAULT_HEADER_READ_TIMEOUT
+    );
+    assert_eq!(
+        c.server.connections.max_connections,
+        DEFAULT_MAX_CONNECTIONS
+    );
+    let c = parse(
+        "[server]\nmaster_key = \"12345678\"\nheader_read_timeout = \"2s\"\nbody_read_timeout = \"45s\"\n\
+         idle_timeout = \"5m\"\nwrite_timeout = \"500ms\"\nmax_connections = 64\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.server.connections,
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(2),
+            body_read_timeout: Duration::from_secs(45),
+            idle_timeout: Duration::from_secs(300),
+            write_timeout: Duration::from_millis(500),
+            max_connections: 64,
+        }
+    );
+}
+
+#[test]
+fn connection_limits_must_be_positive() {
+    let p = problems(
+        "[server]\nmaster_key = \"12345678\"\nheader_read_timeout = \"0s\"\nbody_read_timeout = \"soon\"\n\
+         idle_timeout = \"0ms\"\nwrite_timeout = \"-1s\"\nmax_connections = 0\n",
+    );
+    for key in [
+        "server.header_read_timeout",
+        "server.body_read_timeout",
+        "server.idle_timeout",
+        "server.write_timeout",
+        "server.max_connections",
+    ] {
+        assert!(p.iter().any(|(k, _)| k == key), "missing {key} in {p:?}");
+    }
+    let p = problems("[server]\nmaster_key = \"12345678\"\nmax_connections = 5000000000\n");
+    assert_eq!(p[0].0, "server.max_connections");
+}

@@ -142,6 +142,7 @@ pub async fn anthropic_errors(req: Request, next: Next) -> Response {
                 if n.starts_with("x-tollgate-")
                     || n.starts_with("x-ratelimit-")
                     || n == "retry-after"
+                    || n == "connection"
                 {
                     out.headers_mut().insert(name.clone(), value.clone());
                 }

@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, middleware and handlers.
 
 mod admin;
+mod body_deadline;
 mod budget;
 mod count_tokens;
 mod health;
@@ -109,6 +110,13 @@ pub fn build_router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Innermost: bounds what the body extractors will buffer (413 past it).
         .layer(DefaultBodyLimit::max(max_body))
+        // Bounds how long they wait for it (408 past it). Inside the access
+        // log, which counts the 408, and the Anthropic rendering, which
+        // shapes it.
+        .layer(from_fn_with_state(
+            state.body_read_timeout,
+            body_deadline::body_deadline,
+        ))
         // Outside auth and the handlers, so every status, 401s and 404s
         // included, is counted and logged once.
         .layer(from_fn_with_state(state.clone(), middleware::access_log))

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub usage_estimated: IntCounterVec,
     /// Proxied requests in flight.
     pub in_flight: IntGauge,
+    /// Client connections open right now (at most `server.max_connections`).
+    pub connections_open: IntGauge,
     /// Spend in USD by model, provider, org and team (for dashboards; the
     /// ledger is exact).
     pub cost_usd: CounterVec,
@@ -164,6 +166,13 @@ impl Metrics {
             &r,
             IntGauge::new("tollgate_requests_in_flight", "Proxied requests in flight."),
         )?;
+        let connections_open = registered(
+            &r,
+            IntGauge::new(
+                "tollgate_connections_open",
+                "Client connections open right now.",
+            ),
+        )?;
         let streams_open = registered(
             &r,
             IntGauge::new(
@@ -245,6 +254,7 @@ impl Metrics {
             streams_open,
             usage_estimated: counter(&r, "tollgate_usage_estimated_total", "Requests whose usage was estimated with the tokenizer.", &["model", "provider"])?,
             in_flight,
+            connections_open,
             cost_usd: usd_counter(&r, "tollgate_cost_usd_total", "Spend in USD by model, provider, org and team.", &who(&["model", "provider"]))?,
             reference_cost_usd: usd_counter(&r, "tollgate_reference_cost_usd_total", "What the same usage would have cost in USD at the route's reference model (the actual cost where it has none), by route, org and team: savings = this - tollgate_cost_usd_total.", &who(&["route"]))?,
             unpriced_requests: counter(&r, "tollgate_unpriced_requests_total", "Requests of models with no known price, charged the default price.", &["model"])?,

@@ -44,6 +44,7 @@ provider = "demo"
         "idle=45s",
         "kimi-k2.5 -> kimi / kimi-k2.5",
         "demo: kind=mock",
+        "connections     max 10000; timeouts: header_read=10s body_read=1m idle=1m 15s write=30s",
     ] {
         assert!(stdout.contains(want), "missing {want:?} in\n{stdout}");
     }

@@ -11,6 +11,7 @@ mod anthropic;
 mod billing;
 mod chat;
 mod cli;
+mod connections;
 mod durability;
 mod embeddings;
 mod errors;

@@ -24,6 +24,7 @@ const FAMILIES: &[&str] = &[
     "tollgate_streams_total",
     "tollgate_streams_open",
     "tollgate_requests_in_flight",
+    "tollgate_connections_open",
     "tollgate_cost_usd_total",
     "tollgate_reference_cost_usd_total",
     "tollgate_ledger_spool_errors_total",

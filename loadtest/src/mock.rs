@@ -9,7 +9,7 @@
 //! requests it received for tests to inspect.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use axum::body::{Body, Bytes};
@@ -93,6 +93,11 @@ struct Shared {
     /// Where each received request is also written, as JSON.
     record: Mutex<Option<std::path::PathBuf>>,
     received: Mutex<Vec<Received>>,
+    /// Whether received requests are kept in memory (for tests; a mock
+    /// serving load for hours keeps none).
+    keep: AtomicBool,
+    /// Requests recorded to files so far.
+    recorded: AtomicU64,
     count: AtomicU64,
     released: watch::Sender<bool>,
 }
@@ -100,19 +105,24 @@ struct Shared {
 impl Shared {
     /// Keeps a received request for the test to inspect.
     fn remember(&self, received: Received) {
-        let mut all = self.received.lock().unwrap_or_else(PoisonError::into_inner);
         let dir = self
             .record
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         if let Some(dir) = dir {
-            let path = dir.join(format!("{:04}.json", all.len() + 1));
+            let n = self.recorded.fetch_add(1, Ordering::SeqCst) + 1;
+            let path = dir.join(format!("{n:04}.json"));
             if let Err(e) = std::fs::write(&path, received.to_json().to_string()) {
                 tracing::warn!(path = %path.display(), error = %e, "a received request could not be recorded");
             }
         }
-        all.push(received);
+        if self.keep.load(Ordering::Relaxed) {
+            self.received
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(received);
+        }
     }
 }
 
@@ -190,6 +200,8 @@ pub async fn spawn(addr: SocketAddr, options: MockOptions) -> std::io::Result<Mo
         options: RwLock::new(options),
         record: Mutex::new(None),
         received: Mutex::new(Vec::new()),
+        keep: AtomicBool::new(true),
+        recorded: AtomicU64::new(0),
         count: AtomicU64::new(0),
         released: watch::channel(false).0,
     });
@@ -216,6 +228,9 @@ pub async fn serve(
     record: Option<std::path::PathBuf>,
 ) -> std::io::Result<()> {
     let handle = spawn(addr, options).await?;
+    // Nothing reads them back from a standalone mock: keeping them would
+    // grow its memory for as long as load runs.
+    handle.shared.keep.store(false, Ordering::Relaxed);
     if let Some(dir) = record {
         handle.record_to(dir);
     }

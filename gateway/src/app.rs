@@ -26,7 +26,7 @@ use crate::ledger::LedgerSink;
 use crate::metrics::Metrics;
 use crate::policy::KnownNames;
 use crate::record::{RecordSink, Recorder};
-use crate::state::{AdminState, AppState, ProxyState, Readiness};
+use crate::state::{Admin, AdminState, AppState, Proxy, ProxyState, Readiness};
 use billing::quota::{QuotaEngine, Seed};
 
 /// Why the gateway could not start.
@@ -315,7 +315,7 @@ impl App {
             background_stop.clone().cancelled_owned(),
         ));
         let state = AppState {
-            proxy: ProxyState {
+            proxy: ProxyState::new(Proxy {
                 catalog,
                 recorder,
                 metrics: metrics.clone(),
@@ -326,7 +326,7 @@ impl App {
                 max_ledger_backlog: config.ledger.max_backlog_bytes,
                 spool: spool.clone(),
                 quotas: quotas.clone(),
-            },
+            }),
             auth: Arc::new(Authenticator::new(
                 &config.server.master_key,
                 config.metrics.token.as_ref(),
@@ -335,13 +335,13 @@ impl App {
             metrics,
             readiness: Readiness::default(),
             body_read_timeout: config.server.connections.body_read_timeout,
-            admin: AdminState {
+            admin: AdminState::new(Admin {
                 tenancy,
                 db,
                 keys,
                 names,
                 quotas,
-            },
+            }),
         };
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)

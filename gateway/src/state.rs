@@ -35,9 +35,27 @@ pub struct AppState {
     pub body_read_timeout: std::time::Duration,
 }
 
-/// The state of the admin API and `/v1/me`.
+/// The state of the admin API and `/v1/me`: one `Arc`, so the per-request
+/// clone axum makes is one count, not one per part.
 #[derive(Clone)]
-pub struct AdminState {
+pub struct AdminState(Arc<Admin>);
+
+impl AdminState {
+    /// Shares `admin`.
+    pub fn new(admin: Admin) -> Self {
+        Self(Arc::new(admin))
+    }
+}
+
+impl std::ops::Deref for AdminState {
+    type Target = Admin;
+    fn deref(&self) -> &Admin {
+        &self.0
+    }
+}
+
+/// What [`AdminState`] shares.
+pub struct Admin {
     /// Organizations, teams and keys.
     pub tenancy: Arc<Tenancy>,
     /// The database, for reports.
@@ -50,9 +68,26 @@ pub struct AdminState {
     pub quotas: billing::quota::QuotaEngine,
 }
 
-/// The state of the proxy endpoints.
+/// The state of the proxy endpoints: one `Arc` (see [`AdminState`]).
 #[derive(Clone)]
-pub struct ProxyState {
+pub struct ProxyState(Arc<Proxy>);
+
+impl ProxyState {
+    /// Shares `proxy`.
+    pub fn new(proxy: Proxy) -> Self {
+        Self(Arc::new(proxy))
+    }
+}
+
+impl std::ops::Deref for ProxyState {
+    type Target = Proxy;
+    fn deref(&self) -> &Proxy {
+        &self.0
+    }
+}
+
+/// What [`ProxyState`] shares.
+pub struct Proxy {
     /// Models and their providers.
     pub catalog: Arc<Catalog>,
     /// Where finished requests go.

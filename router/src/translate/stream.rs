@@ -320,6 +320,27 @@ impl ChatToAnthropic {
         )
     }
 
+    /// Translates a chunk that only carries text (the most common by far),
+    /// writing its `content_block_delta` directly rather than through a
+    /// JSON value: the same bytes [`ChatToAnthropic::chunk`] writes.
+    /// `id` is the chunk's.
+    pub fn text(&mut self, id: &str, text: &str, out: &mut Vec<Bytes>) {
+        self.start(id, out);
+        if text.is_empty() {
+            return;
+        }
+        let i = self.ensure(Block::Text, json!({"type": "text", "text": ""}), out);
+        let mut frame = Vec::with_capacity(96 + text.len());
+        frame.extend_from_slice(
+            b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":",
+        );
+        frame.extend_from_slice(i.to_string().as_bytes());
+        frame.extend_from_slice(b",\"delta\":{\"type\":\"text_delta\",\"text\":");
+        let _ = serde_json::to_writer(&mut frame, text);
+        frame.extend_from_slice(b"}}\n\n");
+        out.push(Bytes::from(frame));
+    }
+
     /// Translates one OpenAI chunk; frames for the client go to `out`.
     pub fn chunk(&mut self, chunk: &Value, out: &mut Vec<Bytes>) -> Flow {
         if let Some(err) = chunk.get("error").filter(|e| !e.is_null()) {
@@ -365,13 +386,8 @@ impl ChatToAnthropic {
                 json!({"type": "thinking_delta", "thinking": r}),
             ));
         }
-        if let Some(t) = delta
-            .get("content")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-        {
-            let i = self.ensure(Block::Text, json!({"type": "text", "text": ""}), out);
-            out.push(Self::delta(i, json!({"type": "text_delta", "text": t})));
+        if let Some(t) = delta.get("content").and_then(Value::as_str) {
+            self.text(id, t, out);
         }
         if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
             for call in calls {

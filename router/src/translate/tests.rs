@@ -268,3 +268,20 @@ fn a_thinking_budget_stays_below_max_tokens() {
         "below Anthropic's 1024 minimum: no thinking"
     );
 }
+
+#[test]
+fn a_text_delta_written_directly_is_the_frame_a_value_would_make() {
+    let mut t = ChatToAnthropic::new("m");
+    let mut out = Vec::new();
+    let text = "line \"one\"\n\ttab é 😀 \u{1}";
+    t.text("chatcmpl-1", text, &mut out);
+    t.text("chatcmpl-1", text, &mut out);
+    let want = anthropic_frame(
+        "content_block_delta",
+        &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
+    );
+    // message_start, content_block_start, then the two deltas.
+    assert_eq!(out.len(), 4);
+    assert_eq!(out[2], want);
+    assert_eq!(out[3], want);
+}

@@ -7,6 +7,7 @@
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::view::ChatChunk;
 use super::{
     anthropic_error_frame, failure, flow_step, malformed, meter_anthropic_event, meter_chat_chunk,
     openai_error_frame, Codec, Event, Meter, Out, Step,
@@ -19,6 +20,11 @@ use crate::usage::Usage;
 /// A translator of an OpenAI chat stream into the client's format.
 pub(super) trait FromChatChunks: Send {
     fn chunk(&mut self, chunk: &Value, out: &mut Vec<Bytes>) -> Flow;
+    /// A chunk that only carries `text` (read in place, no JSON value
+    /// built); `false` when the translator has no shortcut for it.
+    fn text(&mut self, _id: &str, _text: &str, _out: &mut Vec<Bytes>) -> bool {
+        false
+    }
     /// The upstream finished (`[DONE]`, or its end after a finish reason).
     fn end(&mut self, out: &mut Vec<Bytes>) -> Flow;
     /// Whether a finish reason arrived.
@@ -44,6 +50,10 @@ pub(super) const RESPONSES_FAILURE_CODE: &str = "server_error";
 impl FromChatChunks for ChatToAnthropic {
     fn chunk(&mut self, chunk: &Value, out: &mut Vec<Bytes>) -> Flow {
         ChatToAnthropic::chunk(self, chunk, out)
+    }
+    fn text(&mut self, id: &str, text: &str, out: &mut Vec<Bytes>) -> bool {
+        ChatToAnthropic::text(self, id, text, out);
+        true
     }
     fn end(&mut self, out: &mut Vec<Bytes>) -> Flow {
         ChatToAnthropic::end(self, out)
@@ -103,6 +113,29 @@ impl FromAnthropicEvents for AnthropicToResponses {
     }
 }
 
+/// A chunk's id and text when the chunk carries nothing else a translator
+/// reads: one choice whose delta holds only content (and perhaps its role),
+/// no finish, no usage, no error.
+fn text_only(data: &str) -> Option<(String, String)> {
+    let chunk = serde_json::from_str::<ChatChunk<'_>>(data).ok()?;
+    let [choice] = chunk.choices.as_deref()? else {
+        return None;
+    };
+    let delta = choice.delta.as_ref()?;
+    let plain = chunk.error.is_none()
+        && chunk.usage.is_none_or(|u| u.get() == "null")
+        && choice.usage.is_none()
+        && choice.finish_reason.is_none()
+        && delta.reasoning_content.is_none()
+        && delta.tool_calls.is_none();
+    if !plain {
+        return None;
+    }
+    let text = delta.content.as_ref()?;
+    let id = chunk.id.as_ref().map_or("tollgate", |t| &**t);
+    Some((id.to_owned(), text.0.clone().into_owned()))
+}
+
 /// An OpenAI chat upstream, translated for the client.
 pub(super) struct FromChat<T>(pub(super) T);
 
@@ -110,6 +143,13 @@ impl<T: FromChatChunks> Codec for FromChat<T> {
     fn event(&mut self, ev: &Event<'_>, m: &mut Meter, out: &mut Out) -> Step {
         if ev.data == "[DONE]" {
             return flow_step(self.0.end(&mut out.frames));
+        }
+        if let Some((id, text)) = text_only(ev.data) {
+            if self.0.text(&id, &text, &mut out.frames) {
+                m.produced = true;
+                m.output.push(&text);
+                return Step::Continue;
+            }
         }
         let Ok(chunk) = serde_json::from_str::<Value>(ev.data) else {
             return malformed();

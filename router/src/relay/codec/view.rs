@@ -117,6 +117,8 @@ fn raw_or_null<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<&'a Raw
 #[derive(Debug, Deserialize)]
 pub(super) struct ChatChunk<'a> {
     #[serde(borrow)]
+    pub id: Option<Text<'a>>,
+    #[serde(borrow)]
     pub model: Option<&'a RawValue>,
     #[serde(borrow)]
     pub choices: Option<Vec<ChoiceDelta<'a>>>,

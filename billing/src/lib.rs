@@ -26,4 +26,4 @@ pub mod tenancy;
 pub mod testing;
 
 pub use db::{Backend, Db, DbError};
-pub use money::{cost, Picodollars};
+pub use money::{cost, uncapped_cost, Picodollars};

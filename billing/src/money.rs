@@ -46,6 +46,14 @@ impl fmt::Display for Picodollars {
 /// What `usage` costs at `price`: each token kind at its rate, with the tier
 /// chosen by the prompt's size. Saturates at the largest representable amount.
 pub fn cost(usage: &Usage, price: &Price) -> Picodollars {
+    Picodollars(uncapped_cost(usage, price).0.min(MAX_REQUEST_COST.0))
+}
+
+/// What `usage` would cost at `price` with no cap: a reservation's worst
+/// case, which must hold back the whole amount however large (a charge is
+/// capped by [`cost`]; a reservation that were would let a request past a
+/// budget its worst case exceeds). Saturates at the largest amount.
+pub fn uncapped_cost(usage: &Usage, price: &Price) -> Picodollars {
     let rates = price.rates_for(usage.prompt_total());
     let parts = [
         (usage.input, rates.input),
@@ -58,11 +66,7 @@ pub fn cost(usage: &Usage, price: &Price) -> Picodollars {
         .iter()
         .map(|(tokens, rate)| u128::from(*tokens) * u128::from(*rate))
         .sum();
-    Picodollars(
-        i64::try_from(total)
-            .unwrap_or(i64::MAX)
-            .min(MAX_REQUEST_COST.0),
-    )
+    Picodollars(i64::try_from(total).unwrap_or(i64::MAX))
 }
 
 /// The most one request is charged: $10,000. Anything above comes from an

@@ -76,7 +76,9 @@ pub fn worst_case(
         output,
         ..Usage::default()
     };
-    let cost = billing::cost(&as_input, price).max(billing::cost(&as_write, price));
+    // Not capped like a charge: a budget must hold back the whole worst case.
+    let cost =
+        billing::uncapped_cost(&as_input, price).max(billing::uncapped_cost(&as_write, price));
     (cost, prompt_tokens.saturating_add(output))
 }
 

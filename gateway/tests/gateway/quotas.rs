@@ -583,3 +583,33 @@ async fn a_stream_longer_than_reserved_is_charged_in_full() {
     let (cost, _) = ledger_cost_and_tokens(&app.db, 2).await;
     assert_eq!(cost, 2 * actual);
 }
+
+/// A worst case is reserved whole, however large (no cap at a charge's
+/// $10,000), and with two output limits the larger one counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worst_case_is_held_back_whole_and_at_the_larger_output_limit() {
+    let mock = spawn_fast_mock().await;
+    // $1 an output token: 100,000 tokens are a $100,000 worst case.
+    let cfg = config(&format!(
+        "[providers.up]\nkind = \"openai\"\nbase_url = \"{}\"\n\
+         [models.m]\nprovider = \"up\"\ninput_per_mtok = 1.0\noutput_per_mtok = 1000000.0\n",
+        mock.base_url()
+    ));
+    let app = spawn_app(cfg).await;
+    let budget =
+        json!({"budget": {"limit_usd": 10001, "period": "monthly", "enforcement": "hard"}});
+    let (_, key) = team_key(&app, budget, json!({})).await;
+    let resp = post_as(&app, &key, "/v1/chat/completions", &chat(100_000)).await;
+    assert_eq!(resp.status(), 429);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "insufficient_quota");
+    // Vendors differ in which limit they honour: the larger is reserved.
+    let mut both = chat(100_000);
+    both["max_completion_tokens"] = json!(5);
+    let resp = post_as(&app, &key, "/v1/chat/completions", &both).await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(mock.request_count(), 0, "nothing reached the upstream");
+    // 5,000 tokens ($5,000 at most) fit.
+    let resp = post_as(&app, &key, "/v1/chat/completions", &chat(5_000)).await;
+    assert_eq!(resp.status(), 200);
+}

@@ -26,10 +26,14 @@ fn has_tools(body: &Map<String, Value>) -> bool {
         .is_some_and(|t| !t.is_empty())
 }
 
+/// The output limit a request sets: with both `max_completion_tokens` and
+/// `max_tokens`, the larger, since vendors differ in which they honour and
+/// a worst case must hold for every one of them.
 fn max_output(body: &Map<String, Value>) -> Option<u64> {
-    body.get("max_completion_tokens")
-        .and_then(Value::as_u64)
-        .or_else(|| body.get("max_tokens").and_then(Value::as_u64))
+    ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .filter_map(|k| body.get(*k).and_then(Value::as_u64))
+        .max()
 }
 
 /// Whether any content block or part in `messages` (or `system`) is an image.

@@ -27,6 +27,13 @@ pub fn describe(config: &Config) -> String {
     let _ = writeln!(out, "server");
     let _ = writeln!(out, "  listen          {}", s.listen);
     let _ = writeln!(out, "  master_key      {} (redacted)", s.master_key);
+    if let Some(why) = &s.weak_master_key {
+        let _ = writeln!(
+            out,
+            "  WARNING         {why}; allowed only because {} is a loopback address",
+            s.listen
+        );
+    }
     let _ = writeln!(out, "  max_body_bytes  {}", s.max_body_bytes);
     let _ = writeln!(out, "  shutdown_grace  {}", secs(s.shutdown_grace));
     let c = &s.connections;

@@ -20,6 +20,13 @@ fn init_telemetry() {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    if let Some(why) = &config.server.weak_master_key {
+        tracing::warn!(
+            listen = %config.server.listen,
+            "{why}. Allowed only on a loopback address: set a random one \
+             (TOLLGATE_MASTER_KEY=$(openssl rand -hex 32)) before listening anywhere else"
+        );
+    }
     let app = App::build(config).await.context("starting the gateway")?;
     tracing::info!(addr = %app.local_addr(), "tollgate listening");
     app.run(shutdown_signal()).await.context("serving")?;

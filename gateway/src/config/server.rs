@@ -41,6 +41,9 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Connection limits and timeouts.
     pub connections: ConnectionLimits,
+    /// Why the master key is weak, when it is (allowed only on a loopback
+    /// address, and warned about at start and by `check-config`).
+    pub weak_master_key: Option<String>,
 }
 
 /// How long a client may take over each part of a connection, and how many
@@ -102,6 +105,19 @@ pub(super) fn server(c: &mut Checker, raw: &RawServer) -> ServerConfig {
         }
         Some(k) => Secret::new(k),
     };
+    let weak_master_key = weakness(master_key.expose());
+    if let Some(why) = &weak_master_key {
+        if !listen.ip().is_loopback() {
+            c.fail(
+                "server.master_key",
+                format!(
+                    "{why}, and Tollgate listens on {listen}, beyond this machine: the master key \
+                     can do everything. Set a random one, e.g. TOLLGATE_MASTER_KEY=$(openssl rand \
+                     -hex 32), or listen on 127.0.0.1 only"
+                ),
+            );
+        }
+    }
     let max_body_bytes = match raw.max_body_bytes {
         None => DEFAULT_MAX_BODY_BYTES,
         Some(0) => {
@@ -121,7 +137,68 @@ pub(super) fn server(c: &mut Checker, raw: &RawServer) -> ServerConfig {
         max_body_bytes,
         shutdown_grace,
         connections: connection_limits(c, raw),
+        weak_master_key,
     }
+}
+
+/// The shortest master key not called weak.
+pub const MIN_STRONG_KEY_CHARS: usize = 16;
+/// The least entropy (bits, from the key's own character frequencies) a
+/// master key must show.
+const MIN_KEY_BITS: f64 = 48.0;
+
+/// Master keys anyone could guess: common passwords, other gateways'
+/// documented defaults, and every key Tollgate's own examples use.
+const KNOWN_KEYS: &[&str] = &[
+    "tollgate-dev-key",
+    "password",
+    "password1",
+    "12345678",
+    "123456789",
+    "1234567890",
+    "changeme",
+    "change-me",
+    "changeit",
+    "letmein",
+    "qwertyuiop",
+    "secret",
+    "admin",
+    "master-key",
+    "masterkey",
+    "sk-1234",
+    "sk-12345678",
+];
+
+/// Why `key` is weak (publicly known, short, or low in entropy), if it is.
+pub fn weakness(key: &str) -> Option<String> {
+    if key.is_empty() {
+        return None;
+    }
+    if KNOWN_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key)) {
+        return Some("the master key is a publicly known one".into());
+    }
+    let chars = key.chars().count();
+    if chars < MIN_STRONG_KEY_CHARS {
+        return Some(format!(
+            "the master key is short ({chars} characters; at least {MIN_STRONG_KEY_CHARS} are needed)"
+        ));
+    }
+    let mut counts = std::collections::HashMap::new();
+    for ch in key.chars() {
+        *counts.entry(ch).or_insert(0usize) += 1;
+    }
+    let n = chars as f64;
+    let per_char: f64 = counts
+        .values()
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum();
+    let bits = per_char * n;
+    (bits < MIN_KEY_BITS).then(|| {
+        format!("the master key is low in entropy (about {bits:.0} bits; at least {MIN_KEY_BITS:.0} are needed)")
+    })
 }
 
 fn connection_limits(c: &mut Checker, raw: &RawServer) -> ConnectionLimits {

@@ -445,3 +445,42 @@ fn connection_limits_must_be_positive() {
     let p = problems("[server]\nmaster_key = \"12345678\"\nmax_connections = 5000000000\n");
     assert_eq!(p[0].0, "server.max_connections");
 }
+
+#[test]
+fn weak_master_keys_are_refused_beyond_loopback_and_flagged_on_it() {
+    for (key, why) in [
+        ("tollgate-dev-key", "publicly known"),
+        ("PASSWORD", "publicly known"),
+        ("12345678", "publicly known"),
+        ("changeme", "publicly known"),
+        ("short-key-x9", "short"),
+        ("aaaaaaaaaaaaaaaaaaaaaaaa", "low in entropy"),
+        ("abababababababababababab", "low in entropy"),
+    ] {
+        let text = format!("[server]\nlisten = \"0.0.0.0:8080\"\nmaster_key = \"{key}\"\n");
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{key}: {p:?}");
+        assert_eq!(p[0].0, "server.master_key");
+        assert!(p[0].1.contains(why), "{key}: {p:?}");
+        assert!(p[0].1.contains("openssl rand"), "the fix is printed: {p:?}");
+        // On loopback it starts, flagged.
+        let text = format!("[server]\nlisten = \"127.0.0.1:8080\"\nmaster_key = \"{key}\"\n");
+        let c = parse(&text).unwrap();
+        assert!(c
+            .server
+            .weak_master_key
+            .as_deref()
+            .is_some_and(|w| w.contains(why)));
+        assert!(crate::check::describe(&c).contains("WARNING"));
+    }
+    for strong in [
+        "0f3b9c2e7a41d8856b1e0c9d4f7a2b63",
+        "helm-suite-master-key",
+        "Xk9#mQ2$vL7pR4wN",
+    ] {
+        let text = format!("[server]\nlisten = \"[::]:8080\"\nmaster_key = \"{strong}\"\n");
+        let c = parse(&text).unwrap();
+        assert_eq!(c.server.weak_master_key, None, "{strong}");
+        assert!(!crate::check::describe(&c).contains("WARNING"));
+    }
+}

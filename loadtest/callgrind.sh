@@ -9,8 +9,8 @@
 #   loadtest/callgrind.sh [REQUESTS] [KIND...]
 # KIND is one of chat, chat-stream, messages, messages-stream,
 # messages-translated-stream, responses-stream, responses-translated-stream
-# (all by default). With TOP=N set, the N functions that cost most are
-# printed for each kind as well.
+# (all by default). GATEWAY_BIN=path counts another build of the gateway
+# under the same requests (to show what a change saved).
 set -euo pipefail
 requests=${1:-200}
 shift || true
@@ -18,8 +18,8 @@ kinds=("$@")
 [ ${#kinds[@]} -gt 0 ] || kinds=(chat chat-stream messages messages-stream
     messages-translated-stream responses-stream responses-translated-stream)
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
-mock_port=19190
-gw_port=18180
+mock_port=${MOCK_PORT:-19190}
+gw_port=${GATEWAY_PORT:-18180}
 master=callgrind-master-key-0123456789
 source "$(dirname "$0")/harness.sh"
 
@@ -51,7 +51,7 @@ gw_log=$work/gateway.log
 # run_gateway: the gateway under callgrind, ready; its pid in gw_pid.
 run_gateway() {
     RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.%p" \
-        "$bin/tollgate" serve --config "$work/tollgate.toml" >>"$gw_log" 2>&1 &
+        "$gateway_bin" serve --config "$work/tollgate.toml" >>"$gw_log" 2>&1 &
     gw_pid=$!
     pids+=($gw_pid)
     for _ in $(seq 600); do
@@ -88,7 +88,7 @@ drive() {
 # The counters' total: instructions executed since the last zeroing.
 total_ir() {
     local out
-    callgrind_control -d "$gw_pid" >/dev/null
+    callgrind_control -d "$gw_pid" >/dev/null 2>&1
     out=$(ls -t "$work"/callgrind."$gw_pid"* | head -1)
     awk '/^(summary|totals):/ { print $2; exit }' "$out"
 }
@@ -96,13 +96,8 @@ total_ir() {
 printf '%-30s %14s %10s\n' kind instructions per-request
 for kind in "${kinds[@]}"; do
     drive "$kind" 20
-    callgrind_control -z "$gw_pid" >/dev/null
+    callgrind_control -z "$gw_pid" >/dev/null 2>&1
     drive "$kind" "$requests"
     ir=$(total_ir)
     printf '%-30s %14s %10d\n' "$kind" "$ir" $((ir / requests))
-    if [ -n "${TOP:-}" ]; then
-        out=$(ls -t "$work"/callgrind."$gw_pid"* | head -1)
-        callgrind_annotate --inclusive=no "$out" 2>/dev/null | grep -v '^-' | sed -n "1,$((TOP + 20))p" |
-            grep -E '^ *[0-9,]+ ' | head -"$TOP" | sed 's/^/    /'
-    fi
 done

@@ -5,6 +5,9 @@
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release -j2 -p tollgate -p tollgate-loadtest >&2
 bin=target/release
+# The gateway binary to measure: this checkout's, or another build's
+# (GATEWAY_BIN=path) to compare two versions with the same load.
+gateway_bin=${GATEWAY_BIN:-$bin/tollgate}
 work=$(mktemp -d)
 pids=()
 harness_cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
@@ -25,7 +28,7 @@ ledger_toml() {
 # start_gateway PORT [CONFIG]: the gateway on CONFIG ($work/tollgate.toml by
 # default), once it is ready; its pid in gw_pid.
 start_gateway() {
-    RUST_LOG=warn "$bin/tollgate" serve --config "${2:-$work/tollgate.toml}" &
+    RUST_LOG=warn "$gateway_bin" serve --config "${2:-$work/tollgate.toml}" &
     gw_pid=$!
     pids+=($gw_pid)
     for _ in $(seq 100); do

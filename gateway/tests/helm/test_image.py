@@ -235,9 +235,10 @@ def test_build_context_holds_what_cargo_build_reads_and_not_the_rest():
         needed.add(str(manifest))
         for target in package["targets"]:
             # Cargo reads every lib, bin and example target's file when it
-            # loads the workspace (examples are found by name); tests and
-            # benches named by path it does not need to build tollgate.
-            if set(target["kind"]) & {"lib", "bin", "example"}:
+            # loads the workspace (examples are found by name), and runs the
+            # build scripts; tests and benches named by path it does not
+            # need to build tollgate.
+            if set(target["kind"]) & {"lib", "bin", "example", "custom-build"}:
                 needed.add(str(Path(target["src_path"]).relative_to(c.ROOT)))
     # Every source file of every member, the migrations sqlx embeds, the
     # spend page's files, the Lua scripts.

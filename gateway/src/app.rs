@@ -255,6 +255,7 @@ impl App {
         config: Config,
         sinks: Vec<Arc<dyn RecordSink>>,
     ) -> Result<App, BuildError> {
+        register_secrets(&config);
         let db = open_database(&config).await?;
         let catalog = Arc::new(build_catalog(&config)?);
         for m in catalog.iter().filter(|m| m.price.is_none()) {
@@ -465,5 +466,36 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+/// Every configured secret, registered so that no relayed upstream error
+/// carries one back out (an upstream that quotes the API key it refused,
+/// say). A URL's password is registered on its own as well as the URL.
+fn register_secrets(config: &Config) {
+    use crate::config::{ProviderKind, Secret};
+    let mut secrets: Vec<&Secret> = vec![&config.server.master_key, &config.database.url];
+    secrets.extend(config.metrics.token.as_ref());
+    secrets.extend(config.quotas.alert_webhook.as_ref());
+    secrets.extend(config.redis.as_ref().map(|r| &r.url));
+    for p in config.providers.values() {
+        match &p.kind {
+            ProviderKind::OpenAi { api_key, .. } | ProviderKind::Anthropic { api_key, .. } => {
+                secrets.extend(api_key.as_ref());
+            }
+            _ => {}
+        }
+    }
+    for secret in secrets {
+        let text = secret.expose();
+        router::redact::register(text);
+        // postgres://user:PASSWORD@host/db, redis://:PASSWORD@host
+        if let Some((_, rest)) = text.split_once("://") {
+            if let Some((userinfo, _)) = rest.split_once('@') {
+                if let Some((_, password)) = userinfo.split_once(':') {
+                    router::redact::register(password);
+                }
+            }
+        }
     }
 }

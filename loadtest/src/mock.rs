@@ -404,7 +404,17 @@ async fn handle(
     let faults = &options.faults;
     if let Some(code) = faults.status {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut resp = dialect.error(status, &format!("mock fault: HTTP {code}"));
+        // Like vendors that quote the credential they refused.
+        let credential = headers
+            .get("x-api-key")
+            .or_else(|| headers.get(header::AUTHORIZATION))
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim_start_matches("Bearer ").to_owned());
+        let message = match credential {
+            Some(key) => format!("mock fault: HTTP {code} (request key: {key})"),
+            None => format!("mock fault: HTTP {code}"),
+        };
+        let mut resp = dialect.error(status, &message);
         if code == 429 {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));

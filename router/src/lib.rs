@@ -27,6 +27,7 @@ pub mod dispatch;
 pub mod estimate;
 pub mod price;
 pub mod provider;
+pub mod redact;
 pub mod relay;
 pub mod route;
 pub mod sim;

@@ -230,14 +230,17 @@ fn raw_config(addr: std::net::SocketAddr) -> gateway::Config {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_non_json_upstream_error_is_wrapped_in_openai_shape() {
-    let addr = serve_raw(503, "text/html", "<html>Service Unavailable</html>").await;
+async fn a_non_json_upstream_error_is_replaced_by_one_naming_its_status() {
+    let page = "<html>Service Unavailable at lb-7.internal.corp</html>";
+    let addr = serve_raw(503, "text/html", page).await;
     let app = spawn_app(raw_config(addr)).await;
     let err = openai_error(app.chat(chat_body("m")).await, 503).await;
-    assert!(err["message"]
-        .as_str()
-        .unwrap()
-        .contains("Service Unavailable"));
+    let message = err["message"].as_str().unwrap();
+    assert!(message.contains("HTTP 503"), "{message}");
+    assert!(
+        !message.contains("internal.corp"),
+        "an error page's hosts stay inside: {message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,4 +368,54 @@ async fn a_pathological_prompt_is_answered_and_metered() {
     body["messages"][0]["content"] = json!(format!("{}x", " ".repeat(2_000_000)));
     assert_eq!(app.chat(body).await.status(), 200);
     assert!(app.next_record().await.usage.input > 0);
+}
+
+/// An upstream that quotes the API key it was sent gets its message through
+/// to the client, with the gateway's own key scrubbed out, on every door.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_error_quoting_our_api_key_reaches_the_client_redacted() {
+    let secret = "sk-provider-secret-quoted-0123456789";
+    let mock = spawn_mock(MockOptions {
+        sim: fast_sim(),
+        faults: Faults {
+            status: Some(400),
+            ..Faults::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let mut app = spawn_app(upstream_config(&mock, &format!("api_key = \"{secret}\""))).await;
+    let chat = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+    let messages =
+        json!({"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]});
+    for (path, body) in [
+        ("/v1/chat/completions", &chat),
+        ("/v1/messages", &messages),
+        ("/v1/responses", &json!({"model": "m", "input": "hi"})),
+    ] {
+        let resp = app
+            .http
+            .post(app.url(path))
+            .bearer_auth(MASTER_KEY)
+            .header("anthropic-version", "2023-06-01")
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        let text = resp.text().await.unwrap();
+        assert!(!text.contains(secret), "{path}: {text}");
+        assert!(
+            text.contains("mock fault: HTTP 400 (request key: [redacted])"),
+            "{path}: {text}"
+        );
+        let _ = app.next_record().await;
+    }
+    let received = mock.received();
+    assert!(
+        received
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some(&format!("Bearer {secret}"))),
+        "the upstream did get the key"
+    );
 }

@@ -18,9 +18,16 @@ pub fn status_label(status: StatusCode) -> &'static str {
 }
 
 /// An upstream error body for a client speaking `client`, with the status
-/// the client gets. A body that is not error JSON (an HTML page from a
-/// proxy, say) is wrapped in one, so clients still get an error they can read.
+/// the client gets. The vendor's message passes (clients need it), scrubbed
+/// of every configured secret; a body that is not error JSON (an HTML page
+/// from a proxy, say, which may name internal hosts) is replaced by a short
+/// message naming the status.
 pub fn for_client(client: Wire, status: StatusCode, body: &Bytes) -> (StatusCode, Bytes) {
+    let body = match crate::redact::scrub(body) {
+        std::borrow::Cow::Borrowed(_) => body.clone(),
+        std::borrow::Cow::Owned(scrubbed) => Bytes::from(scrubbed),
+    };
+    let body = &body;
     match client {
         Wire::OpenAi | Wire::Responses => openai_error(status, body),
         Wire::Anthropic => (
@@ -58,13 +65,7 @@ fn openai_error(status: StatusCode, bytes: &Bytes) -> (StatusCode, Bytes) {
             return (status, bytes.clone());
         }
     }
-    let text = String::from_utf8_lossy(bytes);
-    let snippet: String = text.chars().take(512).collect();
-    let message = format!(
-        "The upstream answered HTTP {}: {}",
-        status.as_u16(),
-        snippet.trim()
-    );
+    let message = crate::wire::not_an_error_object(status.as_u16());
     let body = openai::error_body(&message, "upstream_error", None, Some("upstream_error"));
     (status, Bytes::from(body.to_string()))
 }
@@ -96,9 +97,28 @@ mod tests {
             &Bytes::from_static(b"<html>bad gateway</html>"),
         );
         let v: Value = serde_json::from_slice(&out).unwrap();
-        assert!(v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("bad gateway"));
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains("HTTP 502"), "{message}");
+        assert!(
+            !message.contains("html"),
+            "the page itself is not relayed: {message}"
+        );
+    }
+
+    #[test]
+    fn configured_secrets_never_reach_the_client_in_an_upstream_error() {
+        crate::redact::register("sk-upstream-key-quoted-back-0001");
+        let body = Bytes::from_static(
+            br#"{"error":{"message":"Incorrect API key provided: sk-upstream-key-quoted-back-0001","code":"invalid_api_key"}}"#,
+        );
+        for client in [Wire::OpenAi, Wire::Responses, Wire::Anthropic] {
+            let (_, out) = for_client(client, StatusCode::BAD_REQUEST, &body);
+            let text = String::from_utf8(out.to_vec()).unwrap();
+            assert!(!text.contains("sk-upstream-key"), "{client:?}: {text}");
+            assert!(
+                text.contains("Incorrect API key provided: [redacted]"),
+                "{text}"
+            );
+        }
     }
 }

@@ -362,4 +362,21 @@ mod tests {
         assert_eq!(s.usage.map(|u| (u.input, u.output)), Some((7, 5)));
         assert!(s.end.is_complete());
     }
+
+    #[tokio::test]
+    async fn an_upstream_error_event_passes_scrubbed_of_configured_secrets() {
+        crate::redact::register("sk-stream-secret-quoted-4242");
+        let err: &'static [u8] =
+            b"data: {\"error\":{\"message\":\"bad key sk-stream-secret-quoted-4242\"}}\n\n";
+        for (client, upstream) in [
+            (Wire::OpenAi, Wire::OpenAi),
+            (Wire::Anthropic, Wire::OpenAi),
+            (Wire::Responses, Wire::OpenAi),
+        ] {
+            let (out, s) = relay(vec![CHUNK, err], opts("m", client, upstream, true)).await;
+            let text = String::from_utf8(out.concat()).unwrap();
+            assert!(!text.contains("sk-stream-secret"), "{client:?}: {text}");
+            assert!(!s.end.is_complete());
+        }
+    }
 }

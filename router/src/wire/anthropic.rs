@@ -128,12 +128,7 @@ pub fn error_from_upstream(status: u16, body: &[u8]) -> Value {
             return error_body(error_type(status), msg);
         }
     }
-    let text = String::from_utf8_lossy(body);
-    let snippet: String = text.chars().take(512).collect();
-    error_body(
-        error_type(status),
-        &format!("The upstream answered HTTP {status}: {}", snippet.trim()),
-    )
+    error_body(error_type(status), &super::not_an_error_object(status))
 }
 
 #[cfg(test)]

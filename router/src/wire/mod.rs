@@ -112,3 +112,10 @@ impl Wire {
         }
     }
 }
+
+/// The message a client gets for an upstream error whose body is not an
+/// error object (an HTML page from a proxy, say): the status only, since
+/// such pages may name internal hosts.
+pub fn not_an_error_object(status: u16) -> String {
+    format!("The upstream answered HTTP {status} without an error object.")
+}

@@ -65,7 +65,10 @@ impl Codec for AnthropicPass {
             }
             _ => {}
         }
-        if !named || !forward_with_model(ev, model, &self.model_json, out) {
+        if kind == "error" && named {
+            // The upstream's error passes, scrubbed of configured secrets.
+            out.push(&crate::redact::scrub(ev.raw));
+        } else if !named || !forward_with_model(ev, model, &self.model_json, out) {
             return self.rebuild(ev, m, out, false);
         }
         end_step(kind)
@@ -116,7 +119,7 @@ impl AnthropicPass {
             *model = Value::String(self.client_model.clone());
             out.push(&translate::anthropic_frame(name, &value));
         } else {
-            out.push(&named_frame(name, ev.data));
+            out.push(&crate::redact::scrub(&named_frame(name, ev.data)));
         }
         end_step(&kind)
     }

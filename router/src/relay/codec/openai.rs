@@ -45,8 +45,9 @@ impl Codec for OpenAiPass {
             return self.rebuild(ev, m, out, true);
         };
         if chunk.error.is_some() {
-            // The upstream's own error event passes through as it is.
-            out.forward(ev);
+            // The upstream's own error event passes through, scrubbed of
+            // configured secrets.
+            out.push(&crate::redact::scrub(ev.raw));
             return Step::End(End::UpstreamError);
         }
         let reported = chunk.usage.filter(|u| u.get() != "null");
@@ -112,7 +113,7 @@ impl OpenAiPass {
         };
         if meter {
             if chunk.get("error").is_some_and(|e| !e.is_null()) {
-                out.push(&encode(ev.name, &chunk));
+                out.push(&crate::redact::scrub(&encode(ev.name, &chunk)));
                 return Step::End(End::UpstreamError);
             }
             if let Some(u) = usage::from_openai_body(&chunk) {

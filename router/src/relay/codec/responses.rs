@@ -106,6 +106,11 @@ impl Codec for ResponsesPass {
             }
             model = response.model;
         }
+        if matches!(kind, "error" | "response.failed") {
+            // An upstream's failure is rebuilt (the response gets the
+            // client's model name) and scrubbed of configured secrets.
+            return self.rebuild(ev, m, out, false);
+        }
         if !named || !forward_with_model(ev, model, &self.model_json, out) {
             return self.rebuild(ev, m, out, false);
         }
@@ -178,9 +183,11 @@ impl ResponsesPass {
                 if response.get("model").and_then(Value::as_str) != Some(&self.client_model) {
                     response.insert("model".into(), json!(self.client_model));
                 }
-                out.push(&translate::anthropic_frame(name, &value));
+                out.push(&crate::redact::scrub(&translate::anthropic_frame(
+                    name, &value,
+                )));
             }
-            None => out.push(&named_frame(name, ev.data)),
+            None => out.push(&crate::redact::scrub(&named_frame(name, ev.data))),
         }
         end_step(&kind)
     }

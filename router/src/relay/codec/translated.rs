@@ -136,6 +136,18 @@ fn text_only(data: &str) -> Option<(String, String)> {
     Some((id.to_owned(), text.0.clone().into_owned()))
 }
 
+/// An upstream's error, translated, carries its message: scrubbed of
+/// configured secrets like any relayed error.
+fn scrub_failure(flow: &Flow, out: &mut Out) {
+    if matches!(flow, Flow::Error) {
+        for frame in &mut out.frames {
+            if let std::borrow::Cow::Owned(clean) = crate::redact::scrub(frame) {
+                *frame = Bytes::from(clean);
+            }
+        }
+    }
+}
+
 /// An OpenAI chat upstream, translated for the client.
 pub(super) struct FromChat<T>(pub(super) T);
 
@@ -156,6 +168,7 @@ impl<T: FromChatChunks> Codec for FromChat<T> {
         };
         meter_chat_chunk(&chunk, m);
         let flow = self.0.chunk(&chunk, &mut out.frames);
+        scrub_failure(&flow, out);
         m.usage = self.0.usage();
         flow_step(flow)
     }
@@ -186,6 +199,7 @@ impl<T: FromAnthropicEvents> Codec for FromAnthropic<T> {
         };
         meter_anthropic_event(&value, m);
         let flow = self.0.event(&value, &mut out.frames);
+        scrub_failure(&flow, out);
         m.usage = self.0.usage();
         flow_step(flow)
     }

@@ -24,28 +24,7 @@ master=callgrind-master-key-0123456789
 source "$(dirname "$0")/harness.sh"
 
 start_mock "$mock_port"
-cat > "$work/tollgate.toml" <<TOML
-[server]
-listen = "127.0.0.1:$gw_port"
-master_key = "$master"
-$(ledger_toml)
-[providers.openai]
-kind = "openai"
-base_url = "http://127.0.0.1:$mock_port/v1"
-responses = true
-[providers.anthropic]
-kind = "anthropic"
-base_url = "http://127.0.0.1:$mock_port"
-[models.demo]
-provider = "openai"
-input_per_mtok = 1.0
-output_per_mtok = 2.0
-[models.claude-demo]
-provider = "anthropic"
-upstream_model = "demo"
-input_per_mtok = 1.0
-output_per_mtok = 2.0
-TOML
+doors_toml "$gw_port" "$mock_port" > "$work/tollgate.toml"
 
 gw_log=$work/gateway.log
 # run_gateway: the gateway under callgrind, ready; its pid in gw_pid.

@@ -25,6 +25,35 @@ ledger_toml() {
     printf '[database]\nurl = "sqlite://%s/ledger.db"\n[ledger]\nspool_dir = "%s/spool"\n' "$work" "$work"
 }
 
+# doors_toml GATEWAY_PORT MOCK_PORT: a gateway on GATEWAY_PORT (master key
+# $master, ledger in the scratch directory) in front of the mock on
+# MOCK_PORT as two priced models: `demo` in OpenAI's format (which also
+# serves the Responses API) and `claude-demo` in Anthropic's.
+doors_toml() {
+    cat <<TOML
+[server]
+listen = "127.0.0.1:$1"
+master_key = "$master"
+$(ledger_toml)
+[providers.openai]
+kind = "openai"
+base_url = "http://127.0.0.1:$2/v1"
+responses = true
+[providers.anthropic]
+kind = "anthropic"
+base_url = "http://127.0.0.1:$2"
+[models.demo]
+provider = "openai"
+input_per_mtok = 1.0
+output_per_mtok = 2.0
+[models.claude-demo]
+provider = "anthropic"
+upstream_model = "demo"
+input_per_mtok = 1.0
+output_per_mtok = 2.0
+TOML
+}
+
 # start_gateway PORT [CONFIG]: the gateway on CONFIG ($work/tollgate.toml by
 # default), once it is ready; its pid in gw_pid.
 start_gateway() {

@@ -30,35 +30,18 @@ mock_pid=${pids[-1]}
 # A slow upstream for the open-stream count: 64 tokens at 8 a second.
 RUST_LOG=warn "$bin/loadtest" mock --listen "127.0.0.1:$slow_port" --ttft 0s --tokens-per-second 8 --output-tokens 64 &
 pids+=($!)
-cat > "$work/tollgate.toml" <<TOML
-[server]
-listen = "127.0.0.1:$gw_port"
-master_key = "$master"
-$(ledger_toml)
-[providers.openai]
-kind = "openai"
-base_url = "http://127.0.0.1:$mock_port/v1"
-responses = true
-[providers.anthropic]
-kind = "anthropic"
-base_url = "http://127.0.0.1:$mock_port"
+{
+    doors_toml "$gw_port" "$mock_port"
+    cat <<TOML
 [providers.slow]
 kind = "openai"
 base_url = "http://127.0.0.1:$slow_port/v1"
-[models.demo]
-provider = "openai"
-input_per_mtok = 1.0
-output_per_mtok = 2.0
-[models.claude-demo]
-provider = "anthropic"
-upstream_model = "demo"
-input_per_mtok = 1.0
-output_per_mtok = 2.0
 [models.slow]
 provider = "slow"
 input_per_mtok = 1.0
 output_per_mtok = 2.0
 TOML
+} > "$work/tollgate.toml"
 start_gateway "$gw_port"
 key=$(limited_key "$gw_port")
 

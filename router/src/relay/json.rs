@@ -108,15 +108,14 @@ fn relay_same_format(
             .as_ref()
             .and_then(normalize)
     })?;
-    let model_json = Value::String(client_model.to_owned()).to_string();
+    let model_json = super::model_json(client_model);
     let body = match view.model {
         Some(m) if m.get() != model_json => {
-            let start = (m.get().as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
-            let end = start + m.get().len();
+            let span = super::span_in(text, m.get())?;
             let mut out = Vec::with_capacity(body.len() + model_json.len());
-            out.extend_from_slice(&body[..start]);
+            out.extend_from_slice(&body[..span.start]);
             out.extend_from_slice(model_json.as_bytes());
-            out.extend_from_slice(body.get(end..)?);
+            out.extend_from_slice(&body[span.end..]);
             Bytes::from(out)
         }
         _ => body.clone(),

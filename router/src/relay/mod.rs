@@ -85,6 +85,19 @@ pub struct Summary {
     pub events: u64,
 }
 
+/// Where `inner` (a slice of `outer`, as a `RawValue` borrowed from it is)
+/// lies in `outer`.
+fn span_in(outer: &str, inner: &str) -> Option<std::ops::Range<usize>> {
+    let start = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
+    let end = start + inner.len();
+    (end <= outer.len()).then_some(start..end)
+}
+
+/// A model name as JSON text, as a splice writes it.
+fn model_json(name: &str) -> String {
+    serde_json::Value::String(name.to_owned()).to_string()
+}
+
 /// Adds the text a choice (or delta) carries to `out`, and says whether it
 /// carried a `finish_reason`.
 fn collect_choice_text(choice: &serde_json::Value, part: &str, out: &mut OutputTally) -> bool {

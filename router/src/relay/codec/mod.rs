@@ -20,7 +20,7 @@ use std::ops::Range;
 use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value};
 
-use super::End;
+use super::{model_json, End};
 use crate::estimate::OutputTally;
 use crate::translate::{self, AnthropicToChat, ChatToAnthropic, Flow};
 use crate::usage::Usage;
@@ -239,11 +239,6 @@ fn event_kind(name: &str, data: &Value) -> String {
         .filter(|t| !t.is_empty())
         .unwrap_or(name)
         .to_owned()
-}
-
-/// The JSON text of a model name, as a splice writes it.
-fn model_json(name: &str) -> String {
-    Value::String(name.to_owned()).to_string()
 }
 
 /// Forwards `ev` with the model name at `model` (raw JSON, borrowed from the

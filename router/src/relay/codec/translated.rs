@@ -116,8 +116,7 @@ impl FromAnthropicEvents for AnthropicToResponses {
 /// A chunk's id and text when the chunk carries nothing else a translator
 /// reads: one choice whose delta holds only content (and perhaps its role),
 /// no finish, no usage, no error.
-fn text_only(data: &str) -> Option<(String, String)> {
-    let chunk = serde_json::from_str::<ChatChunk<'_>>(data).ok()?;
+fn text_only<'a>(chunk: &'a ChatChunk<'a>) -> Option<(&'a str, &'a str)> {
     let [choice] = chunk.choices.as_deref()? else {
         return None;
     };
@@ -131,9 +130,8 @@ fn text_only(data: &str) -> Option<(String, String)> {
     if !plain {
         return None;
     }
-    let text = delta.content.as_ref()?;
-    let id = chunk.id.as_ref().map_or("tollgate", |t| &**t);
-    Some((id.to_owned(), text.0.clone().into_owned()))
+    let text = delta.content.as_deref()?;
+    Some((chunk.id.as_deref().unwrap_or("tollgate"), text))
 }
 
 /// An upstream's error, translated, carries its message: scrubbed of
@@ -156,10 +154,11 @@ impl<T: FromChatChunks> Codec for FromChat<T> {
         if ev.data == "[DONE]" {
             return flow_step(self.0.end(&mut out.frames));
         }
-        if let Some((id, text)) = text_only(ev.data) {
-            if self.0.text(&id, &text, &mut out.frames) {
+        let view = serde_json::from_str::<ChatChunk<'_>>(ev.data).ok();
+        if let Some((id, text)) = view.as_ref().and_then(text_only) {
+            if self.0.text(id, text, &mut out.frames) {
                 m.produced = true;
-                m.output.push(&text);
+                m.output.push(text);
                 return Step::Continue;
             }
         }

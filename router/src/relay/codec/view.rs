@@ -8,6 +8,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 
+pub(super) use crate::relay::span_in;
+
 use serde::de::{Deserializer, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -46,14 +48,6 @@ impl std::ops::Deref for Text<'_> {
     fn deref(&self) -> &str {
         &self.0
     }
-}
-
-/// Where `inner` (a slice of `outer`, as a [`RawValue`] borrowed from it
-/// is) lies in `outer`.
-pub(super) fn span_in(outer: &str, inner: &str) -> Option<Range<usize>> {
-    let start = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
-    let end = start + inner.len();
-    (end <= outer.len()).then_some(start..end)
 }
 
 /// The span of a whole object member (`"key": value` and one comma next to

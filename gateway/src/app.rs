@@ -325,6 +325,7 @@ impl App {
                 shutdown: CancellationToken::new(),
                 default_price: Arc::new(config.billing.default_price.clone()),
                 max_ledger_backlog: config.ledger.max_backlog_bytes,
+                stream_step_tokens: config.quotas.stream_step_tokens,
                 spool: spool.clone(),
                 quotas: quotas.clone(),
             }),

@@ -104,6 +104,9 @@ pub struct Proxy {
     pub default_price: Arc<Price>,
     /// Past this many unwritten ledger bytes new requests are refused.
     pub max_ledger_backlog: u64,
+    /// Output tokens a stream under a hard budget reserves at a time once
+    /// it outruns admission's reservation.
+    pub stream_step_tokens: u64,
     /// The ledger spool: its health and backlog gate admission.
     pub spool: Arc<Spool>,
     /// Budgets and rate limits.

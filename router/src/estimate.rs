@@ -305,6 +305,8 @@ pub fn embeddings_input(request: &Value) -> u64 {
 pub struct OutputTally {
     pending: String,
     counted: u64,
+    /// Every byte of text seen.
+    bytes: u64,
 }
 
 /// How much output text a tally holds before counting it.
@@ -314,6 +316,7 @@ impl OutputTally {
     /// A tally of one whole text (a non-streamed answer).
     pub fn of(text: String) -> Self {
         let mut tally = Self {
+            bytes: text.len() as u64,
             pending: text,
             counted: 0,
         };
@@ -323,6 +326,7 @@ impl OutputTally {
 
     /// Adds text the model produced.
     pub fn push(&mut self, text: &str) {
+        self.bytes += text.len() as u64;
         self.pending.push_str(text);
         self.fold_if_full();
     }
@@ -330,6 +334,12 @@ impl OutputTally {
     /// Whether any output was seen.
     pub fn is_empty(&self) -> bool {
         self.counted == 0 && self.pending.is_empty()
+    }
+
+    /// How many bytes of text were seen: at least as many as its tokens,
+    /// so a cheap bound on them.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// The output's tokens so far.

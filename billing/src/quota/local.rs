@@ -71,7 +71,7 @@ struct State {
 }
 
 /// What one admission took, to give back or settle.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Holds {
     /// The organization the request is under.
     org: String,
@@ -257,9 +257,62 @@ impl Local {
         Ok(holds)
     }
 
-    /// Turns a reservation into spend, frees the slot, counts the tokens,
-    /// and raises the alerts the spend crossed.
-    pub(super) fn settle(&self, holds: &Holds, cost: Picodollars, tokens: u64, now: i64) {
+    /// Holds `cost` and `tokens` more on every budget of `holds`, unless a
+    /// hard budget has no room for them. `grown` counts what the ticket's
+    /// holds grew by; nothing is taken once it says the ticket is settled.
+    pub(super) fn extend(
+        &self,
+        holds: &Holds,
+        grown: &std::sync::Mutex<super::Grown>,
+        (cost, tokens): (Picodollars, u64),
+        now: i64,
+    ) -> Result<(), Box<Rejection>> {
+        let mut grown = grown.lock().unwrap_or_else(|e| e.into_inner());
+        if grown.settled {
+            return Ok(());
+        }
+        let mut state = self.lock();
+        for (key, start, budget) in &holds.budgets {
+            if budget.enforcement != Enforcement::Hard {
+                continue;
+            }
+            let Some(c) = state.budgets.get(key).filter(|c| c.start == *start) else {
+                // The period ended meanwhile: the request's spend counts
+                // in the period it was admitted in, which is gone.
+                continue;
+            };
+            rules::check_budget(
+                key.0,
+                budget,
+                c.held(),
+                (cost.0, tokens),
+                c.end,
+                now,
+                RateView::default(),
+            )?;
+        }
+        for (key, start, _) in &holds.budgets {
+            if let Some(c) = state.budgets.get_mut(key).filter(|c| c.start == *start) {
+                c.reserved += cost.0;
+                c.reserved_tokens += tokens;
+            }
+        }
+        grown.cost += cost.0;
+        grown.tokens += tokens;
+        Ok(())
+    }
+
+    /// Turns a reservation (what admission held, plus `grown` since) into
+    /// spend, frees the slot, counts the tokens, and raises the alerts the
+    /// spend crossed.
+    pub(super) fn settle(
+        &self,
+        holds: &Holds,
+        grown: (i64, u64),
+        cost: Picodollars,
+        tokens: u64,
+        now: i64,
+    ) {
         let minute = minute_of(now);
         let mut raised = Vec::new();
         {
@@ -269,8 +322,10 @@ impl Local {
                     // The period ended meanwhile: its counters are gone.
                     continue;
                 };
-                c.reserved = (c.reserved - holds.cost.0).max(0);
-                c.reserved_tokens = c.reserved_tokens.saturating_sub(holds.tokens);
+                c.reserved = (c.reserved - holds.cost.0 - grown.0).max(0);
+                c.reserved_tokens = c
+                    .reserved_tokens
+                    .saturating_sub(holds.tokens.saturating_add(grown.1));
                 let (before, before_tokens) = (c.spent, c.tokens);
                 c.spent += cost.0;
                 c.tokens += tokens;

@@ -252,6 +252,7 @@ impl QuotaEngine {
                         rate: holds.rate,
                         reserved: (holds.cost, holds.tokens),
                         held: Some(Held::Shared(shared.clone(), holds)),
+                        grown: Arc::default(),
                     })
                 }
                 Ok(Err(rejection)) => return Err(rejection),
@@ -295,6 +296,7 @@ impl QuotaEngine {
             rate: holds.rate,
             reserved: (holds.cost, holds.tokens),
             held: Some(Held::Local(self.local.clone(), holds, reconcile)),
+            grown: Arc::default(),
         })
     }
 
@@ -366,7 +368,7 @@ impl QuotaEngine {
 }
 
 /// Where a ticket's holds are.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Held {
     /// In this process; with the Redis engine to owe the spend to, when it
     /// was admitted while Redis was away.
@@ -380,6 +382,74 @@ pub struct Ticket {
     held: Option<Held>,
     rate: RateView,
     reserved: (Picodollars, u64),
+    grown: Arc<std::sync::Mutex<Grown>>,
+}
+
+/// What a ticket's holds grew by after admission, shared with its
+/// [`Extender`].
+#[derive(Debug, Default)]
+pub(crate) struct Grown {
+    cost: i64,
+    tokens: u64,
+    /// Set when the ticket settles: holds no longer grow.
+    settled: bool,
+}
+
+/// Extends an admitted request's reservation while it runs: a stream that
+/// outruns what admission held asks for more, one step at a time, from
+/// every budget over it at once.
+#[derive(Debug, Clone)]
+pub struct Extender {
+    held: Held,
+    grown: Arc<std::sync::Mutex<Grown>>,
+}
+
+impl Extender {
+    /// Holds `cost` and `tokens` more for the request on every budget over
+    /// it, atomically (one lock in process, one script in Redis), or says
+    /// which hard budget has no room. When Redis cannot be reached, the
+    /// engine's failure mode decides: open lets the request go on (its
+    /// spend reaches Redis when it settles), closed refuses.
+    pub async fn extend(
+        &self,
+        cost: Picodollars,
+        tokens: u64,
+        now_ms: i64,
+    ) -> Result<(), Box<Rejection>> {
+        match &self.held {
+            Held::Local(engine, holds, _) => {
+                engine.extend(holds, &self.grown, (cost, tokens), now_ms)
+            }
+            Held::Shared(engine, holds) => {
+                if lock_grown(&self.grown).settled {
+                    return Ok(());
+                }
+                match engine.extend(holds, (cost, tokens), now_ms).await {
+                    Ok(Ok(())) => {
+                        let mut grown = lock_grown(&self.grown);
+                        grown.cost += cost.0;
+                        grown.tokens += tokens;
+                        Ok(())
+                    }
+                    Ok(Err(refusal)) => Err(refusal),
+                    Err(_) => match engine.mode() {
+                        FailureMode::Open => Ok(()),
+                        FailureMode::Closed => Err(Box::new(Rejection {
+                            reason: Reason::Unavailable,
+                            level: holds.first_level(),
+                            message: "Budgets cannot be checked right now (their shared store is unreachable).".into(),
+                            retry_after_s: Some(1),
+                            rate: RateView::default(),
+                        })),
+                    },
+                }
+            }
+        }
+    }
+}
+
+fn lock_grown(g: &std::sync::Mutex<Grown>) -> std::sync::MutexGuard<'_, Grown> {
+    g.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Ticket {
@@ -388,9 +458,23 @@ impl Ticket {
         self.rate
     }
 
-    /// What the request was reserved for.
+    /// What the request was reserved for at admission, plus what its
+    /// [`Extender`] added since.
     pub fn reserved(&self) -> (Picodollars, u64) {
-        self.reserved
+        let grown = lock_grown(&self.grown);
+        (
+            Picodollars(self.reserved.0 .0 + grown.cost),
+            self.reserved.1 + grown.tokens,
+        )
+    }
+
+    /// A handle that extends this ticket's reservation while its request
+    /// runs; `None` once settled.
+    pub fn extender(&self) -> Option<Extender> {
+        Some(Extender {
+            held: self.held.clone()?,
+            grown: self.grown.clone(),
+        })
     }
 
     /// Turns the reservation into actual spend and frees the request's slot.
@@ -399,15 +483,23 @@ impl Ticket {
     }
 
     fn finish(&mut self, cost: Picodollars, tokens: u64, now_ms: i64) {
-        match self.held.take() {
-            None => {}
-            Some(Held::Local(engine, holds, owed)) => {
-                engine.settle(&holds, cost, tokens, now_ms);
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        let grown = {
+            let mut g = lock_grown(&self.grown);
+            g.settled = true;
+            (g.cost, g.tokens)
+        };
+        match held {
+            Held::Local(engine, holds, owed) => {
+                engine.settle(&holds, grown, cost, tokens, now_ms);
                 if let Some(shared) = owed {
                     shared.reconcile(&holds, cost, tokens);
                 }
             }
-            Some(Held::Shared(engine, holds)) => engine.settle(holds, cost, tokens, now_ms),
+            // Redis knows what each hold grew to.
+            Held::Shared(engine, holds) => engine.settle(holds, cost, tokens, now_ms),
         }
     }
 }

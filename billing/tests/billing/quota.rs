@@ -215,6 +215,99 @@ async fn token_budgets_hold_and_a_longer_answer_is_charged_in_full(engine: Quota
     assert!(engine.admit(&adm(&q, 0, 1, true, now)).await.is_err());
 }
 
+async fn extensions_take_from_every_budget_at_once_until_a_hard_one_is_full(engine: QuotaEngine) {
+    // A soft organization budget over a hard $10 team budget and a hard
+    // 10,000-token key budget: 16 requests hold $0.50 and 100 tokens each,
+    // then grow a $0.25 and 100-token step at a time, all at once.
+    let q = Arc::new([
+        budget(Some(1000.0), None, Period::Monthly, Enforcement::Soft),
+        budget(Some(10.0), None, Period::Monthly, Enforcement::Hard),
+        budget(None, Some(10_000), Period::Monthly, Enforcement::Hard),
+    ]);
+    let now = at(NOW);
+    let mut tickets = Vec::new();
+    for _ in 0..16 {
+        tickets.push(
+            engine
+                .admit(&adm(&q, 500_000_000_000, 100, true, now))
+                .await
+                .unwrap(),
+        );
+    }
+    let tasks: Vec<_> = tickets
+        .iter()
+        .map(|t| {
+            let ext = t.extender().unwrap();
+            tokio::spawn(async move {
+                let mut granted = 0;
+                loop {
+                    match ext.extend(Picodollars(250_000_000_000), 100, now).await {
+                        Ok(()) => granted += 1,
+                        Err(r) => return (granted, r),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut granted = 0;
+    for t in tasks {
+        let (n, refusal) = t.await.unwrap();
+        granted += n;
+        assert_eq!(
+            (refusal.reason, refusal.level),
+            (Reason::Budget, Level::Team)
+        );
+    }
+    // $8 held at admission leaves room for exactly eight $0.25 steps.
+    assert_eq!(granted, 8);
+    synced(&engine).await;
+    let team = engine
+        .usage(Level::Team, "t", Period::Monthly, now)
+        .unwrap();
+    assert_eq!(team.reserved, Picodollars(10_000_000_000_000));
+    let org = engine.usage(Level::Org, "o", Period::Monthly, now).unwrap();
+    assert_eq!(
+        org.reserved, team.reserved,
+        "the soft budget holds the steps too"
+    );
+    let key = engine.usage(Level::Key, "k", Period::Monthly, now).unwrap();
+    assert_eq!(key.reserved_tokens, 16 * 100 + 8 * 100);
+    // Each settles at what it came to hold: the whole budget is spent and
+    // nothing stays held.
+    let extenders: Vec<_> = tickets.iter().map(|t| t.extender().unwrap()).collect();
+    let mut total = 0;
+    for t in tickets {
+        let (cost, tokens) = t.reserved();
+        total += cost.0;
+        t.settle(cost, tokens, now);
+    }
+    assert_eq!(total, 10_000_000_000_000);
+    // Extending a settled ticket holds nothing.
+    for e in &extenders {
+        let _ = e.extend(Picodollars(1), 1, now).await;
+    }
+    synced(&engine).await;
+    let team = engine
+        .usage(Level::Team, "t", Period::Monthly, now)
+        .unwrap();
+    assert_eq!(team.spent, Picodollars(10_000_000_000_000));
+    assert_eq!(team.reserved, Picodollars(0));
+    assert_eq!(team.reserved_tokens, 0);
+    let key = engine.usage(Level::Key, "k", Period::Monthly, now).unwrap();
+    assert_eq!((key.tokens, key.reserved_tokens), (2_400, 0));
+    // The key's token budget refuses a step too (7,600 tokens of room
+    // left), once the team's is out of the way.
+    let q = [q[0].clone(), Quota::default(), q[2].clone()];
+    let t = engine.admit(&adm(&q, 0, 7_500, true, now)).await.unwrap();
+    let ext = t.extender().unwrap();
+    ext.extend(Picodollars(0), 100, now).await.unwrap();
+    let refusal = ext.extend(Picodollars(0), 1, now).await.unwrap_err();
+    assert_eq!(
+        (refusal.reason, refusal.level),
+        (Reason::Budget, Level::Key)
+    );
+}
+
 async fn periods_roll_over_on_the_injected_clock(engine: QuotaEngine) {
     let q = [
         Quota::default(),
@@ -533,6 +626,10 @@ async fn seeded_engine(engine: QuotaEngine, rows: &[billing::ledger::LedgerRow])
 both_backends!(budgets_are_seeded_from_the_ledger, super::seeded);
 
 engines!(a_64_way_race_admits_exactly_what_fits, vec![]);
+engines!(
+    extensions_take_from_every_budget_at_once_until_a_hard_one_is_full,
+    vec![]
+);
 engines!(
     token_budgets_hold_and_a_longer_answer_is_charged_in_full,
     vec![]

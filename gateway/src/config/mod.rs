@@ -72,6 +72,10 @@ pub struct QuotasConfig {
     /// Where alerts are POSTed as JSON, if anywhere. A secret: webhook URLs
     /// often carry their token in the path.
     pub alert_webhook: Option<Secret>,
+    /// Output tokens a stream under a hard budget reserves each time it
+    /// outruns its reservation; a budget with no room for one more step
+    /// ends the stream.
+    pub stream_step_tokens: u64,
 }
 
 impl Default for QuotasConfig {
@@ -79,6 +83,7 @@ impl Default for QuotasConfig {
         Self {
             alert_thresholds: vec![0.8, 1.0],
             alert_webhook: None,
+            stream_step_tokens: 1024,
         }
     }
 }
@@ -522,9 +527,17 @@ fn quotas(c: &mut Checker, raw: &raw::RawQuotas) -> QuotasConfig {
             c.fail("quotas.alert_webhook", "must be an http:// or https:// URL");
         }
     }
+    let step = raw.stream_step_tokens.unwrap_or(d.stream_step_tokens);
+    if !(1..=1_000_000).contains(&step) {
+        c.fail(
+            "quotas.stream_step_tokens",
+            "must be from 1 to 1000000 (output tokens)",
+        );
+    }
     QuotasConfig {
         alert_thresholds: thresholds,
         alert_webhook: webhook.map(Secret::new),
+        stream_step_tokens: step,
     }
 }
 

@@ -55,6 +55,7 @@ pub struct RawRedis {
 pub struct RawQuotas {
     pub alert_thresholds: Option<Vec<f64>>,
     pub alert_webhook: Option<String>,
+    pub stream_step_tokens: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -238,7 +238,7 @@ fn anthropic_providers_and_routes_are_validated_with_every_problem_named() {
          [routes.r5]\ncandidates = [\"a\"]\nlow_budget = {{ below = 1.5, candidates = [] }}\n\
          [routes.r6]\ncandidates = [\"a\"]\nlow_budget = {{ below = 0.2, candidates = [\"ghost\"] }}\n\
          [router]\nbreaker_failures = 0\n\
-         [quotas]\nalert_thresholds = [0.8, -1.0]\nalert_webhook = \"ftp://x\"\n"
+         [quotas]\nalert_thresholds = [0.8, -1.0]\nalert_webhook = \"ftp://x\"\nstream_step_tokens = 0\n"
     ));
     let keys: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
     for expected in [
@@ -259,6 +259,7 @@ fn anthropic_providers_and_routes_are_validated_with_every_problem_named() {
         "routes.\"r6\"",
         "quotas.alert_thresholds",
         "quotas.alert_webhook",
+        "quotas.stream_step_tokens",
     ] {
         assert!(keys.contains(&expected), "{expected} missing from {p:?}");
     }

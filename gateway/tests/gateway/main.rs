@@ -24,6 +24,7 @@ mod quotas;
 mod replicas;
 mod responses;
 mod routing;
+mod runaway;
 mod shutdown;
 mod spend_page;
 mod streaming;

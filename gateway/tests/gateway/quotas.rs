@@ -535,9 +535,13 @@ async fn a_stream_shorter_than_reserved_gives_the_difference_back() {
     assert_eq!(2 + served, total);
 }
 
+/// A stream that outruns its reservation (a vendor ignoring `max_tokens`)
+/// extends it while the budget has room and is charged in full; the next
+/// one, with no room left, is cut with an error event and charged for what
+/// it delivered. (`runaway.rs` races 16 such streams through every door.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_longer_than_reserved_is_charged_in_full() {
-    // A vendor that ignores max_tokens: asked for 4, it streams 40.
+async fn a_stream_longer_than_reserved_is_extended_then_cut_at_the_budget() {
+    // Asked for 4 tokens, the vendor streams 40.
     let mock = spawn_mock(loadtest::mock::MockOptions {
         sim: router::sim::SimConfig {
             output_tokens: 40,
@@ -549,6 +553,7 @@ async fn a_stream_longer_than_reserved_is_charged_in_full() {
     .await;
     let cfg = config(&format!(
         "[billing]\nkey_refresh_interval = \"100ms\"\n\
+         [quotas]\nstream_step_tokens = 36\n\
          [providers.up]\nkind = \"openai\"\nbase_url = \"{}\"\n\
          [models.m]\nprovider = \"up\"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n",
         mock.base_url()
@@ -560,28 +565,52 @@ async fn a_stream_longer_than_reserved_is_charged_in_full() {
     let prompt = router::estimate::chat_prompt(&chat(4)) as i64;
     let reserved = prompt * 1_000_000 + 4 * 2_000_000;
     let actual = prompt * 1_000_000 + 40 * 2_000_000;
-    // Room for the first reservation, and for the second only if the first
-    // had cost what it reserved.
+    // Room for one whole answer and one more reservation.
+    let limit = actual + reserved;
     let (_, key) = team_key(
         &app,
-        json!({"budget": {"limit_usd": (actual + reserved) as f64 / 1e12, "period": "monthly", "enforcement": "hard"}}),
+        json!({"budget": {"limit_usd": limit as f64 / 1e12, "period": "monthly", "enforcement": "hard"}}),
         json!({}),
     )
     .await;
     let first = post_as(&app, &key, "/v1/chat/completions", &body).await;
     assert_eq!(first.status(), 200);
-    read_sse(first).await;
-    // It ran ten times longer than reserved: all of it is charged, in the
-    // ledger and against the budget.
+    let events = json_events(&read_sse(first).await);
+    assert!(
+        events.iter().all(|e| e.get("error").is_none()),
+        "{events:?}"
+    );
+    // Ten times longer than reserved, extended in one step: all of it is
+    // charged.
     let (cost, _) = ledger_cost_and_tokens(&app.db, 1).await;
     assert_eq!(cost, actual);
+    // The second is admitted (its reservation fits) but has no room to
+    // run past it: it ends with OpenAI's quota error event.
     let second = post_as(&app, &key, "/v1/chat/completions", &body).await;
     assert_eq!(second.status(), 200, "actual + reserved still fits");
-    read_sse(second).await;
-    let third = post_as(&app, &key, "/v1/chat/completions", &body).await;
-    assert_eq!(third.status(), 429, "the budget counted both in full");
+    let events = json_events(&read_sse(second).await);
+    let last = events.last().unwrap();
+    assert_eq!(last["error"]["type"], "insufficient_quota", "{events:?}");
+    assert!(last["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no room for more of this answer"));
+    let delivered: String = events
+        .iter()
+        .filter_map(|e| {
+            e.pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+        })
+        .collect();
     let (cost, _) = ledger_cost_and_tokens(&app.db, 2).await;
-    assert_eq!(cost, 2 * actual);
+    let output = router::estimate::count_text(&delivered) as i64;
+    assert!((4..40).contains(&output), "cut after {output} tokens");
+    assert_eq!(cost, actual + prompt * 1_000_000 + output * 2_000_000);
+    // Over the limit by at most the event that outran the reservation
+    // (well within one step).
+    assert!(cost <= limit + 36 * 2_000_000, "{cost} against {limit}");
+    let third = post_as(&app, &key, "/v1/chat/completions", &body).await;
+    assert_eq!(third.status(), 429, "the budget counted both");
 }
 
 /// A worst case is reserved whole, however large (no cap at a charge's

@@ -235,9 +235,13 @@ fn relay_success(
                 started,
                 shutdown: shared.shutdown.clone(),
             };
-            metered.streaming();
-            let stream =
-                relay::relay_stream(body, opts, request.body(), move |summary: Summary| {
+            let allowance = metered.streaming();
+            let stream = relay::relay_stream_within(
+                body,
+                opts,
+                request.body(),
+                allowance,
+                move |summary: Summary| {
                     metered.upstream_until(summary.upstream_done);
                     metered.finish(Ended {
                         status: StatusCode::OK,
@@ -249,7 +253,8 @@ fn relay_success(
                         output: summary.output,
                         ttft: summary.ttft,
                     });
-                });
+                },
+            );
             let mut headers = HeaderMap::new();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -272,7 +277,7 @@ fn relay_success(
 /// The metric label of an upstream failure that ended a stream.
 fn stream_failure_label(end: &End) -> Option<&'static str> {
     match end {
-        End::Complete | End::ClientDisconnected | End::Shutdown => None,
+        End::Complete | End::ClientDisconnected | End::Shutdown | End::Budget(_) => None,
         End::UpstreamDisconnected(_) => Some("stream_interrupted"),
         End::UpstreamError => Some("stream_error_event"),
         End::Malformed(_) => Some("malformed"),

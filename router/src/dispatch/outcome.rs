@@ -47,6 +47,13 @@ pub trait Meter: Send + 'static {
     /// once, before [`Meter::finish`], which still ends the stream.
     fn streaming(&mut self) {}
 
+    /// What lets a streamed answer outrun the attempt's reservation while
+    /// its budgets have room (see [`crate::relay::Allowance`]); `None` when
+    /// no hard budget is over it. Asked once, as the stream starts.
+    fn allowance(&mut self) -> Option<Box<dyn crate::relay::Allowance>> {
+        None
+    }
+
     /// The attempt is over. Returns what it cost in USD, as text, for the
     /// client's `x-tollgate-cost-usd` header (on whole answers).
     fn finish(self: Box<Self>, outcome: Outcome) -> Option<String>;
@@ -161,11 +168,12 @@ impl Metered {
         }
     }
 
-    /// A streamed answer starts being relayed.
-    pub fn streaming(&mut self) {
-        if let Some(meter) = self.meter.as_mut() {
-            meter.streaming();
-        }
+    /// A streamed answer starts being relayed: what lets it outrun its
+    /// reservation, if anything does.
+    pub fn streaming(&mut self) -> Option<Box<dyn crate::relay::Allowance>> {
+        let meter = self.meter.as_mut()?;
+        meter.streaming();
+        meter.allowance()
     }
 
     /// Settles the attempt; returns its cost text.
@@ -213,7 +221,7 @@ impl Metered {
                 | End::UpstreamError
                 | End::Malformed(_)
                 | End::Timeout(_) => health.failure(now),
-                End::ClientDisconnected | End::Shutdown => {}
+                End::ClientDisconnected | End::Shutdown | End::Budget(_) => {}
             }
         }
         meter.finish(Outcome {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use json::{relay_json, JsonRelayed, MalformedBody};
-pub use sse::{relay_stream, StreamOptions};
+pub use sse::{relay_stream, relay_stream_within, Allowance, StreamOptions};
 
 use crate::estimate::OutputTally;
 use crate::provider::TimeoutPhase;
@@ -36,6 +36,9 @@ pub enum End {
     Timeout(TimeoutPhase),
     /// The gateway's shutdown grace period ended the answer.
     Shutdown,
+    /// A hard budget had no room for more of the answer: the gateway cut
+    /// it, with this message for the client.
+    Budget(String),
 }
 
 impl End {
@@ -49,6 +52,7 @@ impl End {
             Self::Malformed(_) => "upstream_malformed",
             Self::Timeout(_) => "upstream_timeout",
             Self::Shutdown => "gateway_shutdown",
+            Self::Budget(_) => "budget_exhausted",
         }
     }
 

@@ -2,6 +2,8 @@
 //! format (see [`codec`](super::codec) for what happens to each event).
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,6 +16,7 @@ use super::codec::{self, Codec, Event, Meter, Out, Step};
 use super::frame::{self, Framer};
 use super::timed::Timed;
 use super::{End, Summary};
+use crate::estimate::OutputTally;
 use crate::provider::{ByteStream, ProviderError};
 use crate::wire::Wire;
 
@@ -43,6 +46,50 @@ pub struct StreamOptions {
 
 type OnEnd = Box<dyn FnOnce(Summary) + Send>;
 
+/// Lets a stream run past what admission reserved for it, one step at a
+/// time, while the budgets over it have room (a vendor that ignores
+/// `max_tokens`, or a prompt the tokenizer undercounted).
+pub trait Allowance: Send {
+    /// The output tokens the reservation covers now.
+    fn covered(&self) -> u64;
+
+    /// Reserves one more step (so that [`Allowance::covered`] grows), given
+    /// the output tokens counted so far; `Err` carries what the client is
+    /// told when a budget has no room, and the stream ends there.
+    fn extend(
+        &mut self,
+        produced: u64,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+}
+
+/// A stream's allowance and the output counted against it.
+struct Budgeted {
+    allowance: Box<dyn Allowance>,
+    /// Tokens at the last count, and the bytes of text seen then.
+    counted: u64,
+    counted_at: u64,
+}
+
+impl Budgeted {
+    /// Whether the output outran what is reserved. Text is tokenized only
+    /// when the bytes seen since the last count (each token is at least a
+    /// byte) could have taken it past.
+    fn outran(&mut self, tally: &OutputTally) -> bool {
+        let covered = self.allowance.covered();
+        let bytes = tally.bytes();
+        if self
+            .counted
+            .saturating_add(bytes.saturating_sub(self.counted_at))
+            <= covered
+        {
+            return false;
+        }
+        self.counted = tally.tokens();
+        self.counted_at = bytes;
+        self.counted > covered
+    }
+}
+
 struct Relay {
     body: Timed,
     framer: Framer,
@@ -55,6 +102,12 @@ struct Relay {
     /// Whether the upstream's events are coming in a burst (each ready
     /// without waiting), so the next is worth a moment's wait.
     burst: bool,
+    /// What lets the stream outrun its reservation, when a hard budget is
+    /// over it.
+    budget: Option<Budgeted>,
+    /// The output passed the reservation: no further event is relayed
+    /// until it is extended.
+    outran: bool,
     on_end: Option<OnEnd>,
 }
 
@@ -67,6 +120,20 @@ pub fn relay_stream(
     upstream: ByteStream,
     opts: StreamOptions,
     request: &Map<String, Value>,
+    on_end: impl FnOnce(Summary) + Send + 'static,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    relay_stream_within(upstream, opts, request, None, on_end)
+}
+
+/// [`relay_stream`] within an [`Allowance`]: once the output passes what
+/// it covers, the next event waits for it to be extended, and a refusal
+/// ends the stream with an error event in the client's format, billed for
+/// what was relayed.
+pub fn relay_stream_within(
+    upstream: ByteStream,
+    opts: StreamOptions,
+    request: &Map<String, Value>,
+    allowance: Option<Box<dyn Allowance>>,
     on_end: impl FnOnce(Summary) + Send + 'static,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let relay = Relay {
@@ -84,6 +151,12 @@ pub fn relay_stream(
         ttft: None,
         out: Out::default(),
         burst: false,
+        budget: allowance.map(|allowance| Budgeted {
+            allowance,
+            counted: 0,
+            counted_at: 0,
+        }),
+        outran: false,
         on_end: Some(Box::new(on_end)),
     };
     futures_util::stream::unfold(relay, |mut relay| async move {
@@ -150,16 +223,44 @@ impl Relay {
         self.step(step);
     }
 
-    /// Hands every complete event the framer holds to the codec.
+    /// Hands every complete event the framer holds to the codec, until
+    /// the output outruns its reservation.
     fn drain_events(&mut self) {
         let mut framer = std::mem::take(&mut self.framer);
-        while self.on_end.is_some() {
+        while self.on_end.is_some() && !self.outran {
             let Some(event) = framer.next_event() else {
                 break;
             };
             self.event(&framer.bytes()[event]);
+            if let Some(budget) = &mut self.budget {
+                self.outran = self.on_end.is_some() && budget.outran(&self.meter.output);
+            }
         }
         self.framer = framer;
+    }
+
+    /// Extends the reservation the output outran, or ends the stream.
+    async fn extend(&mut self) {
+        let Some(budget) = self.budget.as_mut() else {
+            self.outran = false;
+            return;
+        };
+        let before = budget.allowance.covered();
+        match budget.allowance.extend(budget.counted).await {
+            Ok(()) if budget.allowance.covered() > before => {
+                self.outran = budget.outran(&self.meter.output);
+            }
+            // An allowance that grants without growing has no limit to
+            // keep: stop counting against it.
+            Ok(()) => {
+                self.budget = None;
+                self.outran = false;
+            }
+            Err(message) => {
+                self.outran = false;
+                self.fail(End::Budget(message));
+            }
+        }
     }
 
     /// Takes what the upstream body produced next.
@@ -198,6 +299,10 @@ impl Relay {
                 return Some(self.out.take());
             }
             self.on_end.as_ref()?;
+            if self.outran {
+                self.extend().await;
+                continue;
+            }
             let next = match self.body.next().now_or_never() {
                 Some(next) => {
                     self.burst = true;
@@ -219,7 +324,7 @@ impl Relay {
     /// one write to the client rather than one write per event. A paced
     /// upstream (an event, then a wait) is forwarded at once.
     async fn gather(&mut self) {
-        while self.burst && self.on_end.is_some() && self.out.len() < GATHER_BYTES {
+        while self.burst && self.on_end.is_some() && !self.outran && self.out.len() < GATHER_BYTES {
             let mut next = self.body.next().now_or_never();
             for _ in 0..GATHER_YIELDS {
                 if next.is_some() {
@@ -361,6 +466,99 @@ mod tests {
         assert_eq!(got, want);
         assert_eq!(s.usage.map(|u| (u.input, u.output)), Some((7, 5)));
         assert!(s.end.is_complete());
+    }
+
+    /// Grants `grants` steps of `step` tokens, then refuses; counts asks.
+    struct Steps {
+        covered: u64,
+        step: u64,
+        grants: usize,
+        asked: Arc<Mutex<Vec<u64>>>,
+    }
+
+    impl Allowance for Steps {
+        fn covered(&self) -> u64 {
+            self.covered
+        }
+
+        fn extend(
+            &mut self,
+            produced: u64,
+        ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+            self.asked.lock().unwrap().push(produced);
+            Box::pin(async move {
+                if self.grants == 0 {
+                    return Err("no room".to_owned());
+                }
+                self.grants -= 1;
+                self.covered += self.step;
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_past_its_allowance_extends_then_ends_with_a_budget_error() {
+        // Each chunk carries "hi there" (2 tokens); 1 covered, one step of 2.
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let steps = Steps {
+            covered: 1,
+            step: 2,
+            grants: 1,
+            asked: asked.clone(),
+        };
+        let upstream: ByteStream = Box::pin(futures_util::stream::iter(
+            [CHUNK, CHUNK, CHUNK, LAST, DONE].map(|p| Ok(Bytes::from_static(p))),
+        ));
+        let summary = Arc::new(Mutex::new(None));
+        let put = summary.clone();
+        let out: Vec<Bytes> = relay_stream_within(
+            upstream,
+            opts("m", Wire::OpenAi, Wire::OpenAi, true),
+            &Map::new(),
+            Some(Box::new(steps)),
+            move |s| *put.lock().unwrap() = Some(s),
+        )
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+        let text = String::from_utf8(out.concat()).unwrap();
+        // The first chunk outran the 1 token covered: extended to 3. The
+        // second took it to 4: refused, and the stream ended there.
+        assert_eq!(*asked.lock().unwrap(), vec![2, 4]);
+        assert_eq!(text.matches("hi there").count(), 2, "{text}");
+        assert!(text.ends_with("\n\n"));
+        assert!(text.contains("\"type\":\"insufficient_quota\""), "{text}");
+        assert!(!text.contains("[DONE]"));
+        let s = summary.lock().unwrap().take().unwrap();
+        assert_eq!(s.end, End::Budget("no room".into()));
+        assert_eq!(s.output.tokens(), 4, "billed for what was relayed");
+    }
+
+    #[tokio::test]
+    async fn a_stream_within_its_allowance_never_asks_for_more() {
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let steps = Steps {
+            covered: 100,
+            step: 1,
+            grants: 0,
+            asked: asked.clone(),
+        };
+        let upstream: ByteStream = Box::pin(futures_util::stream::iter(
+            [CHUNK, LAST, DONE].map(|p| Ok(Bytes::from_static(p))),
+        ));
+        let out: Vec<Bytes> = relay_stream_within(
+            upstream,
+            opts("m", Wire::OpenAi, Wire::OpenAi, true),
+            &Map::new(),
+            Some(Box::new(steps)),
+            |_| {},
+        )
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+        assert_eq!(out.concat(), [CHUNK, LAST, DONE].concat());
+        assert!(asked.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

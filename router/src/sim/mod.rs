@@ -122,16 +122,28 @@ impl Default for SimConfig {
     }
 }
 
+/// The words of simulated answers: each one token to Tollgate's tokenizer,
+/// with or without a space before it, so the text of an answer counts to
+/// the usage the simulator reports.
 const VOCAB: [&str; 32] = [
     "the", "gate", "meters", "every", "token", "and", "routes", "each", "request", "to", "a",
-    "cheaper", "model", "that", "can", "serve", "it", "while", "budgets", "hold", "under", "load",
-    "streams", "flow", "through", "as", "they", "arrive", "with", "usage", "counted", "exactly",
+    "cheap", "model", "that", "can", "serve", "it", "while", "budget", "hold", "under", "load",
+    "streams", "flow", "through", "as", "they", "come", "with", "usage", "count", "right",
 ];
 
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+#[cfg(test)]
+#[test]
+fn every_word_is_one_token() {
+    for w in VOCAB {
+        assert_eq!(estimate::count_text(w), 1, "{w}");
+        assert_eq!(estimate::count_text(&format!(" {w}")), 1, "{w}");
+    }
 }
 
 /// The figures of one simulated answer.

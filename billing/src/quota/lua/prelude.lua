@@ -33,6 +33,14 @@ local function add(a, b)
   return {hi, lo}
 end
 
+-- The decimal text of a (billions, units) pair.
+local function text(a)
+  if a[1] == 0 then
+    return fmt(a[2])
+  end
+  return fmt(a[1]) .. string.format('%09d', a[2])
+end
+
 local function gt(a, b)
   return a[1] > b[1] or (a[1] == b[1] and a[2] > b[2])
 end

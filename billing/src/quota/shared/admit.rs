@@ -198,6 +198,75 @@ impl Shared {
         Ok(Err(rules::unknown_budget(level, view)))
     }
 
+    /// Extends `holds` by `cost` and `tokens` on every budget, atomically,
+    /// unless a hard budget has no room for it. `Err` means Redis could
+    /// not be used.
+    pub(in super::super) async fn extend(
+        &self,
+        holds: &Holds,
+        (cost, tokens): (Picodollars, u64),
+        now: i64,
+    ) -> Result<Result<(), Box<Rejection>>, StoreError> {
+        if holds.budgets.is_empty() {
+            return Ok(Ok(()));
+        }
+        let mut inv = self.scripts.extend.prepare_invoke();
+        inv.arg(&holds.ticket)
+            .arg(cost.0.to_string())
+            .arg(tokens.to_string())
+            .arg(holds.budgets.len());
+        for b in &holds.budgets {
+            inv.key(&b.key);
+            inv.arg(if b.budget.enforcement == Enforcement::Hard {
+                "1"
+            } else {
+                "0"
+            })
+            .arg(opt(b.budget.limit_cost().map(|c| c.0)))
+            .arg(opt(b.budget.limit_tokens));
+        }
+        let mut conn = self.conn.clone();
+        let v: Value = self
+            .call(inv.invoke_async(&mut conn))
+            .await
+            .inspect_err(|e| self.failed(e))?;
+        let out = strings(v)?;
+        let mut rest = out.iter().skip(2);
+        let mut held = Vec::with_capacity(holds.budgets.len());
+        for _ in &holds.budgets {
+            held.push(Held {
+                spent: num(rest.next())?,
+                tokens: num(rest.next())?,
+                reserved: num(rest.next())?,
+                reserved_tokens: num(rest.next())?,
+            });
+        }
+        self.remember(&holds.budgets, &held);
+        match out.first().map(String::as_str) {
+            Some("ok") => Ok(Ok(())),
+            Some("refused") => {
+                let i = num::<usize>(out.get(1))?.saturating_sub(1);
+                let refusal = holds.budgets.get(i).zip(held.get(i)).and_then(|(b, h)| {
+                    rules::check_budget(
+                        b.level,
+                        &b.budget,
+                        *h,
+                        (cost.0, tokens),
+                        b.end,
+                        now,
+                        RateView::default(),
+                    )
+                    .err()
+                });
+                let level = holds.budgets.get(i).map_or(Level::Key, |b| b.level);
+                Ok(Err(refusal.unwrap_or_else(|| {
+                    rules::unknown_budget(level, RateView::default())
+                })))
+            }
+            _ => Err(StoreError::Reply(format!("{out:?}"))),
+        }
+    }
+
     async fn call_admit(
         &self,
         a: &Admission<'_>,

@@ -60,7 +60,7 @@ struct BudgetHold {
 }
 
 /// What one admission took in Redis.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Holds {
     ticket: String,
     budgets: Vec<BudgetHold>,
@@ -72,6 +72,11 @@ pub(super) struct Holds {
 }
 
 impl Holds {
+    /// The level of the first budget held (the organization's, when it has one).
+    pub(super) fn first_level(&self) -> Level {
+        self.budgets.first().map_or(Level::Key, |b| b.level)
+    }
+
     /// Whether the admission took nothing in Redis (no budget or limit
     /// applied), so settling it has nothing to send.
     fn is_empty(&self) -> bool {
@@ -116,6 +121,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The quota scripts, loaded once per server (per primary on a cluster).
 struct Scripts {
     admit: Script,
+    extend: Script,
     settle: Script,
     seed: Script,
     renew: Script,
@@ -189,6 +195,7 @@ impl Shared {
             fallback,
             scripts: Scripts {
                 admit: script(include_str!("../lua/admit.lua")),
+                extend: script(include_str!("../lua/extend.lua")),
                 settle: script(include_str!("../lua/settle.lua")),
                 seed: script(include_str!("../lua/seed.lua")),
                 renew: script(include_str!("../lua/renew.lua")),

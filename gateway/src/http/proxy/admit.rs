@@ -165,11 +165,19 @@ impl Hooks for Gate<'_> {
 
     fn meter(&self, at: &AttemptInfo<'_>, ticket: Option<Ticket>) -> Box<dyn Meter> {
         let since = *self.since.lock().unwrap_or_else(PoisonError::into_inner);
+        // Under a hard budget, what the reservation assumed: a stream that
+        // outruns it extends it from there.
+        let reserved_for = self.hard.then(|| {
+            (
+                at.needs.prompt_tokens,
+                at.needs.max_output.unwrap_or(at.entry.max_output_tokens),
+            )
+        });
         Box::new(Charge::new(
             self.proxy,
             (self.caller, self.id),
             at,
-            ticket,
+            (ticket, reserved_for),
             since,
         ))
     }

@@ -6,8 +6,12 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use billing::quota::Ticket;
+use std::future::Future;
+use std::pin::Pin;
+
+use billing::quota::{Extender, Reason, Ticket};
 use router::dispatch::{AttemptInfo, Meter, Outcome};
+use router::relay::Allowance;
 use router::ModelEntry;
 use tokio::time::Instant;
 
@@ -23,6 +27,9 @@ pub(super) struct Charge {
     model: Arc<ModelEntry>,
     /// What admission reserved, settled with the attempt's cost.
     ticket: Option<Ticket>,
+    /// Under a hard budget, the prompt tokens and output tokens the
+    /// reservation assumed.
+    reserved_for: Option<(u64, u64)>,
     /// When Tollgate's time on this attempt began (see [`RequestRecord::overhead`]).
     since: Instant,
     /// Held while the attempt's answer is streamed.
@@ -52,7 +59,7 @@ impl Charge {
         proxy: &ProxyState,
         (caller, id): (&Caller, uuid::Uuid),
         at: &AttemptInfo<'_>,
-        ticket: Option<Ticket>,
+        (ticket, reserved_for): (Option<Ticket>, Option<(u64, u64)>),
         since: Instant,
     ) -> Self {
         let entry = at.entry;
@@ -86,6 +93,7 @@ impl Charge {
             ctx,
             model: entry.clone(),
             ticket,
+            reserved_for,
             since,
             open_stream: None,
         }
@@ -97,6 +105,18 @@ impl Meter for Charge {
         if self.open_stream.is_none() {
             self.open_stream = Some(OpenStream::new(&self.proxy.metrics.streams_open));
         }
+    }
+
+    fn allowance(&mut self) -> Option<Box<dyn Allowance>> {
+        let (prompt, covered) = self.reserved_for?;
+        Some(Box::new(StreamAllowance {
+            extender: self.ticket.as_ref()?.extender()?,
+            model: self.model.clone(),
+            default_price: self.proxy.default_price.clone(),
+            prompt,
+            covered,
+            step: self.proxy.stream_step_tokens,
+        }))
     }
 
     fn finish(mut self: Box<Self>, o: Outcome) -> Option<String> {
@@ -146,5 +166,70 @@ impl Meter for Charge {
             overhead,
         });
         Some(cost.usd())
+    }
+}
+
+/// A stream's reservation under a hard budget, extended a step of output
+/// tokens at a time (`quotas.stream_step_tokens`) as the stream outruns it,
+/// on every budget over the caller at once.
+struct StreamAllowance {
+    extender: Extender,
+    model: Arc<ModelEntry>,
+    default_price: Arc<router::price::Price>,
+    prompt: u64,
+    /// Output tokens reserved so far.
+    covered: u64,
+    step: u64,
+}
+
+impl Allowance for StreamAllowance {
+    fn covered(&self) -> u64 {
+        self.covered
+    }
+
+    fn extend(
+        &mut self,
+        produced: u64,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            let next = self.covered.max(produced).saturating_add(self.step);
+            let worst = |output| {
+                crate::quota::worst_case(
+                    &self.model,
+                    &self.default_price,
+                    self.prompt,
+                    Some(output),
+                )
+            };
+            let (cost, _) = worst(next);
+            let (held, _) = worst(self.covered);
+            let more = billing::Picodollars(cost.0.saturating_sub(held.0));
+            match self
+                .extender
+                .extend(more, next - self.covered, billing::db::now_ms())
+                .await
+            {
+                Ok(()) => {
+                    self.covered = next;
+                    Ok(())
+                }
+                Err(r) => {
+                    tracing::info!(
+                        model = %self.model.name,
+                        level = r.level.name(),
+                        reason = r.reason.label(),
+                        output_tokens = produced,
+                        "a stream outran its reservation and its budget has no room for more: it ends here"
+                    );
+                    Err(match r.reason {
+                        Reason::Budget => format!(
+                            "The {}'s budget has no room for more of this answer, so it ends here, after about {produced} output tokens.",
+                            r.level.name()
+                        ),
+                        _ => r.message,
+                    })
+                }
+            }
+        })
     }
 }

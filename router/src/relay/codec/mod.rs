@@ -187,19 +187,26 @@ fn failure(end: &End) -> (String, &'static str) {
             "The upstream connection ended before the answer was complete.".to_owned(),
             "upstream_disconnected",
         ),
+        End::Budget(message) => (message.clone(), "insufficient_quota"),
         _ => ("The upstream stream failed.".to_owned(), "upstream_error"),
     }
 }
 
 fn openai_error_frame(end: &End) -> Bytes {
     let (message, code) = failure(end);
-    wire::openai::sse_error_event(&message, "server_error", code)
+    let kind = match end {
+        End::Budget(_) => "insufficient_quota",
+        _ => "server_error",
+    };
+    wire::openai::sse_error_event(&message, kind, code)
 }
 
 fn anthropic_error_frame(end: &End) -> Bytes {
     let (message, _) = failure(end);
     let kind = match end {
         End::Shutdown => "overloaded_error",
+        // As the Messages door answers a budget refused at admission (429).
+        End::Budget(_) => "rate_limit_error",
         _ => "api_error",
     };
     wire::anthropic::sse_error_event(kind, &message)

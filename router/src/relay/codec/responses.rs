@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::translated::{FromAnthropic, FromChat, RESPONSES_FAILURE_CODE};
+use super::translated::{responses_failure_code, FromAnthropic, FromChat};
 use super::view::{self, ResponsesEvent, Text};
 use super::{
     event_kind, failure, forward_with_model, malformed, model_json, named_frame, send_name, Codec,
@@ -133,7 +133,7 @@ impl Codec for ResponsesPass {
             "status": "failed",
             "model": self.client_model,
             "output": [],
-            "error": {"code": RESPONSES_FAILURE_CODE, "message": message},
+            "error": {"code": responses_failure_code(end), "message": message},
         });
         out.push(&translate::anthropic_frame(
             "response.failed",

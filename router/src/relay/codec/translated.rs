@@ -44,8 +44,13 @@ pub(super) trait FromAnthropicEvents: Send {
 
 /// The code a stream the gateway ends carries in its `response.failed`: a
 /// broken or slow upstream and a shutdown are `server_error`, which agents
-/// retry.
-pub(super) const RESPONSES_FAILURE_CODE: &str = "server_error";
+/// retry; a budget that ran out is `insufficient_quota`, which they do not.
+pub(super) fn responses_failure_code(end: &End) -> &'static str {
+    match end {
+        End::Budget(_) => "insufficient_quota",
+        _ => "server_error",
+    }
+}
 
 impl FromChatChunks for ChatToAnthropic {
     fn chunk(&mut self, chunk: &Value, out: &mut Vec<Bytes>) -> Flow {
@@ -84,7 +89,7 @@ impl FromChatChunks for ChatToResponses {
     }
     fn fail(&mut self, end: &End, out: &mut Vec<Bytes>) {
         let (message, _) = failure(end);
-        ChatToResponses::fail(self, RESPONSES_FAILURE_CODE, &message, out);
+        ChatToResponses::fail(self, responses_failure_code(end), &message, out);
     }
 }
 
@@ -109,7 +114,7 @@ impl FromAnthropicEvents for AnthropicToResponses {
     }
     fn fail(&mut self, end: &End, out: &mut Vec<Bytes>) {
         let (message, _) = failure(end);
-        AnthropicToResponses::fail(self, RESPONSES_FAILURE_CODE, &message, out);
+        AnthropicToResponses::fail(self, responses_failure_code(end), &message, out);
     }
 }
 

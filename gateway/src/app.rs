@@ -328,6 +328,10 @@ impl App {
                 stream_step_tokens: config.quotas.stream_step_tokens,
                 spool: spool.clone(),
                 quotas: quotas.clone(),
+                intake: crate::http::proxy::Intake::new(
+                    config.server.request_bytes,
+                    metrics.request_bytes_in_flight.clone(),
+                ),
             }),
             auth: Arc::new(Authenticator::new(
                 &config.server.master_key,

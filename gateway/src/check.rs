@@ -46,6 +46,12 @@ pub fn describe(config: &Config) -> String {
         secs(c.idle_timeout),
         secs(c.write_timeout)
     );
+    let _ = writeln!(
+        out,
+        "  request bytes   at most {} in flight; wait {} for room",
+        s.request_bytes.max_in_flight,
+        secs(s.request_bytes.wait)
+    );
     let _ = writeln!(out, "providers ({})", config.providers.len());
     for (name, p) in &config.providers {
         let t = &p.timeouts;

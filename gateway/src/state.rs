@@ -111,6 +111,8 @@ pub struct Proxy {
     pub spool: Arc<Spool>,
     /// Budgets and rate limits.
     pub quotas: billing::quota::QuotaEngine,
+    /// The cap on request bytes being worked on at once.
+    pub intake: crate::http::proxy::Intake,
 }
 
 /// Ready until shutdown starts; `/readyz` turns 503 while draining so load

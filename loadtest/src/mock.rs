@@ -205,7 +205,12 @@ pub async fn spawn(addr: SocketAddr, options: MockOptions) -> std::io::Result<Mo
         count: AtomicU64::new(0),
         released: watch::channel(false).0,
     });
-    let app = Router::new().fallback(handle).with_state(shared.clone());
+    // Vendors take bodies of tens of megabytes (Anthropic 32 MB); so does
+    // the mock, rather than axum's 2 MB default.
+    let app = Router::new()
+        .fallback(handle)
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
+        .with_state(shared.clone());
     // Each streamed frame is a small write; Nagle would hold it for an ACK.
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);

@@ -151,6 +151,8 @@ pub struct RawServer {
     pub idle_timeout: Option<String>,
     pub write_timeout: Option<String>,
     pub max_connections: Option<u64>,
+    pub max_request_bytes_in_flight: Option<u64>,
+    pub request_bytes_wait: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

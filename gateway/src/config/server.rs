@@ -27,6 +27,13 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default cap on open client connections.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+/// The default cap on request body bytes being parsed, translated and sent
+/// upstream at once: with the ~6× a parsed and translated body takes while
+/// it is worked on, about 1.5 GiB at most, and room for hundreds of
+/// agents' 200,000-token requests at once.
+pub const DEFAULT_MAX_REQUEST_BYTES_IN_FLIGHT: u64 = 256 * 1024 * 1024;
+/// The default time a request waits for room under that cap.
+pub const DEFAULT_REQUEST_BYTES_WAIT: Duration = Duration::from_secs(30);
 
 /// `[server]`.
 #[derive(Debug, Clone)]
@@ -41,6 +48,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Connection limits and timeouts.
     pub connections: ConnectionLimits,
+    /// The cap on request bytes being worked on at once.
+    pub request_bytes: RequestBytes,
     /// Why the master key is weak, when it is (allowed only on a loopback
     /// address, and warned about at start and by `check-config`).
     pub weak_master_key: Option<String>,
@@ -77,6 +86,26 @@ impl Default for ConnectionLimits {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// A cap on the bytes of proxied request bodies being parsed, translated
+/// and sent upstream at once (from the body's arrival until the upstream's
+/// answer begins): a parsed and translated body takes several times its
+/// size, so this is what bounds that memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestBytes {
+    pub max_in_flight: u64,
+    /// How long a request waits for room before a 503.
+    pub wait: Duration,
+}
+
+impl Default for RequestBytes {
+    fn default() -> Self {
+        Self {
+            max_in_flight: DEFAULT_MAX_REQUEST_BYTES_IN_FLIGHT,
+            wait: DEFAULT_REQUEST_BYTES_WAIT,
         }
     }
 }
@@ -137,6 +166,7 @@ pub(super) fn server(c: &mut Checker, raw: &RawServer) -> ServerConfig {
         max_body_bytes,
         shutdown_grace,
         connections: connection_limits(c, raw),
+        request_bytes: request_bytes(c, raw),
         weak_master_key,
     }
 }
@@ -199,6 +229,30 @@ pub fn weakness(key: &str) -> Option<String> {
     (bits < MIN_KEY_BITS).then(|| {
         format!("the master key is low in entropy (about {bits:.0} bits; at least {MIN_KEY_BITS:.0} are needed)")
     })
+}
+
+fn request_bytes(c: &mut Checker, raw: &RawServer) -> RequestBytes {
+    let d = RequestBytes::default();
+    let max_in_flight = match raw.max_request_bytes_in_flight {
+        None => d.max_in_flight,
+        Some(0) => {
+            c.fail(
+                "server.max_request_bytes_in_flight",
+                "must be larger than zero",
+            );
+            d.max_in_flight
+        }
+        Some(n) => n,
+    };
+    let wait = c.duration(
+        "server.request_bytes_wait".into(),
+        raw.request_bytes_wait.as_deref(),
+        d.wait,
+    );
+    RequestBytes {
+        max_in_flight,
+        wait,
+    }
 }
 
 fn connection_limits(c: &mut Checker, raw: &RawServer) -> ConnectionLimits {

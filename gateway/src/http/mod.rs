@@ -8,7 +8,7 @@ mod health;
 mod me;
 mod middleware;
 mod models;
-mod proxy;
+pub(crate) mod proxy;
 mod spend;
 mod teams;
 mod ui;

@@ -55,6 +55,9 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     /// Client connections open right now (at most `server.max_connections`).
     pub connections_open: IntGauge,
+    /// Request body bytes being parsed, translated and sent upstream (at
+    /// most `server.max_request_bytes_in_flight`).
+    pub request_bytes_in_flight: IntGauge,
     /// Spend in USD by model, provider, org and team (for dashboards; the
     /// ledger is exact).
     pub cost_usd: CounterVec,
@@ -173,6 +176,13 @@ impl Metrics {
                 "Client connections open right now.",
             ),
         )?;
+        let request_bytes_in_flight = registered(
+            &r,
+            IntGauge::new(
+                "tollgate_request_bytes_in_flight",
+                "Request body bytes being parsed, translated and sent upstream right now.",
+            ),
+        )?;
         let streams_open = registered(
             &r,
             IntGauge::new(
@@ -255,6 +265,7 @@ impl Metrics {
             usage_estimated: counter(&r, "tollgate_usage_estimated_total", "Requests whose usage was estimated with the tokenizer.", &["model", "provider"])?,
             in_flight,
             connections_open,
+            request_bytes_in_flight,
             cost_usd: usd_counter(&r, "tollgate_cost_usd_total", "Spend in USD by model, provider, org and team.", &who(&["model", "provider"]))?,
             reference_cost_usd: usd_counter(&r, "tollgate_reference_cost_usd_total", "What the same usage would have cost in USD at the route's reference model (the actual cost where it has none), by route, org and team: savings = this - tollgate_cost_usd_total.", &who(&["route"]))?,
             unpriced_requests: counter(&r, "tollgate_unpriced_requests_total", "Requests of models with no known price, charged the default price.", &["model"])?,

@@ -613,3 +613,98 @@ async fn a_client_that_stops_reading_is_cut_after_write_timeout_and_billed_for_w
         Some(1.0)
     );
 }
+
+/// A chat body of about `bytes`.
+fn chat_of_size(bytes: usize) -> Value {
+    json!({"model": "m", "max_tokens": 4,
+           "messages": [{"role": "user", "content": "word ".repeat(bytes / 5)}]})
+}
+
+/// Request bytes past `max_request_bytes_in_flight` wait for room (a body
+/// declared by its length waits unread), then get a 503 in the client's
+/// format; a small request beside them is served at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bytes_past_the_cap_wait_for_room_then_get_503() {
+    let mock = spawn_mock(MockOptions {
+        sim: SimConfig {
+            latency: Duration::from_millis(600),
+            ..fast_sim()
+        },
+        ..Default::default()
+    })
+    .await;
+    let app = spawn_app(limits_config(
+        &mock,
+        "max_request_bytes_in_flight = 1000000\nrequest_bytes_wait = \"2s\"",
+    ))
+    .await;
+    let big = chat_of_size(600_000);
+    let send = |body: Value| {
+        let req = app.post("/v1/chat/completions").json(&body);
+        async move {
+            let started = Instant::now();
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap();
+            (status, body, started.elapsed())
+        }
+    };
+    // Two big ones at once: the second waits for the first's answer.
+    let first = tokio::spawn(send(big.clone()));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let gauge = value(
+        &app.metrics().await,
+        "tollgate_request_bytes_in_flight",
+        &[],
+    )
+    .unwrap();
+    assert!(
+        (600_000.0..1_000_000.0).contains(&gauge),
+        "one body in flight: {gauge}"
+    );
+    let second = tokio::spawn(send(big.clone()));
+    // A small one fits beside the first and is not held up.
+    let (status, _, small) = send(chat_body("m")).await;
+    assert_eq!(status, 200);
+    assert!(small < Duration::from_millis(1100), "{small:?}");
+    let (s1, _, t1) = first.await.unwrap();
+    let (s2, _, t2) = second.await.unwrap();
+    assert_eq!((s1, s2), (200, 200));
+    assert!(t1 >= Duration::from_millis(600));
+    // The second began only once the first had its answer.
+    assert!(t2 >= Duration::from_millis(1000), "{t2:?}");
+    assert_eq!(
+        value(
+            &app.metrics().await,
+            "tollgate_request_bytes_in_flight",
+            &[]
+        ),
+        Some(0.0)
+    );
+
+    // With a wait shorter than the upstream's answer, the second gets a
+    // 503, in its client's format.
+    let app2 = spawn_app(limits_config(
+        &mock,
+        "max_request_bytes_in_flight = 1000000\nrequest_bytes_wait = \"300ms\"",
+    ))
+    .await;
+    let held = {
+        let req = app2.post("/v1/chat/completions").json(&big);
+        tokio::spawn(async move { req.send().await.unwrap().status().as_u16() })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let resp = app2
+        .post("/v1/messages")
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "m", "max_tokens": 4,
+            "messages": [{"role": "user", "content": "word ".repeat(120_000)}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["type"], "error", "Anthropic's shape: {err}");
+    assert_eq!(err["error"]["type"], "overloaded_error", "{err}");
+    assert_eq!(held.await.unwrap(), 200);
+}

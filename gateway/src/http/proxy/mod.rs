@@ -18,11 +18,15 @@
 //!    error in the client's format.
 
 mod admit;
+mod intake;
 mod meter;
 mod respond;
 
+pub use intake::Intake;
+
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRef, FromRequestParts, Path, State};
+use axum::http::header::CONTENT_LENGTH;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -43,12 +47,19 @@ pub struct Door {
     caller: Caller,
     query: Option<String>,
     headers: HeaderMap,
+    /// Room under `server.max_request_bytes_in_flight` for the body its
+    /// `content-length` declares, taken before the body is read, so that a
+    /// request waiting for room does not hold its body in memory.
+    room: Option<intake::Held>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Door {
+impl<S: Send + Sync> FromRequestParts<S> for Door
+where
+    ProxyState: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         // Both are set by middleware on every proxied route (request ids
         // outermost, auth as a route layer); missing, it is a wiring bug.
         let missing =
@@ -59,59 +70,91 @@ impl<S: Send + Sync> FromRequestParts<S> for Door {
             .get::<Caller>()
             .cloned()
             .ok_or_else(missing)?;
+        let proxy = ProxyState::from_ref(state);
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            // Larger than allowed: the body extractor answers 413.
+            .filter(|n| *n <= proxy.max_body_bytes);
+        let room = match declared {
+            Some(n) => Some(proxy.intake.admit(n).await?),
+            None => None,
+        };
         Ok(Self {
             id,
             caller,
             query: parts.uri.query().map(str::to_owned),
             // Taken, not copied: the body extractor after it reads none.
             headers: std::mem::take(&mut parts.headers),
+            room,
         })
     }
 }
 
-/// The body, or 413/400 when it could not be read.
-fn read(body: Result<Bytes, BytesRejection>, proxy: &ProxyState) -> Result<Bytes, ApiError> {
-    body.map_err(|r| ApiError::from_body_rejection(r, proxy.max_body_bytes))
+/// The body, or 413/400 when it could not be read, with room for it under
+/// `server.max_request_bytes_in_flight` (held until the upstream has
+/// answered: its headers for a stream, the whole answer otherwise).
+async fn read(
+    body: Result<Bytes, BytesRejection>,
+    proxy: &ProxyState,
+    door: &mut Door,
+) -> Result<(Bytes, intake::Held), ApiError> {
+    let body = body.map_err(|r| ApiError::from_body_rejection(r, proxy.max_body_bytes))?;
+    let held = match door.room.take() {
+        Some(held) => held,
+        // No length declared (a chunked body): room for what arrived.
+        None => proxy.intake.admit(body.len()).await?,
+    };
+    Ok((body, held))
 }
 
 /// `POST /v1/chat/completions` (a Responses-shaped body, as Cursor sends,
 /// is read as the chat request it stands for).
 pub async fn chat_completions(
     State(proxy): State<ProxyState>,
-    door: Door,
+    mut door: Door,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let request = ClientRequest::chat(&read(body, &proxy)?)?;
+    let (body, _held) = read(body, &proxy, &mut door).await?;
+    let request = ClientRequest::chat(&body)?;
+    drop(body);
     serve(&proxy, request, door).await
 }
 
 /// `POST /v1/embeddings`.
 pub async fn embeddings(
     State(proxy): State<ProxyState>,
-    door: Door,
+    mut door: Door,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let request = openai::parse_embeddings(&read(body, &proxy)?)?;
+    let (body, _held) = read(body, &proxy, &mut door).await?;
+    let request = openai::parse_embeddings(&body)?;
+    drop(body);
     serve(&proxy, ClientRequest::Embeddings(request), door).await
 }
 
 /// `POST /v1/messages`: Anthropic's Messages API, served by any model.
 pub async fn messages(
     State(proxy): State<ProxyState>,
-    door: Door,
+    mut door: Door,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let request = anthropic::parse_messages(&read(body, &proxy)?)?;
+    let (body, _held) = read(body, &proxy, &mut door).await?;
+    let request = anthropic::parse_messages(&body)?;
+    drop(body);
     serve(&proxy, ClientRequest::Messages(request), door).await
 }
 
 /// `POST /v1/responses`: OpenAI's Responses API, served by any model.
 pub async fn responses(
     State(proxy): State<ProxyState>,
-    door: Door,
+    mut door: Door,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let request = responses::parse_responses(&read(body, &proxy)?)?;
+    let (body, _held) = read(body, &proxy, &mut door).await?;
+    let request = responses::parse_responses(&body)?;
+    drop(body);
     serve(&proxy, ClientRequest::Responses(request), door).await
 }
 
@@ -134,6 +177,7 @@ async fn serve(
         caller,
         query,
         headers,
+        room: _,
     } = door;
     // Made first: Tollgate's time on the request starts here.
     let gate = admit::Gate::new(proxy, &caller, id);

@@ -24,6 +24,7 @@ mod quotas;
 mod replicas;
 mod responses;
 mod routing;
+mod sessions;
 mod shutdown;
 mod spend_page;
 mod streaming;

@@ -46,11 +46,11 @@ impl Drop for OpenStream {
 }
 
 impl Charge {
-    /// Starts metering attempt `at` of the request the client knows as `id`;
-    /// Tollgate's time on it began at `since`.
+    /// Starts metering attempt `at` of the request the client knows as `id`
+    /// (in `session`, when it names one); Tollgate's time on it began at `since`.
     pub fn new(
         proxy: &ProxyState,
-        (caller, id): (&Caller, uuid::Uuid),
+        (caller, id, session): (&Caller, uuid::Uuid, Option<&Arc<str>>),
         at: &AttemptInfo<'_>,
         ticket: Option<Ticket>,
         since: Instant,
@@ -79,6 +79,7 @@ impl Charge {
             reference: at.route.reference.clone(),
             started: Instant::now(),
             started_at: SystemTime::now(),
+            session: session.cloned(),
         };
         proxy.metrics.in_flight.inc();
         Self {

@@ -1,5 +1,5 @@
 //! Spend reports: totals grouped by org, team, key, route, model, provider,
-//! day or hour over `[from, to)`, with what the same usage would have cost on
+//! day or hour over `[from, to)` (and by agent session: [`sessions`]), with what the same usage would have cost on
 //! each route's reference model and so what routing saved. Whole hours come from the hourly rollup; the
 //! partial hours at either end come from the ledger rows, so any range is
 //! exact and a month over ten million rows reads about a hundred thousand
@@ -18,6 +18,10 @@ use sqlx::{AssertSqlSafe, Row};
 use crate::db::{Db, DbError};
 use crate::money::Picodollars;
 use crate::tenancy::rfc3339;
+
+mod sessions;
+
+pub use sessions::{sessions, sessions_csv, sessions_total, SessionRow, MAX_SESSIONS};
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -124,6 +128,34 @@ const SUMS: [&str; 8] = [
     "reference_cost_picousd",
 ];
 
+/// The `WHERE` conditions of a filter (the range's ends are parameters 1
+/// and 2), and the values to bind after them.
+fn conditions(
+    db: &Db,
+    f: &SpendFilter,
+    time_col: &str,
+    model_col: &str,
+) -> (Vec<String>, Vec<String>) {
+    let mut conds = vec![
+        format!("{time_col} >= {}", db.param(1)),
+        format!("{time_col} < {}", db.param(2)),
+    ];
+    let mut binds: Vec<String> = Vec::new();
+    for (col, value) in [
+        ("org_id", &f.org_id),
+        ("team_id", &f.team_id),
+        ("key_id", &f.key_id),
+        ("route", &f.route),
+        (model_col, &f.model),
+    ] {
+        if let Some(v) = value {
+            binds.push(v.clone());
+            conds.push(format!("{col} = {}", db.param(2 + binds.len())));
+        }
+    }
+    (conds, binds)
+}
+
 async fn query_part(
     db: &Db,
     by: GroupBy,
@@ -151,23 +183,7 @@ async fn query_part(
             (c, _) => format!("CAST(SUM({c}) AS BIGINT)"),
         })
         .collect();
-    let mut conds = vec![
-        format!("{time_col} >= {}", db.param(1)),
-        format!("{time_col} < {}", db.param(2)),
-    ];
-    let mut binds: Vec<String> = Vec::new();
-    for (col, value) in [
-        ("org_id", &f.org_id),
-        ("team_id", &f.team_id),
-        ("key_id", &f.key_id),
-        ("route", &f.route),
-        (model_col, &f.model),
-    ] {
-        if let Some(v) = value {
-            binds.push(v.clone());
-            conds.push(format!("{col} = {}", db.param(2 + binds.len())));
-        }
-    }
+    let (conds, binds) = conditions(db, f, time_col, model_col);
     let sql = format!(
         "SELECT {expr} AS g, {} FROM {table} WHERE {} GROUP BY {expr}",
         sums.join(", "),
@@ -303,16 +319,20 @@ pub fn day_and_month_start(now_ms: i64) -> (i64, i64) {
     )
 }
 
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\"")).into()
+    } else {
+        v.into()
+    }
+}
+
 /// Rows as CSV with a header line.
 pub fn to_csv(rows: &[SpendRow]) -> String {
     let mut out = String::from("group,requests,input_tokens,cached_input_tokens,cache_write_tokens,output_tokens,reasoning_tokens,cost_usd,reference_cost_usd,savings_usd\n");
     for r in rows {
-        let group = r.group.as_deref().unwrap_or("");
-        let quoted = if group.contains([',', '"', '\n']) {
-            format!("\"{}\"", group.replace('"', "\"\""))
-        } else {
-            group.to_owned()
-        };
+        let quoted = csv_field(r.group.as_deref().unwrap_or(""));
         out.push_str(&format!(
             "{quoted},{},{},{},{},{},{},{},{},{}\n",
             r.requests,

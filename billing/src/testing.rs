@@ -385,6 +385,7 @@ pub fn bench_row(i: usize, n: usize, start: i64, span_ms: i64) -> crate::ledger:
         client_request_id: None,
         reference_model: Some("claude-sonnet-4.5".into()),
         reference_cost_picousd: Some(20_000_000 + (i % 777) as i64),
+        session: None,
     }
 }
 

@@ -47,6 +47,9 @@ pub struct RequestContext {
     pub started: Instant,
     /// When the request started (wall clock).
     pub started_at: SystemTime,
+    /// The agent session the request belongs to, when it names one (see
+    /// [`router::session`]); every attempt at the request shares it.
+    pub session: Option<Arc<str>>,
 }
 
 impl RequestContext {

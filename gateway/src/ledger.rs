@@ -62,6 +62,7 @@ pub fn ledger_row(rec: &RequestRecord) -> LedgerRow {
         client_request_id: Some(ctx.client_request_id),
         reference_model: ctx.reference.as_ref().map(|m| m.name.clone()),
         reference_cost_picousd: rec.reference_cost.map(|c| c.0),
+        session: ctx.session.as_deref().map(str::to_owned),
     }
 }
 

@@ -222,6 +222,7 @@ mod tests {
                 reference: None,
                 started: Instant::now(),
                 started_at: SystemTime::now(),
+                session: None,
             },
             status: 200,
             end,

@@ -166,6 +166,49 @@ function teamCell(id) {
   return h('button', { type: 'button', class: 'link', 'data-team': id, title: id, onclick: () => openTeam(id) }, teamName(id));
 }
 
+/** How many sessions the overview lists. */
+const RECENT_SESSIONS = 20;
+
+/** A share from 0 to 1 as a percentage with one decimal, or a dash. */
+function share(value) {
+  return h('td', { class: 'num', 'data-field': 'cache_hit_share', 'data-n': value ?? '' },
+    value === null || value === undefined ? '—' : `${(value * 100).toFixed(1)}%`);
+}
+
+/** First and last seen, the last without its date when on the same day. */
+function seen(first, last) {
+  if (!first || !last) return '—';
+  const at = (iso) => `${iso.slice(0, 10)} ${iso.slice(11, 16)}`;
+  const until = first.slice(0, 10) === last.slice(0, 10) ? last.slice(11, 16) : at(last);
+  return `${at(first)} – ${until}`;
+}
+
+/** Fills the sessions table: one row a session, most recent first, and the total. */
+function sessionsTable(table, report) {
+  const all = [...report.data, report.total];
+  const decimals = Object.fromEntries(['cost_usd', 'savings_usd'].map((f) => [f, places(all.map((r) => r[f]))]));
+  const cells = (r) => [
+    h('td', { class: 'when', 'data-first': r.first_seen ?? '', 'data-last': r.last_seen ?? '' }, seen(r.first_seen, r.last_seen)),
+    num(r.requests, 'requests'),
+    num(r.input_tokens, 'input_tokens'),
+    num(r.cached_input_tokens, 'cached_input_tokens'),
+    share(r.cache_hit_share),
+    num(r.output_tokens, 'output_tokens'),
+    money(r.cost_usd, 'cost_usd', decimals.cost_usd),
+    money(r.savings_usd, 'savings_usd', decimals.savings_usd),
+  ];
+  const titles = ['Seen (UTC)', 'Requests', 'Input tokens', 'Cached input', 'Cache hits', 'Output tokens', 'Cost', 'Saved'];
+  const head = h('tr', {}, h('th', { scope: 'col' }, 'Session'),
+    titles.map((t, i) => h('th', { scope: 'col', class: i >= 1 ? 'num' : null }, t)));
+  const rows = report.data.map((r) =>
+    h('tr', { 'data-group': r.group }, h('th', { scope: 'row' }, h('code', { title: r.group }, r.group)), cells(r)));
+  if (rows.length === 0) {
+    rows.push(h('tr', { class: 'empty' }, h('td', { colspan: titles.length + 1 }, 'No sessions in this range')));
+  }
+  const total = h('tr', { 'data-group': '*total' }, h('th', { scope: 'row' }, 'Total'), cells(report.total));
+  table.replaceChildren(h('thead', {}, head), h('tbody', {}, rows), h('tfoot', {}, total));
+}
+
 // ---- the overview ------------------------------------------------------------------
 
 async function loadOverview(gen) {
@@ -174,8 +217,9 @@ async function loadOverview(gen) {
   const month = { group_by: 'day', from: `${t.slice(0, 8)}01T00:00:00Z`, to: `${shiftDate(t, 1)}T00:00:00Z` };
   const groups = ['team', 'model', 'route', 'day'];
   if (state.me.type === 'master') groups.push('org');
-  const [monthReport, ...reports] = await Promise.all([
+  const [monthReport, sessions, ...reports] = await Promise.all([
     api.json('/v1/spend', month),
+    api.json('/v1/spend', { ...rangeParams(), group_by: 'session', limit: RECENT_SESSIONS }),
     ...groups.map((g) => api.json('/v1/spend', { ...rangeParams(), group_by: g })),
   ]);
   if (gen !== state.gen) return false;
@@ -202,6 +246,8 @@ async function loadOverview(gen) {
   spendTable($('by-team'), by.team, 'Team', teamCell);
   spendTable($('by-model'), by.model, 'Model', (m) => m);
   spendTable($('by-route'), by.route, 'Route', (r) => r, SAVINGS_COLUMNS);
+  $('sessions-limit').textContent = String(RECENT_SESSIONS);
+  sessionsTable($('sessions'), sessions);
   return true;
 }
 

@@ -283,6 +283,11 @@ pub struct MockArgs {
     /// Prompt tokens reported as cache writes (Anthropic answers).
     #[arg(long, default_value_t = 0)]
     cache_write_tokens: u32,
+    /// Report the part of a prompt that repeats its session's previous
+    /// prompt (on this mock, for the same model) as cached tokens; with
+    /// `--cached-tokens`, the larger figure is reported.
+    #[arg(long)]
+    prefix_cache: bool,
     /// Write each request received to this directory as JSON (credentials
     /// left out), for capturing what clients really send.
     #[arg(long)]
@@ -301,6 +306,7 @@ impl MockArgs {
                 cached_tokens: self.cached_tokens,
                 cache_write_tokens: self.cache_write_tokens,
                 usage_shape: self.usage_shape,
+                prefix_cache: self.prefix_cache,
                 ..SimConfig::default()
             },
             faults: Faults {

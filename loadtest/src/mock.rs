@@ -6,7 +6,9 @@
 //! `/embeddings` (OpenAI), so base URLs like GLM's `.../api/paas/v4` work, on
 //! any path ending in `/v1/messages` (Anthropic, `x-api-key` or Bearer), and
 //! on any path ending in `/responses` (OpenAI's Responses API). It keeps the
-//! requests it received for tests to inspect.
+//! requests it received for tests to inspect. With `prefix_cache` set in its
+//! simulated model, it remembers each session's previous prompt and reports
+//! the repeated part as cached (see [`router::sim::prefix`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,7 +20,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
 use axum::Router;
-use router::sim::{self, SimConfig};
+use router::sim::{self, PrefixCache, PromptKind, SimConfig};
 use router::wire::anthropic;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -100,6 +102,8 @@ struct Shared {
     recorded: AtomicU64,
     count: AtomicU64,
     released: watch::Sender<bool>,
+    /// Each session's previous prompt, for prefix caching.
+    prefix: PrefixCache,
 }
 
 impl Shared {
@@ -204,6 +208,7 @@ pub async fn spawn(addr: SocketAddr, options: MockOptions) -> std::io::Result<Mo
         recorded: AtomicU64::new(0),
         count: AtomicU64::new(0),
         released: watch::channel(false).0,
+        prefix: PrefixCache::default(),
     });
     // Vendors take bodies of tens of megabytes (Anthropic 32 MB); so does
     // the mock, rather than axum's 2 MB default.
@@ -278,6 +283,16 @@ impl Dialect {
             Some(Self::Responses)
         } else {
             None
+        }
+    }
+
+    /// The shape of its prompt, for prefix caching (`None`: embeddings).
+    fn prompt_kind(self) -> Option<PromptKind> {
+        match self {
+            Self::Chat => Some(PromptKind::Chat),
+            Self::Messages => Some(PromptKind::Messages),
+            Self::Responses => Some(PromptKind::Responses),
+            Self::Embeddings => None,
         }
     }
 
@@ -433,6 +448,12 @@ async fn handle(
     if dialect == Dialect::Embeddings {
         return json_response(&dialect.whole(&request, &options.sim));
     }
+    // Remembered once per answered request, before its answer is planned.
+    let prefix = match dialect.prompt_kind() {
+        Some(kind) if options.sim.prefix_cache => shared.prefix.observe(&headers, &request, kind),
+        _ => 0,
+    };
+    let cfg = options.sim.with_prefix(prefix);
     if !stream {
         if faults.stall_after.is_some() {
             std::future::pending::<()>().await;
@@ -446,10 +467,10 @@ async fn handle(
                 .body(Body::from_stream(broken))
                 .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
         }
-        tokio::time::sleep(sim::generation_time(&request, &options.sim)).await;
-        return json_response(&dialect.whole(&request, &options.sim));
+        tokio::time::sleep(sim::generation_time(&request, &cfg)).await;
+        return json_response(&dialect.whole(&request, &cfg));
     }
-    let frames = dialect.frames(&request, &options.sim);
+    let frames = dialect.frames(&request, &cfg);
     let body = faulty_stream(frames, faults.clone(), shared.released.subscribe(), dialect);
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")

@@ -150,29 +150,32 @@ pub fn chat_prompt_of(request: &serde_json::Map<String, Value>) -> u64 {
     let messages = request
         .get("messages")
         .and_then(Value::as_array)
-        .map(|msgs| {
-            msgs.iter()
-                .map(|m| {
-                    let mut n = PER_MESSAGE;
-                    if let Some(c) = m.get("content") {
-                        n += content_tokens(c);
-                    }
-                    if let Some(name) = m.get("name").and_then(Value::as_str) {
-                        n += count_text(name);
-                    }
-                    if let Some(calls) = m.get("tool_calls") {
-                        n += count_text(&calls.to_string());
-                    }
-                    n
-                })
-                .sum::<u64>()
-        })
+        .map(|msgs| msgs.iter().map(chat_message).sum::<u64>())
         .unwrap_or(0);
-    let tools = request
+    messages + tools(request) + REPLY_PRIMING
+}
+
+/// One OpenAI chat message, with its overhead.
+pub fn chat_message(m: &Value) -> u64 {
+    let mut n = PER_MESSAGE;
+    if let Some(c) = m.get("content") {
+        n += content_tokens(c);
+    }
+    if let Some(name) = m.get("name").and_then(Value::as_str) {
+        n += count_text(name);
+    }
+    if let Some(calls) = m.get("tool_calls") {
+        n += count_text(&calls.to_string());
+    }
+    n
+}
+
+/// The tool definitions of a request body, in any format.
+pub fn tools(request: &serde_json::Map<String, Value>) -> u64 {
+    request
         .get("tools")
         .map(|t| count_text(&t.to_string()))
-        .unwrap_or(0);
-    messages + tools + REPLY_PRIMING
+        .unwrap_or(0)
 }
 
 /// Estimates the prompt tokens of an Anthropic Messages request body:
@@ -191,24 +194,24 @@ pub fn messages_prompt_of(request: &serde_json::Map<String, Value>) -> u64 {
     let messages = request
         .get("messages")
         .and_then(Value::as_array)
-        .map(|msgs| {
-            msgs.iter()
-                .map(|m| {
-                    PER_MESSAGE
-                        + match m.get("content") {
-                            Some(Value::Array(blocks)) => blocks.iter().map(block_tokens).sum(),
-                            Some(c) => content_tokens(c),
-                            None => 0,
-                        }
-                })
-                .sum::<u64>()
-        })
+        .map(|msgs| msgs.iter().map(messages_message).sum::<u64>())
         .unwrap_or(0);
-    let tools = request
-        .get("tools")
-        .map(|t| count_text(&t.to_string()))
-        .unwrap_or(0);
-    system + messages + tools + REPLY_PRIMING
+    system + messages + tools(request) + REPLY_PRIMING
+}
+
+/// An Anthropic `system` (a string or text blocks).
+pub fn system(system: &Value) -> u64 {
+    content_tokens(system)
+}
+
+/// One Anthropic message, with its overhead.
+pub fn messages_message(m: &Value) -> u64 {
+    PER_MESSAGE
+        + match m.get("content") {
+            Some(Value::Array(blocks)) => blocks.iter().map(block_tokens).sum(),
+            Some(c) => content_tokens(c),
+            None => 0,
+        }
 }
 
 /// Estimates the prompt tokens of a Responses API request body:
@@ -223,14 +226,19 @@ pub fn responses_prompt_of(request: &serde_json::Map<String, Value>) -> u64 {
         .unwrap_or(0);
     let input = match request.get("input") {
         Some(Value::String(s)) => PER_MESSAGE + count_text(s),
-        Some(Value::Array(items)) => items.iter().map(|i| PER_MESSAGE + item_tokens(i)).sum(),
+        Some(Value::Array(items)) => items.iter().map(responses_item).sum(),
         _ => 0,
     };
-    let tools = request
-        .get("tools")
-        .map(|t| count_text(&t.to_string()))
-        .unwrap_or(0);
-    instructions + input + tools + REPLY_PRIMING
+    instructions + input + tools(request) + REPLY_PRIMING
+}
+
+/// One Responses input item, with its overhead; a string input counts as one.
+pub fn responses_item(item: &Value) -> u64 {
+    PER_MESSAGE
+        + match item {
+            Value::String(s) => count_text(s),
+            _ => item_tokens(item),
+        }
 }
 
 /// One Responses input item.

@@ -18,6 +18,8 @@
 //! - [`relay`]: relaying answers, whole or streamed, with usage extracted and a
 //!   summary of every exchange.
 //! - [`usage`]: the normalized [`Usage`] record and vendor usage shapes.
+//! - [`session`]: which agent session a request belongs to, from the
+//!   agents' own headers and body fields.
 //! - [`estimate`]: tokenizer estimates for exchanges without reported usage.
 //! - [`sim`]: the simulated model behind the `mock` provider and mock upstream,
 //!   in OpenAI's and Anthropic's formats.
@@ -30,6 +32,7 @@ pub mod provider;
 pub mod redact;
 pub mod relay;
 pub mod route;
+pub mod session;
 pub mod sim;
 pub mod translate;
 pub mod usage;

@@ -54,6 +54,10 @@ pub struct LedgerRow {
     pub reference_model: Option<String>,
     #[serde(default)]
     pub reference_cost_picousd: Option<i64>,
+    /// The agent session the request belongs to, when it named one (see
+    /// `router::session`): bounded, printable, never a credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 fn first_attempt() -> u32 {

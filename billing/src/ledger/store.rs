@@ -16,7 +16,7 @@ use sqlx::{AssertSqlSafe, Row};
 use super::LedgerRow;
 use crate::db::{Backend, Db, DbError};
 
-const LEDGER_COLUMNS: [&str; 28] = [
+const LEDGER_COLUMNS: [&str; 29] = [
     "request_id",
     "started_at",
     "org_id",
@@ -45,6 +45,7 @@ const LEDGER_COLUMNS: [&str; 28] = [
     "client_request_id",
     "reference_model",
     "reference_cost_picousd",
+    "session",
 ];
 
 const ROLLUP_COLUMNS: [&str; 15] = [
@@ -179,7 +180,8 @@ pub async fn write_batch(db: &Db, rows: &[LedgerRow]) -> Result<Written, DbError
                 .bind(i64::from(r.attempt))
                 .bind(r.client_request_id().to_string())
                 .bind(r.reference_model.clone())
-                .bind(r.reference_cost_picousd);
+                .bind(r.reference_cost_picousd)
+                .bind(r.session.clone());
         }
         for row in q.fetch_all(&mut *tx).await? {
             inserted.insert((row.try_get("request_id")?, row.try_get("started_at")?));

@@ -50,6 +50,7 @@ pub fn row(
         client_request_id: None,
         reference_model: None,
         reference_cost_picousd: None,
+        session: None,
     }
 }
 

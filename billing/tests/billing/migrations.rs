@@ -226,7 +226,7 @@ async fn an_unpartitioned_ledger_is_partitioned_in_place_keeping_every_row() {
     let before = dump(&t).await;
     assert_eq!(before.len(), 120);
 
-    t.db.migrate().await.unwrap();
+    t.db.migrate_to(4).await.unwrap();
 
     assert_eq!(dump(&t).await, before, "every row, every column, unchanged");
     let made: Vec<String> = partitions(&t.db)
@@ -276,6 +276,30 @@ async fn an_unpartitioned_ledger_is_partitioned_in_place_keeping_every_row() {
             .try_get("t")
             .unwrap();
     assert_eq!(gone, None);
+
+    // Sessions come next: a column on the parent, so on every partition,
+    // NULL for the rows before it, and one more index on each partition.
+    t.db.migrate().await.unwrap();
+    let sessions: i64 =
+        sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM ledger WHERE session IS NULL")
+            .fetch_one(t.db.pool())
+            .await
+            .unwrap()
+            .try_get("n")
+            .unwrap();
+    assert_eq!(sessions, 120);
+    for m in [months[1], now.next()] {
+        let n: i64 = sqlx::query(AssertSqlSafe(format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM pg_indexes WHERE tablename = '{}'",
+            m.partition()
+        )))
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap();
+        assert_eq!(n, 6, "{}: and the session index", m.partition());
+    }
 
     // Rows written before the upgrade are still recognised when replayed.
     assert_eq!(insert_batch(&t.db, &rows).await.unwrap(), 0);

@@ -138,3 +138,97 @@ async fn reports_agree(t: &TestDb) {
     }
 }
 both_backends!(reports_agree_with_the_raw_rows, super::reports_agree);
+
+/// Sessions: grouped from the rows, with first and last seen, filtered like
+/// every report, most recent first, limited; rows without one left out.
+async fn sessions_agree(t: &TestDb) {
+    use billing::reports::{sessions, sessions_total};
+    let base = 1_795_000_000_000 / HOUR * HOUR + 17;
+    let keys = [Some(("o1", "t1", "k1")), Some(("o1", "t2", "k2")), None];
+    let rows: Vec<LedgerRow> = (0..90u64)
+        .map(|i| {
+            // Spread over hours, so whole hours of the rollup lie inside.
+            let at = base + i as i64 * 1_234_567;
+            let mut r = row(i, at, keys[i as usize % 3], "kimi-k2.5", "kimi");
+            r.session = match i % 4 {
+                3 => None,
+                s => Some(format!("task-{s}")),
+            };
+            if i % 5 == 0 {
+                r.reference_cost_picousd = Some(r.cost_picousd * 3);
+            }
+            r
+        })
+        .collect();
+    insert_batch(&t.db, &rows).await.unwrap();
+    let end = base + 90 * 1_234_567;
+    for (from, to, team) in [
+        (base, end, None),
+        (base + 5 * HOUR + 11, base + 20 * HOUR + 7, None),
+        (base, end, Some("t2")),
+    ] {
+        let f = SpendFilter {
+            from_ms: from,
+            to_ms: to,
+            team_id: team.map(str::to_owned),
+            ..Default::default()
+        };
+        let got = sessions(&t.db, &f, 100).await.unwrap();
+        let mut want: BTreeMap<String, Vec<&LedgerRow>> = BTreeMap::new();
+        for r in rows.iter().filter(|r| {
+            r.started_at_ms >= from
+                && r.started_at_ms < to
+                && (team.is_none() || r.team_id.as_deref() == team)
+        }) {
+            if let Some(s) = &r.session {
+                want.entry(s.clone()).or_default().push(r);
+            }
+        }
+        assert_eq!(got.len(), want.len(), "{from}..{to} {team:?}");
+        for g in &got {
+            let mine = &want[g.spend.group.as_deref().unwrap()];
+            let first = mine.iter().map(|r| r.started_at_ms).min().unwrap();
+            let last = mine.iter().map(|r| r.started_at_ms).max().unwrap();
+            assert_eq!(g.first_seen.as_deref(), Some(&*rfc3339(first)));
+            assert_eq!(g.last_seen.as_deref(), Some(&*rfc3339(last)));
+            assert_eq!(g.spend.requests, mine.len() as i64);
+            let sum = |f: fn(&LedgerRow) -> i64| mine.iter().map(|r| f(r)).sum::<i64>();
+            assert_eq!(g.spend.input_tokens, sum(|r| r.usage.input as i64));
+            assert_eq!(
+                g.spend.cached_input_tokens,
+                sum(|r| r.usage.cached_input as i64)
+            );
+            assert_eq!(
+                g.spend.cache_write_tokens,
+                sum(|r| r.usage.cache_write as i64)
+            );
+            assert_eq!(g.spend.output_tokens, sum(|r| r.usage.output as i64));
+            assert_eq!(g.spend.cost_picousd, sum(|r| r.cost_picousd));
+            assert_eq!(
+                g.spend.reference_cost_picousd,
+                sum(|r| r.reference_cost().0)
+            );
+        }
+        let lasts: Vec<_> = got.iter().map(|g| g.last_seen.clone()).collect();
+        assert!(lasts.windows(2).all(|w| w[0] >= w[1]), "most recent first");
+        let total = sessions_total(&got);
+        assert_eq!(
+            total.spend.requests,
+            want.values().map(|v| v.len() as i64).sum::<i64>()
+        );
+    }
+    let f = SpendFilter {
+        from_ms: base,
+        to_ms: end,
+        ..Default::default()
+    };
+    let one = sessions(&t.db, &f, 1).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(
+        one[0].spend.group.as_deref(),
+        Some("task-1"),
+        "row 89 is the last"
+    );
+}
+
+both_backends!(sessions_agree_with_the_raw_rows, super::sessions_agree);

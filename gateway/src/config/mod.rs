@@ -268,6 +268,7 @@ impl Checker {
             ("cache_write_tokens", raw.cache_write_tokens.is_some()),
             ("usage_shape", raw.usage_shape.is_some()),
             ("embedding_dims", raw.embedding_dims.is_some()),
+            ("prefix_cache", raw.prefix_cache.is_some()),
         ];
         let openai_keys = [
             ("base_url", raw.base_url.is_some()),
@@ -387,6 +388,7 @@ impl Checker {
                         .map(|n| n as usize)
                         .unwrap_or(d.embedding_dims),
                     ignore_max_tokens: false,
+                    prefix_cache: raw.prefix_cache.unwrap_or(d.prefix_cache),
                 })
             }
             other => {

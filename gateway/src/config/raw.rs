@@ -188,6 +188,7 @@ pub struct RawProvider {
     pub cache_write_tokens: Option<u32>,
     pub usage_shape: Option<String>,
     pub embedding_dims: Option<u32>,
+    pub prefix_cache: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

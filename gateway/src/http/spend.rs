@@ -3,6 +3,8 @@
 //! the same query and answer the same rows, as JSON or CSV. A virtual key
 //! sees its own team only: its team filter is forced, and asking for
 //! another team or organization, or grouping by organization, is a 403.
+//! `group_by=session` lists agent sessions (most recent first, at most
+//! `limit`) with when each was first and last seen and its cache-hit share.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -32,6 +34,8 @@ pub struct SpendQuery {
     route: Option<String>,
     model: Option<String>,
     format: Option<String>,
+    /// The most sessions listed (`group_by=session` only).
+    limit: Option<u32>,
 }
 
 impl SpendQuery {
@@ -56,7 +60,13 @@ impl SpendQuery {
 }
 
 /// What a team key may group by: everything within one team.
-const TEAM_GROUPINGS: &str = "team, key, route, model, provider, day or hour";
+const TEAM_GROUPINGS: &str = "team, key, route, model, provider, session, day or hour";
+
+/// What a report may group by: [`GroupBy`]'s, and sessions.
+const GROUPINGS: &str = "org, team, key, route, model, provider, session, day, hour";
+
+/// Sessions listed when the query names no `limit`.
+const DEFAULT_SESSIONS: u32 = 1000;
 
 /// A 403 for a report beyond the caller's team.
 pub(super) fn out_of_scope(message: String) -> ApiError {
@@ -128,12 +138,30 @@ fn time_param(name: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
 pub(super) async fn report(admin: &AdminState, q: SpendQuery) -> Result<Response, ApiError> {
     q.check_filters()?;
     let by_text = q.group_by.as_deref().unwrap_or("model");
-    let by = GroupBy::parse(by_text).ok_or_else(|| {
-        ApiError::invalid(
-            Some("group_by"),
-            "group_by must be one of org, team, key, route, model, provider, day, hour.",
-        )
-    })?;
+    let by = match by_text {
+        "session" => None,
+        _ => Some(GroupBy::parse(by_text).ok_or_else(|| {
+            ApiError::invalid(
+                Some("group_by"),
+                format!("group_by must be one of {GROUPINGS}."),
+            )
+        })?),
+    };
+    let limit = match (by, q.limit) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                Some("limit"),
+                "limit applies to group_by=session only.",
+            ))
+        }
+        (None, Some(n)) if n == 0 || n > reports::MAX_SESSIONS => {
+            return Err(ApiError::invalid(
+                Some("limit"),
+                format!("limit must be between 1 and {}.", reports::MAX_SESSIONS),
+            ))
+        }
+        (_, n) => n.unwrap_or(DEFAULT_SESSIONS),
+    };
     let to = time_param("to", q.to.as_deref())?.unwrap_or_else(|| billing::db::now_ms() + 1);
     let from = time_param("from", q.from.as_deref())?.unwrap_or((to - 30 * 86_400_000).max(0));
     if from >= to {
@@ -155,6 +183,9 @@ pub(super) async fn report(admin: &AdminState, q: SpendQuery) -> Result<Response
         route: q.route,
         model: q.model,
     };
+    let Some(by) = by else {
+        return sessions(admin, &filter, limit, format).await;
+    };
     let rows = reports::spend(&admin.db, by, &filter).await?;
     if format == Some("csv") {
         return Ok((
@@ -169,6 +200,33 @@ pub(super) async fn report(admin: &AdminState, q: SpendQuery) -> Result<Response
         "from": rfc3339(from),
         "to": rfc3339(to),
         "total": reports::sum(&rows),
+        "data": rows,
+    }))
+    .into_response())
+}
+
+/// The session report: one row a session, most recently seen first.
+async fn sessions(
+    admin: &AdminState,
+    filter: &SpendFilter,
+    limit: u32,
+    format: Option<&str>,
+) -> Result<Response, ApiError> {
+    let rows = reports::sessions(&admin.db, filter, limit).await?;
+    if format == Some("csv") {
+        return Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            reports::sessions_csv(&rows),
+        )
+            .into_response());
+    }
+    Ok(Json(json!({
+        "object": "spend_report",
+        "group_by": "session",
+        "from": rfc3339(filter.from_ms),
+        "to": rfc3339(filter.to_ms),
+        "limit": limit,
+        "total": reports::sessions_total(&rows),
         "data": rows,
     }))
     .into_response())

@@ -25,6 +25,7 @@ mod replicas;
 mod responses;
 mod routing;
 mod runaway;
+mod sessions;
 mod shutdown;
 mod spend_page;
 mod streaming;

@@ -12,10 +12,10 @@ if (!base || !master) {
   process.exit(2);
 }
 
-async function call(method, path, key, body) {
+async function call(method, path, key, body, extra = {}) {
   const resp = await fetch(base + path, {
     method,
-    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json', ...extra },
     body: body === undefined ? undefined : JSON.stringify(body),
     signal: AbortSignal.timeout(10_000),
   });
@@ -44,30 +44,35 @@ const searchCi = await admin('/admin/keys', {
 const searchOld = await admin('/admin/keys', { team_id: search.id, name: 'search-laptop' });
 const adsBot = await admin('/admin/keys', { team_id: ads.id, name: 'ads-bot' });
 
-// Traffic: each request is one ledger row.
-async function chat(key, model, stream = false) {
+// Traffic: each request is one ledger row. Some belong to agent sessions:
+// one named explicitly, one the way Claude Code names its own.
+const SESSION_A = 'search-reindex-task';
+const SESSION_B = 'ads-claude-code-session-77';
+async function chat(key, model, stream = false, headers = {}) {
   const body = { model, max_tokens: 1024, messages: [{ role: 'user', content: `Summarise the quarter for ${model}.` }] };
   if (stream) Object.assign(body, { stream: true, stream_options: { include_usage: true } });
-  const text = await call('POST', '/v1/chat/completions', key, body);
+  const text = await call('POST', '/v1/chat/completions', key, body, headers);
   if (stream && !text.includes('[DONE]')) throw new Error(`the ${model} stream did not finish: ${text}`);
 }
 
+const inA = { 'x-tollgate-session': SESSION_A };
+const inB = { 'x-claude-code-session-id': SESSION_B };
 const traffic = [
-  [searchCi.key, 'glm-4.6'],
-  [searchCi.key, 'glm-4.6'],
+  [searchCi.key, 'glm-4.6', false, inA],
+  [searchCi.key, 'glm-4.6', false, inA],
   [searchCi.key, 'auto'],
   [searchCi.key, 'auto'],
   [searchCi.key, 'glm-4.6', true],
   [searchOld.key, 'claude-sonnet-4-5'],
-  [adsBot.key, 'claude-sonnet-4-5'],
-  [adsBot.key, 'claude-sonnet-4-5'],
+  [adsBot.key, 'claude-sonnet-4-5', false, inB],
+  [adsBot.key, 'claude-sonnet-4-5', false, inB],
   [adsBot.key, 'claude-sonnet-4-5'],
   [adsBot.key, 'claude-sonnet-4-5', true],
   [adsBot.key, 'kimi-k2.5'],
   [adsBot.key, 'auto'],
   [master, 'kimi-k2.5'],
 ];
-for (const [key, model, stream] of traffic) await chat(key, model, stream);
+for (const [key, model, stream, headers] of traffic) await chat(key, model, stream, headers);
 await admin(`/admin/keys/${searchOld.id}/revoke`, {});
 
 // Wait until the ledger has every row (the writer batches them).
@@ -82,7 +87,7 @@ for (;;) {
 }
 
 process.stdout.write(JSON.stringify({
-  teamA: { id: search.id, name: search.name, org: acme.name, key: searchCi.key, keyPrefix: searchCi.prefix },
-  teamB: { id: ads.id, name: ads.name, org: globex.name, key: adsBot.key, keyPrefix: adsBot.prefix, keyName: adsBot.name },
+  teamA: { id: search.id, name: search.name, org: acme.name, key: searchCi.key, keyPrefix: searchCi.prefix, session: SESSION_A },
+  teamB: { id: ads.id, name: ads.name, org: globex.name, key: adsBot.key, keyPrefix: adsBot.prefix, keyName: adsBot.name, session: SESSION_B },
   requests: traffic.length,
 }));

@@ -215,6 +215,15 @@ test('the master key sees every figure /admin/spend reports', async () => {
   await assertTableMatches('#by-model', byModel, fields);
   await assertTableMatches('#by-route', byRoute, ['requests', 'cost_usd', 'reference_cost_usd', 'savings_usd']);
   assert.ok(byRoute.data.some((r) => r.group === 'auto' && r.savings_picousd > 0), 'the seeded route saved money');
+  const sessions = await api(`/admin/spend?group_by=session&limit=20&${query}`);
+  await assertTableMatches('#sessions', sessions, ['requests', 'input_tokens', 'cached_input_tokens', 'cache_hit_share', 'output_tokens', 'cost_usd', 'savings_usd']);
+  assert.deepEqual(sessions.data.map((r) => r.group).sort(), [seed.teamA.session, seed.teamB.session].sort());
+  assert.ok(sessions.data.every((r) => r.requests === 2), 'two requests in each seeded session');
+  const rowA = `#sessions tr[data-group="${seed.teamA.session}"]`;
+  assert.equal(await page.getAttribute(`${rowA} code`, 'title'), seed.teamA.session);
+  const a = sessions.data.find((r) => r.group === seed.teamA.session);
+  assert.equal(await page.getAttribute(`${rowA} td.when`, 'data-first'), a.first_seen);
+  assert.equal(await page.getAttribute(`${rowA} td.when`, 'data-last'), a.last_seen);
   assert.equal(await page.textContent(`#by-team tr[data-group="${seed.teamA.id}"] th`), seed.teamA.name);
   assert.equal(await page.textContent(`#by-team tr[data-group="${seed.teamB.id}"] th`), seed.teamB.name);
 
@@ -252,7 +261,7 @@ test('the range picker changes the figures, and back', async () => {
 
 test('the CSV download is what /admin/spend gives for the shown range', async () => {
   const { query } = await shownRange();
-  for (const report of ['model', 'team']) {
+  for (const report of ['model', 'team', 'session']) {
     const [download] = await Promise.all([
       page.waitForEvent('download'),
       page.click(`#view-overview button.csv[data-report="${report}"]`),
@@ -310,7 +319,10 @@ test("a team key sees its own team and never another team's numbers", async () =
   assert.equal(await cardValue('range-cost'), mine.total.cost_usd);
 
   const forbidden = [seed.teamB.id, seed.teamB.name, seed.teamB.org, seed.teamB.keyPrefix, seed.teamB.keyName,
-    usd(teamsB.total.cost_usd)];
+    seed.teamB.session, usd(teamsB.total.cost_usd)];
+  const mySessions = await api(`/v1/spend?group_by=session&limit=20&${query}`, seed.teamA.key);
+  assert.deepEqual(mySessions.data.map((r) => r.group), [seed.teamA.session], 'a team key sees its own sessions only');
+  await assertTableMatches('#sessions', mySessions, ['requests', 'cost_usd']);
   const assertNothingOfB = async (where) => {
     const html = await page.content();
     const text = await page.innerText('body');

@@ -9,13 +9,15 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::{Operation, ProviderError, ReplyBody, TimeoutPhase, Timeouts, UpstreamReply};
-use crate::sim::{self, SimConfig};
+use crate::sim::{self, PrefixCache, PromptKind, SimConfig};
 
 /// An in-process simulated model.
 #[derive(Debug)]
 pub struct MockProvider {
     pub(super) name: String,
     sim: SimConfig,
+    /// Each session's previous prompt, when the simulation caches prefixes.
+    prefix: Option<PrefixCache>,
     pub(super) timeouts: Timeouts,
 }
 
@@ -24,6 +26,7 @@ impl MockProvider {
     pub fn new(name: &str, sim: SimConfig, timeouts: Timeouts) -> Self {
         Self {
             name: name.to_owned(),
+            prefix: sim.prefix_cache.then(PrefixCache::default),
             sim,
             timeouts,
         }
@@ -49,17 +52,24 @@ impl MockProvider {
                 .map_err(|_| ProviderError::Timeout(TimeoutPhase::Total))
         };
         wait(self.sim.latency).await?;
-        let body = match op {
-            Operation::Embeddings => {
-                ReplyBody::Full(json_bytes(&sim::embeddings(&request, &self.sim)))
+        // In process there are no client headers: the body's signals name
+        // the session.
+        let prefix = match (&self.prefix, op) {
+            (Some(cache), Operation::ChatCompletions) => {
+                cache.observe(&Default::default(), &request, PromptKind::Chat)
             }
+            _ => 0,
+        };
+        let cfg = self.sim.with_prefix(prefix);
+        let body = match op {
+            Operation::Embeddings => ReplyBody::Full(json_bytes(&sim::embeddings(&request, &cfg))),
             Operation::ChatCompletions if stream => {
-                let frames = sim::chat_frames(&request, &self.sim);
+                let frames = sim::chat_frames(&request, &cfg);
                 ReplyBody::Stream(Box::pin(sim::play(frames).map(Ok)))
             }
             Operation::ChatCompletions => {
-                wait(sim::generation_time(&request, &self.sim)).await?;
-                ReplyBody::Full(json_bytes(&sim::chat_completion(&request, &self.sim)))
+                wait(sim::generation_time(&request, &cfg)).await?;
+                ReplyBody::Full(json_bytes(&sim::chat_completion(&request, &cfg)))
             }
             Operation::Messages | Operation::CountTokens | Operation::Responses => {
                 return Err(ProviderError::Build(

@@ -11,6 +11,8 @@
 //! - [`responses`]: Responses objects and streams.
 //! - `tools.rs`: which tools the model calls (forced, or by a
 //!   `TOLLGATE_CALL` directive in the prompt).
+//! - [`prefix`]: prefix caching, per session: the part of a prompt that
+//!   repeats the session's previous one is reported as cached.
 
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,10 +25,12 @@ use crate::estimate;
 
 pub mod anthropic;
 mod openai;
+pub mod prefix;
 pub mod responses;
 mod tools;
 
 pub use openai::{chat_completion, chat_frames, embeddings};
+pub use prefix::{PrefixCache, PromptKind};
 pub use tools::DIRECTIVE;
 
 /// Whose usage shape the simulator imitates.
@@ -92,7 +96,8 @@ pub struct SimConfig {
     pub output_tokens: u32,
     /// How many of the completion tokens are reasoning (`reasoning_content`).
     pub reasoning_tokens: u32,
-    /// How many prompt tokens are reported as cache hits.
+    /// How many prompt tokens are reported as cache hits (at least; see
+    /// `prefix_cache`).
     pub cached_tokens: u32,
     /// How many prompt tokens are reported as cache writes (Anthropic shape).
     pub cache_write_tokens: u32,
@@ -103,6 +108,26 @@ pub struct SimConfig {
     /// Answer `output_tokens` whatever the request's `max_tokens` says, as a
     /// vendor that does not honour it would.
     pub ignore_max_tokens: bool,
+    /// Report the part of a prompt that repeats its session's previous
+    /// prompt as cached (see [`prefix`]); the larger of that and
+    /// `cached_tokens` is reported.
+    pub prefix_cache: bool,
+}
+
+impl SimConfig {
+    /// This config for one request whose prompt repeats `prefix` tokens of
+    /// its session's previous one: cache hits are the larger of the fixed
+    /// figure and the prefix (capped by the prompt, as always).
+    pub fn with_prefix(&self, prefix: u64) -> Cow<'_, SimConfig> {
+        let prefix = u32::try_from(prefix).unwrap_or(u32::MAX);
+        if prefix <= self.cached_tokens {
+            return Cow::Borrowed(self);
+        }
+        Cow::Owned(SimConfig {
+            cached_tokens: prefix,
+            ..self.clone()
+        })
+    }
 }
 
 impl Default for SimConfig {
@@ -118,6 +143,7 @@ impl Default for SimConfig {
             usage_shape: UsageShape::OpenAi,
             embedding_dims: 16,
             ignore_max_tokens: false,
+            prefix_cache: false,
         }
     }
 }

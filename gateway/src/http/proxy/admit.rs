@@ -75,6 +75,8 @@ pub(super) struct Gate<'a> {
     caller: &'a Caller,
     /// The id the client is given; the first attempt's ledger row has it.
     id: uuid::Uuid,
+    /// The agent session the request belongs to, for every attempt's row.
+    session: Option<Arc<str>>,
     /// The caller's key, when it is under budgets or limits.
     limited: Option<&'a KeyInfo>,
     /// Whether a hard budget applies (admission then needs the worst case).
@@ -87,12 +89,18 @@ pub(super) struct Gate<'a> {
 }
 
 impl<'a> Gate<'a> {
-    pub fn new(proxy: &'a ProxyState, caller: &'a Caller, id: uuid::Uuid) -> Self {
+    pub fn new(
+        proxy: &'a ProxyState,
+        caller: &'a Caller,
+        id: uuid::Uuid,
+        session: Option<Arc<str>>,
+    ) -> Self {
         let limited = caller.key().filter(|k| !k.quotas.is_empty());
         Self {
             proxy,
             caller,
             id,
+            session,
             limited,
             hard: limited.is_some_and(|k| k.quotas.has_hard_budget()),
             rate: Mutex::new(None),
@@ -175,7 +183,7 @@ impl Hooks for Gate<'_> {
         });
         Box::new(Charge::new(
             self.proxy,
-            (self.caller, self.id),
+            (self.caller, self.id, self.session.as_ref()),
             at,
             (ticket, reserved_for),
             since,

@@ -53,11 +53,11 @@ impl Drop for OpenStream {
 }
 
 impl Charge {
-    /// Starts metering attempt `at` of the request the client knows as `id`;
-    /// Tollgate's time on it began at `since`.
+    /// Starts metering attempt `at` of the request the client knows as `id`
+    /// (in `session`, when it names one); Tollgate's time on it began at `since`.
     pub fn new(
         proxy: &ProxyState,
-        (caller, id): (&Caller, uuid::Uuid),
+        (caller, id, session): (&Caller, uuid::Uuid, Option<&Arc<str>>),
         at: &AttemptInfo<'_>,
         (ticket, reserved_for): (Option<Ticket>, Option<(u64, u64)>),
         since: Instant,
@@ -86,6 +86,7 @@ impl Charge {
             reference: at.route.reference.clone(),
             started: Instant::now(),
             started_at: SystemTime::now(),
+            session: session.cloned(),
         };
         proxy.metrics.in_flight.inc();
         Self {

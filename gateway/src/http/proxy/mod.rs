@@ -3,7 +3,8 @@
 //!
 //! A request goes through these stages, each in the file named for it:
 //! 1. **parse** (this file): the body, validated in the client's format by
-//!    [`router::wire`]: only what Tollgate needs is checked.
+//!    [`router::wire`]: only what Tollgate needs is checked; and the agent
+//!    session it belongs to (`session.rs`).
 //! 2. **admit** (`admit.rs`): the route the client asked for, as its tier and
 //!    the caller's policies leave it; the ledger's health; then, before each
 //!    attempt, budgets and rate limits (the [`Hooks`](router::dispatch::Hooks)
@@ -21,6 +22,7 @@ mod admit;
 mod intake;
 mod meter;
 mod respond;
+mod session;
 
 pub use intake::Intake;
 
@@ -179,8 +181,9 @@ async fn serve(
         headers,
         room: _,
     } = door;
+    let session = session::of(&headers, &request);
     // Made first: Tollgate's time on the request starts here.
-    let gate = admit::Gate::new(proxy, &caller, id);
+    let gate = admit::Gate::new(proxy, &caller, id, session);
     let resolved = admit::resolve(proxy, request.model(), &caller)?;
     admit::ledger_ready(proxy)?;
     let span = tracing::info_span!("proxy", request_id = %id);

@@ -67,7 +67,7 @@ def traffic_dashboard():
                    thresholds=steps((0.01, "orange"), (0.05, "red")), size=(12, 8)),
         row("Streams and tokens"),
         bargauge("Streams by how they ended", "Streams in the selected range by how they ended: complete, client_disconnected, "
-                 "upstream_disconnected, upstream_error, upstream_malformed, upstream_timeout, gateway_shutdown.",
+                 "upstream_disconnected, upstream_error, upstream_malformed, upstream_timeout, gateway_shutdown, budget_exhausted.",
                  [prom(f"sum by (end) (increase(tollgate_streams_total{{{M}}}[$__range]))", "{{end}}",
                        instant=True, fmt="time_series")],
                  "short", 0, size=(8, 8)),

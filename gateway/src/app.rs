@@ -80,6 +80,10 @@ const LEDGER_DRAIN: Duration = Duration::from_secs(5);
 /// dropped under `retention_months`). Also once at start.
 const LEDGER_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(3600);
 
+/// How long a start waits for the rows an earlier run left in the spool to
+/// reach the database.
+const SPOOL_REPLAY_WAIT: Duration = Duration::from_secs(10);
+
 /// Builds the model catalog, with one provider (and one HTTP client) each.
 pub fn build_catalog(config: &Config) -> Result<Catalog, BuildError> {
     let mut providers = std::collections::BTreeMap::new();
@@ -244,6 +248,28 @@ fn quota_engine(config: &Config, db: &Db) -> Result<QuotaEngine, BuildError> {
     Ok(engine)
 }
 
+/// Waits, up to `wait`, until the writer has put every row the spool held
+/// at start into the database (nothing is served yet, so the backlog is
+/// exactly those rows).
+async fn wait_for_replay(spool: &Spool, wait: Duration) {
+    let stats = spool.stats();
+    if stats.backlog_bytes() == 0 {
+        return;
+    }
+    let until = tokio::time::Instant::now() + wait;
+    while stats.backlog_bytes() > 0 {
+        if tokio::time::Instant::now() >= until {
+            tracing::warn!(
+                backlog_bytes = stats.backlog_bytes(),
+                "rows left in the ledger spool by an earlier run are not in the database yet; budgets first used before they are will not count them"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::info!("rows left in the ledger spool by an earlier run are in the database");
+}
+
 impl App {
     /// Builds the gateway and binds its listener (port 0 picks a free port).
     pub async fn build(config: Config) -> Result<App, BuildError> {
@@ -349,6 +375,10 @@ impl App {
                 quotas,
             }),
         };
+        // Budgets are seeded from the ledger the first time they are used:
+        // rows an earlier run left in the spool (it was killed) must be in
+        // it first, or that spend goes uncounted and a budget can overrun.
+        wait_for_replay(&spool, SPOOL_REPLAY_WAIT).await;
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await

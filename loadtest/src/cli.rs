@@ -34,6 +34,20 @@ pub enum Command {
     /// Send the same load to several base URLs, one after another, and
     /// print them side by side (a table, or JSON with --json).
     Compare(CompareArgs),
+    /// Relay TCP from one loopback port to a target that a script can cut
+    /// (SIGUSR1: every open connection closed, new ones closed at once)
+    /// and restore (SIGUSR2), to take a database away mid-run.
+    CutProxy(CutProxyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CutProxyArgs {
+    /// Address to listen on (loopback).
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// Address to relay to (loopback).
+    #[arg(long)]
+    pub target: SocketAddr,
 }
 
 /// What to send, how fast and for how long; shared by `drive` and
@@ -117,6 +131,7 @@ impl LoadArgs {
             prompt_words: self.prompt_words,
             max_tokens: self.max_tokens,
             progress: progress.then(String::new),
+            keep_ids: false,
         }
     }
 
@@ -142,6 +157,10 @@ pub struct DriveArgs {
     /// The key: sent as Bearer (chat, responses) or x-api-key (messages).
     #[arg(long, env = "TOLLGATE_KEY")]
     pub api_key: Option<String>,
+    /// Write the `x-tollgate-request-id` of every request answered in full
+    /// (a stream: to its terminal event) to this file, one a line.
+    #[arg(long, value_name = "FILE")]
+    pub ids: Option<PathBuf>,
     #[command(flatten)]
     pub load: LoadArgs,
 }

@@ -16,7 +16,12 @@ pub struct Forwarder {
 impl Forwarder {
     /// Listens on a free loopback port and forwards to `target`.
     pub async fn start(target: SocketAddr) -> std::io::Result<Forwarder> {
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), target).await
+    }
+
+    /// Listens on `listen` (port 0: a free one) and forwards to `target`.
+    pub async fn start_on(listen: SocketAddr, target: SocketAddr) -> std::io::Result<Forwarder> {
+        let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let (up, _) = watch::channel(true);
         let state = up.clone();
@@ -58,5 +63,10 @@ impl Forwarder {
     /// Forwards again.
     pub fn restore(&self) {
         self.up.send_replace(true);
+    }
+
+    /// Whether it is cut.
+    pub fn is_cut(&self) -> bool {
+        !*self.up.borrow()
     }
 }

@@ -9,8 +9,11 @@
 //! - [`plot`]: latency plots as SVG.
 //! - [`procstat`]: a process's CPU time and memory, from `/proc`.
 //! - [`forward`]: a TCP forwarder tests cut and restore.
+//! - [`cut_proxy`]: the forwarder as a process that scripts cut and
+//!   restore with signals (`loadtest cut-proxy`).
 
 pub mod compare;
+pub mod cut_proxy;
 pub mod drive;
 pub mod forward;
 pub mod mock;

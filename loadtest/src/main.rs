@@ -1,6 +1,7 @@
 //! The `loadtest` binary: `loadtest mock` runs the mock upstream,
 //! `loadtest drive` runs a bounded load against a base URL, `loadtest
-//! compare` runs it against several and prints them side by side.
+//! compare` runs it against several and prints them side by side, and
+//! `loadtest cut-proxy` relays TCP that a script can cut and restore.
 
 mod cli;
 
@@ -8,8 +9,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use cli::{Cli, Command, CompareArgs, DriveArgs, MockArgs};
-use loadtest::{compare, drive, mock, plot};
+use cli::{Cli, Command, CompareArgs, CutProxyArgs, DriveArgs, MockArgs};
+use loadtest::{compare, cut_proxy, drive, mock, plot};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         Command::Mock(a) => runtime.block_on(run_mock(a)),
         Command::Drive(d) => runtime.block_on(run_drive(d)),
         Command::Compare(c) => runtime.block_on(run_compare(c)),
+        Command::CutProxy(p) => runtime.block_on(run_cut_proxy(p)),
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,
@@ -52,7 +54,8 @@ async fn run_mock(a: MockArgs) -> Result<(), String> {
 }
 
 async fn run_drive(d: DriveArgs) -> Result<(), String> {
-    let opts = d.load.options(d.base_url, d.api_key);
+    let mut opts = d.load.options(d.base_url, d.api_key);
+    opts.keep_ids = d.ids.is_some();
     let title = opts.describe();
     let label = opts.base_url.clone();
     drive::warm_up(&opts, d.load.warm_up()).await?;
@@ -61,9 +64,22 @@ async fn run_drive(d: DriveArgs) -> Result<(), String> {
         let svg = plot::latency_svg(&title, &[(label.as_str(), &report.latency_histogram)]);
         write_plot(path, &svg, d.load.quiet())?;
     }
+    if let Some(path) = &d.ids {
+        let mut text = report.ids.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     let json = serde_json::to_string(&report).map_err(|e| e.to_string())?;
     print(&json);
     Ok(())
+}
+
+async fn run_cut_proxy(p: CutProxyArgs) -> Result<(), String> {
+    cut_proxy::serve(p.listen, p.target)
+        .await
+        .map_err(|e| format!("cut proxy: {e}"))
 }
 
 async fn run_compare(c: CompareArgs) -> Result<(), String> {

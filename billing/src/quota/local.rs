@@ -64,6 +64,10 @@ struct RateCounter {
 
 type BudgetKey = (Level, String);
 
+/// A budget's usage as counted elsewhere (Redis, before it went away), by
+/// level, id, period and the time of the admission.
+pub(super) type Floor<'a> = dyn Fn(Level, &str, Period, i64) -> Option<Usage> + Send + Sync + 'a;
+
 #[derive(Debug, Default)]
 struct State {
     budgets: HashMap<BudgetKey, Counter>,
@@ -128,9 +132,11 @@ impl Local {
     }
 
     /// Seeds, from the ledger, each budget of `a` this process has not
-    /// counted in its current period. A budget that cannot be seeded stays
-    /// unseeded: a hard one then refuses requests until it can be.
-    pub(super) async fn ensure_seeded(&self, a: &Admission<'_>) {
+    /// counted in its current period, or from `floor` (a budget's last
+    /// known usage elsewhere) when that counts more. A budget that cannot
+    /// be seeded stays unseeded: a hard one then refuses requests until it
+    /// can be.
+    pub(super) async fn ensure_seeded(&self, a: &Admission<'_>, floor: Option<&Floor<'_>>) {
         for (level, id, quota) in a.levels {
             let Some(budget) = &quota.budget else {
                 continue;
@@ -147,6 +153,17 @@ impl Local {
             }
             match self.seed.spent(level, id, (start, end)).await {
                 Ok((spent, tokens)) => {
+                    // Standing in for Redis: what Redis last counted, held
+                    // included, when that is more. Requests it admitted may
+                    // still run, and their spend is not in the ledger yet.
+                    let (spent, tokens) =
+                        match floor.and_then(|f| f(level, id, budget.period, a.now_ms)) {
+                            Some(u) => (
+                                Picodollars(spent.0.max(u.spent.0.saturating_add(u.reserved.0))),
+                                tokens.max(u.tokens.saturating_add(u.reserved_tokens)),
+                            ),
+                            None => (spent, tokens),
+                        };
                     let mut state = self.lock();
                     let c = state.budgets.get(&key);
                     if !c.is_some_and(|c| c.is_for(budget.period, start)) {

@@ -290,7 +290,16 @@ impl QuotaEngine {
         a: &Admission<'_>,
         reconcile: Option<Arc<shared::Shared>>,
     ) -> Result<Ticket, Box<Rejection>> {
-        self.local.ensure_seeded(a).await;
+        // Standing in for Redis, local counts start from no less than what
+        // Redis last showed this replica: requests it admitted may still run.
+        let floor = reconcile.as_ref().map(|shared| {
+            move |level: Level, id: &str, period: Period, now: i64| {
+                shared.usage(level, id, period, now)
+            }
+        });
+        self.local
+            .ensure_seeded(a, floor.as_ref().map(|f| f as &local::Floor<'_>))
+            .await;
         let holds = self.local.admit(a)?;
         Ok(Ticket {
             rate: holds.rate,

@@ -394,3 +394,70 @@ async fn counters_under_the_names_from_before_hash_tags_are_left_for_the_ledgers
         .unwrap();
     assert_eq!(left, "8000000000000");
 }
+
+/// Requests admitted through Redis that are still running when it goes
+/// away hold their reservations in Redis, where the local counts cannot
+/// see them, and their spend is not in the ledger yet: the local counts
+/// start from what Redis last showed, so the budget still holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_off_from_redis_it_counts_the_requests_redis_admitted_that_still_run() {
+    let Some(r) = TestRedis::new() else { return };
+    let t = billing::testing::sqlite().await;
+    // The team spent $3 this month, in the ledger.
+    let now = at(NOW);
+    let mut spent = row(1, now - 60_000, Some(("o", "t", "k")), "m", "p");
+    spent.cost_picousd = 3 * USD;
+    insert_batch(&t.db, &[spent]).await.unwrap();
+
+    let fwd = Forwarder::start(r.server_addr().await).await.unwrap();
+    let url = billing::testing::url_via(&r.url, fwd.addr());
+    let e = engine(
+        Seed::Ledger(t.db.clone()),
+        r.options(&url, FailureMode::Open),
+    );
+    let _running = run(&e);
+    let q = [
+        Quota::default(),
+        budget(Some(10.0), None, Period::Monthly, Enforcement::Hard),
+        Quota::default(),
+    ];
+    // A $4 request admitted through Redis, still running at the cut.
+    let mut running = None;
+    eventually("a request is admitted through Redis", async || {
+        let counted = e.store_status().unwrap().local_admissions;
+        let ticket = e.admit(&adm(&q, 4 * USD, 40, true, now)).await.unwrap();
+        if e.store_status().unwrap().local_admissions == counted {
+            running = Some(ticket);
+            true
+        } else {
+            false
+        }
+    })
+    .await;
+
+    fwd.cut();
+    // $10 less the ledger's $3 and the running request's $4: three $1
+    // requests, not seven.
+    let mut local = Vec::new();
+    for _ in 0..8 {
+        match e.admit(&adm(&q, USD, 1, true, now)).await {
+            Ok(ticket) => local.push(ticket),
+            Err(r) => assert_eq!(r.reason, Reason::Budget),
+        }
+    }
+    assert!(!e.store_status().unwrap().up);
+    assert_eq!(local.len(), 3);
+    running
+        .take()
+        .unwrap()
+        .settle(Picodollars(4 * USD), 40, now);
+    for ticket in local {
+        ticket.settle(Picodollars(USD), 1, now);
+    }
+
+    fwd.restore();
+    eventually("Redis is used again", async || e.store_status().unwrap().up).await;
+    e.sync().await.unwrap();
+    let used = e.usage(Level::Team, "t", Period::Monthly, now).unwrap();
+    assert_eq!(used.spent, Picodollars(10 * USD), "never past the limit");
+}

@@ -138,6 +138,49 @@ async fn kill_9_under_load(dir: &Path, db_url: &str) {
     drop(gw);
 }
 
+/// Budgets are seeded from the ledger when first used after a start, so
+/// rows a killed run left in its spool must be in the ledger before the
+/// gateway serves: otherwise their spend goes uncounted and a hard budget
+/// can overrun (the fault matrix's kill -9 phase found one request's worth).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_the_gateway_serves_only_once_the_spooled_rows_are_in_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    // The writer waits an hour between batches: rows stay in the spool.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("flush_interval = \"5ms\"", "flush_interval = \"1h\"");
+    std::fs::write(&config, text).unwrap();
+    let mut gw = Gateway::start(&config);
+    let client = http_client();
+    let url = format!("http://{}/v1/chat/completions", gw.addr);
+    let sent = 300;
+    for i in 0..sent {
+        let body =
+            json!({"model": "demo", "messages": [{"role": "user", "content": format!("r{i}")}]});
+        let r = client
+            .post(&url)
+            .bearer_auth(MASTER_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let url = format!("sqlite://{}/tollgate.db", dir.path().display());
+    let db = billing::Db::connect(&url).await.unwrap();
+    assert!(ledger(&db).await.len() < sent, "rows wait in the spool");
+    gw.kill_9();
+
+    let gw = Gateway::start(&config);
+    assert_eq!(
+        ledger(&db).await.len(),
+        sent,
+        "every spooled row is in the ledger once the gateway listens"
+    );
+    drop(gw);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_serves_while_postgres_is_away_and_every_row_arrives() {
     let Some(pg) = billing::testing::postgres().await else {

@@ -33,6 +33,9 @@ pub use tally::{histogram, Percentiles};
 
 use request::Shot;
 
+/// The header carrying the id Tollgate gave a request.
+pub const REQUEST_ID_HEADER: &str = "x-tollgate-request-id";
+
 /// How long requests may still take after the run's duration; what is not
 /// answered by then is an error.
 const GRACE: Duration = Duration::from_secs(30);
@@ -81,6 +84,9 @@ pub struct DriveOptions {
     pub max_tokens: Option<u32>,
     /// Draw a progress line on stderr, labelled with this (empty: no label).
     pub progress: Option<String>,
+    /// Keep the request id each answer carries (`x-tollgate-request-id`)
+    /// for every request answered in full, in [`Report::ids`].
+    pub keep_ids: bool,
 }
 
 impl DriveOptions {
@@ -162,6 +168,11 @@ pub struct Report {
     /// The latency of every answered request, microseconds.
     #[serde(skip)]
     pub latency_histogram: Histogram<u64>,
+    /// With [`DriveOptions::keep_ids`]: the `x-tollgate-request-id` of every
+    /// request answered in full (a stream to its terminal event), in the
+    /// order they ended; answers without the header are left out.
+    #[serde(skip)]
+    pub ids: Vec<String>,
 }
 
 impl std::fmt::Debug for Report {
@@ -180,6 +191,7 @@ impl std::fmt::Debug for Report {
             .field("ttft", &self.ttft)
             .field("open_loop", &self.open_loop)
             .field("latency_histogram", &self.latency_histogram.len())
+            .field("ids", &self.ids.len())
             .finish()
     }
 }
@@ -195,6 +207,7 @@ pub async fn warm_up(opts: &DriveOptions, warm_up: Duration) -> Result<(), Strin
         duration: warm_up,
         max_requests: None,
         progress: None,
+        keep_ids: false,
         ..opts.clone()
     };
     run(quiet).await.map(drop)
@@ -229,7 +242,7 @@ pub async fn run(opts: DriveOptions) -> Result<Report, String> {
             .body(&opts.model, opts.prompt_words, opts.stream, opts.max_tokens),
         stream: opts.stream,
         hard_stop: deadline + GRACE,
-        tally: tally::Tally::new()?,
+        tally: tally::Tally::new(opts.keep_ids)?,
     });
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut drawing = tokio::task::JoinSet::new();
@@ -295,5 +308,6 @@ pub async fn run(opts: DriveOptions) -> Result<Report, String> {
         ttft: opts.stream.then(|| Percentiles::of(&t.ttft)),
         open_loop,
         latency_histogram: t.latency,
+        ids: t.ids,
     })
 }

@@ -24,6 +24,8 @@ pub(crate) struct Shot {
 }
 
 struct Answer {
+    /// The request id the answer carried.
+    id: Option<String>,
     bytes: u64,
     first_byte: Option<Instant>,
     done: Instant,
@@ -39,6 +41,7 @@ impl Shot {
                 a.done.saturating_duration_since(intended),
                 a.first_byte.map(|f| f.saturating_duration_since(intended)),
                 a.bytes,
+                a.id,
             ),
             Ok(Err(why)) => self.tally.failed(why),
             Err(_) => self.tally.failed(Failure::Timeout),
@@ -61,6 +64,11 @@ impl Shot {
         if !status.is_success() {
             return Err(Failure::Status(status.as_u16()));
         }
+        let id = resp
+            .headers()
+            .get(super::REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let mut bytes = 0u64;
         let mut first_byte = None;
         let mut end = StreamEnd::new(self.api);
@@ -85,6 +93,7 @@ impl Shot {
         let done = Instant::now();
         if !self.stream {
             return Ok(Answer {
+                id,
                 bytes,
                 first_byte: None,
                 done,
@@ -92,6 +101,7 @@ impl Shot {
         }
         match (end.end(), ended_at) {
             (Some(End::Complete), Some(at)) => Ok(Answer {
+                id,
                 bytes,
                 first_byte,
                 done: at,

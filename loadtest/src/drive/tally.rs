@@ -98,6 +98,8 @@ struct Inner {
     latency: Histogram<u64>,
     ttft: Histogram<u64>,
     failures: BTreeMap<Failure, u64>,
+    /// The request ids of the answers, when kept.
+    ids: Option<Vec<String>>,
 }
 
 /// What a tally holds at the end of a run.
@@ -110,6 +112,7 @@ pub(crate) struct Totals {
     pub(crate) latency: Histogram<u64>,
     pub(crate) ttft: Histogram<u64>,
     pub(crate) failures: BTreeMap<String, u64>,
+    pub(crate) ids: Vec<String>,
 }
 
 fn micros(d: Duration) -> u64 {
@@ -117,7 +120,8 @@ fn micros(d: Duration) -> u64 {
 }
 
 impl Tally {
-    pub(crate) fn new() -> Result<Self, String> {
+    /// A tally; with `keep_ids`, it keeps the request id of every answer.
+    pub(crate) fn new(keep_ids: bool) -> Result<Self, String> {
         Ok(Self {
             ok: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -128,6 +132,7 @@ impl Tally {
                 latency: histogram()?,
                 ttft: histogram()?,
                 failures: BTreeMap::new(),
+                ids: keep_ids.then(Vec::new),
             }),
         })
     }
@@ -136,10 +141,19 @@ impl Tally {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn answered(&self, latency: Duration, ttft: Option<Duration>, bytes: u64) {
+    pub(crate) fn answered(
+        &self,
+        latency: Duration,
+        ttft: Option<Duration>,
+        bytes: u64,
+        id: Option<String>,
+    ) {
         {
             let mut t = self.inner();
             t.bytes += bytes;
+            if let (Some(ids), Some(id)) = (t.ids.as_mut(), id) {
+                ids.push(id);
+            }
             t.latency.saturating_record(micros(latency));
             if let Some(f) = ttft {
                 t.ttft.saturating_record(micros(f));
@@ -163,6 +177,7 @@ impl Tally {
             latency: t.latency.clone(),
             ttft: t.ttft.clone(),
             failures: t.failures.iter().map(|(k, v)| (k.label(), *v)).collect(),
+            ids: t.ids.clone().unwrap_or_default(),
         }
     }
 }

@@ -247,3 +247,83 @@ async fn drive_prints_its_json_and_draws_progress_only_when_asked() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A server that stamps each answer with `x-tollgate-request-id: id-N` and
+/// streams it to `[DONE]` for odd N only: even streams end cut short.
+async fn stamping_server() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let n = Arc::new(AtomicU64::new(0));
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move || {
+            let n = n.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                let mut body =
+                    "data: {\"choices\": [{\"delta\": {\"content\": \"hi\"}}]}\n\n".to_owned();
+                if n % 2 == 1 {
+                    body.push_str("data: [DONE]\n\n");
+                }
+                (
+                    [
+                        ("x-tollgate-request-id", format!("id-{n}")),
+                        ("content-type", "text/event-stream".to_owned()),
+                    ],
+                    body,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/v1")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drive_writes_the_request_ids_of_the_answers_it_read_in_full() {
+    let base = stamping_server().await;
+    let dir = tempfile_dir("ids");
+    let ids = dir.join("ids.txt");
+    let out = loadtest(
+        [
+            "drive",
+            "--base-url",
+            &base,
+            "--stream",
+            "--concurrency",
+            "1",
+            "--requests",
+            "10",
+            "--ids",
+            ids.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (report["ok"].as_u64(), report["errors"].as_u64()),
+        (Some(5), Some(5))
+    );
+    let mut written: Vec<String> = std::fs::read_to_string(&ids)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    written.sort();
+    let mut odd: Vec<String> = [1, 3, 5, 7, 9].iter().map(|n| format!("id-{n}")).collect();
+    odd.sort();
+    assert_eq!(written, odd, "only the streams that reached [DONE]");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempfile_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("loadtest-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -49,6 +49,7 @@ pub fn options(mock: &MockHandle, api: Api, stream: bool, pace: Pace) -> DriveOp
         prompt_words: 16,
         max_tokens: None,
         progress: None,
+        keep_ids: false,
     }
 }
 

@@ -138,7 +138,10 @@ impl Shared {
                     counts,
                 } => (refused, held, counts),
             };
-            self.remember(&budgets, &held);
+            // Redis answered its counts from before this request; once
+            // admitted, its reservation is held there too.
+            let admitted = refused.is_none().then_some((a.cost.0, a.tokens));
+            self.remember(&budgets, &held, admitted);
             let view = view_of(&limited, &counts, minute, now);
             if let Some((what, i)) = refused {
                 let rejection = match what.as_str() {
@@ -385,8 +388,11 @@ impl Shared {
         Ok(Ok(()))
     }
 
-    /// Keeps what Redis said of each budget, for `usage` and the gauges.
-    fn remember(&self, budgets: &[BudgetHold], held: &[Held]) {
+    /// Keeps what Redis said of each budget, for `usage`, the gauges and
+    /// the local counts of an outage; with `admitted`, the cost and tokens
+    /// this admission reserved on top.
+    fn remember(&self, budgets: &[BudgetHold], held: &[Held], admitted: Option<(i64, u64)>) {
+        let (cost, tokens) = admitted.unwrap_or((0, 0));
         let mut seen = lock(&self.seen);
         for (b, h) in budgets.iter().zip(held) {
             seen.insert(
@@ -399,8 +405,8 @@ impl Shared {
                         period_end_ms: b.end,
                         spent: Picodollars(h.spent),
                         tokens: h.tokens,
-                        reserved: Picodollars(h.reserved),
-                        reserved_tokens: h.reserved_tokens,
+                        reserved: Picodollars(h.reserved.saturating_add(cost)),
+                        reserved_tokens: h.reserved_tokens.saturating_add(tokens),
                     },
                 },
             );

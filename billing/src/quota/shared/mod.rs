@@ -276,12 +276,33 @@ impl Shared {
             return;
         }
         lock(&self.live).remove(&holds.ticket);
+        self.settle_seen(&holds, cost, tokens);
         self.push(Op::Settle {
             holds,
             cost: cost.0,
             tokens,
             now,
         });
+    }
+
+    /// Counts a settlement in this replica's view of its budgets at once,
+    /// as Redis will once it lands, so that the view neither keeps a
+    /// finished request's hold nor misses its spend.
+    fn settle_seen(&self, holds: &Holds, cost: Picodollars, tokens: u64) {
+        let mut seen = lock(&self.seen);
+        for b in &holds.budgets {
+            let Some(s) = seen
+                .get_mut(&(b.level, b.id.clone()))
+                .filter(|s| s.key == b.key)
+            else {
+                continue;
+            };
+            let u = &mut s.usage;
+            u.reserved = Picodollars(u.reserved.0.saturating_sub(holds.cost.0).max(0));
+            u.reserved_tokens = u.reserved_tokens.saturating_sub(holds.tokens);
+            u.spent = Picodollars(u.spent.0.saturating_add(cost.0));
+            u.tokens = u.tokens.saturating_add(tokens);
+        }
     }
 
     /// Queues spend counted in this process while Redis was away.

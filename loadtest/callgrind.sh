@@ -78,5 +78,9 @@ for kind in "${kinds[@]}"; do
     callgrind_control -z "$gw_pid" >/dev/null 2>&1
     drive "$kind" "$requests"
     ir=$(total_ir)
+    if [ -n "${CALLGRIND_KEEP:-}" ]; then
+        mkdir -p "$CALLGRIND_KEEP"
+        cp "$(ls -t "$work"/callgrind."$gw_pid"* | head -1)" "$CALLGRIND_KEEP/callgrind.$kind"
+    fi
     printf '%-30s %14s %10d\n' "$kind" "$ir" $((ir / requests))
 done

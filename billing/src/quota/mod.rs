@@ -507,8 +507,13 @@ impl Ticket {
                     shared.reconcile(&holds, cost, tokens);
                 }
             }
-            // Redis knows what each hold grew to.
-            Held::Shared(engine, holds) => engine.settle(holds, cost, tokens, now_ms),
+            // Redis knows what each hold grew to; this replica's view of
+            // the budgets learns it here.
+            Held::Shared(engine, mut holds) => {
+                holds.cost = Picodollars(holds.cost.0 + grown.0);
+                holds.tokens += grown.1;
+                engine.settle(holds, cost, tokens, now_ms)
+            }
         }
     }
 }

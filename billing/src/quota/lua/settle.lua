@@ -3,11 +3,18 @@
 -- (once per period, whichever replica crosses them).
 --
 -- KEYS: per budget, its counters and its leases; then per rate limit, its
---       in-flight leases and the counts of the minute of settlement.
+--       in-flight leases and the counts of the minute of settlement; last,
+--       the key that marks this settlement done.
 -- ARGV: ticket, cost, tokens, budgets, rate limits, alert thresholds in
 --       thousandths (comma-separated); then per budget: USD limit, token
---       limit ('' for none); then per rate limit: the minute's time to live.
+--       limit ('' for none); then per rate limit: the minute's time to live;
+--       last, how long the mark is kept (ms).
 -- Returns the alerts raised: {index, 'usd' | 'tokens', thousandths, used}...
+-- A settlement sent again after it ran (its reply was lost) does nothing.
+
+if not redis.call('SET', KEYS[#KEYS], '1', 'NX', 'PX', ARGV[#ARGV]) then
+  return {}
+end
 
 local ticket, cost, tokens = ARGV[1], ARGV[2], ARGV[3]
 local nb, nr = tonumber(ARGV[4]), tonumber(ARGV[5])

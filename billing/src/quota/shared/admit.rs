@@ -244,7 +244,8 @@ impl Shared {
                 reserved_tokens: num(rest.next())?,
             });
         }
-        self.remember(&holds.budgets, &held);
+        let granted = out.first().map(String::as_str) == Some("ok");
+        self.remember(&holds.budgets, &held, granted.then_some((cost.0, tokens)));
         match out.first().map(String::as_str) {
             Some("ok") => Ok(Ok(())),
             Some("refused") => {

@@ -29,6 +29,17 @@ const MAX_QUEUE: usize = 100_000;
 /// At most this many operations per batch.
 const BATCH: usize = 512;
 
+/// How long Redis remembers that a settlement or reconciliation ran, so
+/// that one sent again (its reply was lost to a timeout after Redis ran
+/// it) does not count twice: about 100 bytes of Redis per request for this
+/// long.
+const DONE_MS: &str = "600000";
+
+/// The key saying operation `id` ran, in the slot of `key`.
+fn done(key: &str, id: &str) -> String {
+    format!("{key}:done:{id}")
+}
+
 impl Shared {
     pub(super) fn push(&self, op: Op) {
         let mut q = lock(&self.queue);
@@ -188,13 +199,26 @@ impl Shared {
                     inv.key(in_flight(base)).key(minute_key(base, minute));
                     inv.arg((minute + 2 * MINUTE_MS - now).to_string());
                 }
+                // In the organization's slot, like every key above.
+                let first = holds.budgets.first().map_or_else(
+                    || holds.rates.first().cloned().unwrap_or_default(),
+                    |b| b.key.clone(),
+                );
+                inv.key(done(&first, &holds.ticket)).arg(DONE_MS);
                 inv
             }
-            Op::Reconcile { keys, cost, tokens } => {
+            Op::Reconcile {
+                id,
+                keys,
+                cost,
+                tokens,
+            } => {
                 let mut inv = self.scripts.reconcile.prepare_invoke();
                 for k in keys {
                     inv.key(k).arg(cost.to_string()).arg(tokens.to_string());
                 }
+                let first = keys.first().cloned().unwrap_or_default();
+                inv.key(done(&first, id)).arg(DONE_MS);
                 inv
             }
         }
@@ -380,5 +404,82 @@ impl Shared {
                 tracing::debug!(error = %e, "Redis answered but settlements did not go through");
             }
         }
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::quota::{
+        Admission, Budget, Enforcement, FailureMode, Held, Level, Period, Quota, QuotaEngine, Seed,
+    };
+
+    /// A settlement Redis ran whose reply was lost is sent again with the
+    /// next batch: it must count once.
+    #[tokio::test]
+    async fn a_settlement_or_reconciliation_sent_twice_counts_once() {
+        let Some(r) = crate::testing::TestRedis::new() else {
+            return;
+        };
+        let engine =
+            QuotaEngine::redis(Seed::Empty, vec![], r.options(&r.url, FailureMode::Closed))
+                .unwrap();
+        let quota = Quota {
+            budget: Some(Budget {
+                limit_usd: Some(100.0),
+                limit_tokens: None,
+                period: Period::Monthly,
+                enforcement: Enforcement::Hard,
+            }),
+            limits: None,
+        };
+        let none = Quota::default();
+        let now = crate::db::now_ms();
+        let ticket = engine
+            .admit(&Admission {
+                levels: [
+                    (Level::Org, "o", &quota),
+                    (Level::Team, "t", &none),
+                    (Level::Key, "k", &none),
+                ],
+                model: "m",
+                cost: Picodollars(1_000),
+                tokens: 10,
+                new_request: true,
+                now_ms: now,
+            })
+            .await
+            .unwrap();
+        let Some(Held::Shared(shared, holds)) = ticket.held.clone() else {
+            panic!("admitted in Redis");
+        };
+        let settle = || Op::Settle {
+            holds: holds.clone(),
+            cost: 700,
+            tokens: 9,
+            now,
+        };
+        let keys: Vec<String> = holds.budgets.iter().map(|b| b.key.clone()).collect();
+        let reconcile = || Op::Reconcile {
+            id: "replica-r1".into(),
+            keys: keys.clone(),
+            cost: 50,
+            tokens: 1,
+        };
+        let replies = shared
+            .send(&[settle(), settle(), reconcile(), reconcile()])
+            .await
+            .unwrap();
+        assert!(replies.iter().all(Result::is_ok));
+        // The ticket's own settlement (dropped unsettled) comes too late.
+        drop(ticket);
+        engine.sync().await.unwrap();
+        let used = engine
+            .current_usage("o", Level::Org, "o", Period::Monthly, now)
+            .await
+            .unwrap();
+        assert_eq!(used.spent, Picodollars(750));
+        assert_eq!(used.tokens, 10);
+        assert_eq!(used.reserved, Picodollars(0));
     }
 }

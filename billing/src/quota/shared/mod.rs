@@ -96,6 +96,9 @@ enum Op {
     /// Spend counted in this process while Redis was away, for budget
     /// counters of one organization.
     Reconcile {
+        /// Names this reconciliation, so that it counts once however often
+        /// it is sent.
+        id: String,
         keys: Vec<String>,
         cost: i64,
         tokens: u64,
@@ -317,7 +320,13 @@ impl Shared {
             })
             .collect();
         if !keys.is_empty() {
+            let id = format!(
+                "{}-r{}",
+                self.replica,
+                self.issued.fetch_add(1, Ordering::Relaxed)
+            );
             self.push(Op::Reconcile {
+                id,
                 keys,
                 cost: cost.0,
                 tokens,

@@ -106,6 +106,31 @@ pub struct Written {
     pub expired: Vec<LedgerRow>,
 }
 
+/// The most rows one insert statement carries.
+const MAX_PIECE: usize = 64;
+
+/// `items` in pieces whose sizes are powers of two up to [`MAX_PIECE`]
+/// (and within SQLite's 32,766 parameters a statement at `columns` a row),
+/// largest first: a statement's text depends only on its size, so a
+/// connection prepares at most seven of each (each kept compiled: parsing
+/// and planning a multi-row insert costs more than running it), however
+/// the batches vary.
+fn pieces<T>(items: &[T], columns: usize) -> impl Iterator<Item = &[T]> {
+    let most = MAX_PIECE.min(MAX_PARAMS / columns.max(1)).max(1);
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = rest.len().min(most);
+        // The largest power of two not above n.
+        let size = 1 << (usize::BITS - 1 - n.leading_zeros());
+        let (piece, after) = rest.split_at(size);
+        rest = after;
+        Some(piece)
+    })
+}
+
 /// Inserts `rows`, skipping those already in the ledger, and adds the
 /// inserted ones to the hourly rollup, atomically. Returns how many were
 /// new. Rows older than the retention horizon are not inserted (see
@@ -138,18 +163,14 @@ pub async fn write_batch(db: &Db, rows: &[LedgerRow]) -> Result<Written, DbError
         rows.iter().partition(|r| r.started_at_ms >= horizon);
     written.expired = expired.into_iter().cloned().collect();
     let mut inserted: HashSet<(String, i64)> = HashSet::new();
-    // SQLite takes at most 32,766 parameters a statement.
-    for chunk in live.chunks(MAX_PARAMS / LEDGER_COLUMNS.len()) {
+    for chunk in pieces(&live, LEDGER_COLUMNS.len()) {
         let sql = format!(
             "INSERT INTO ledger ({}) VALUES {} ON CONFLICT ({conflict}) DO NOTHING RETURNING request_id, started_at",
             LEDGER_COLUMNS.join(", "),
             placeholders(db, chunk.len(), LEDGER_COLUMNS.len())
         );
-        // The text differs with the batch's size: prepared once and not kept,
-        // or every size seen would stay cached on each connection (about
-        // 90 KiB of compiled statement apiece in SQLite, and as much in a
-        // Postgres backend).
-        let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+        // One statement per piece size, prepared once per connection.
+        let mut q = sqlx::query(AssertSqlSafe(sql));
         for r in chunk {
             let u = &r.usage;
             q = q
@@ -222,7 +243,7 @@ pub async fn write_batch(db: &Db, rows: &[LedgerRow]) -> Result<Written, DbError
         s.reference_cost = s.reference_cost.saturating_add(r.reference_cost().0);
     }
     let groups: Vec<_> = groups.into_iter().collect();
-    for chunk in groups.chunks(MAX_PARAMS / ROLLUP_COLUMNS.len()) {
+    for chunk in pieces(&groups, ROLLUP_COLUMNS.len()) {
         let sums = ROLLUP_COLUMNS[ROLLUP_KEY..]
             .iter()
             .map(|c| format!("{c} = spend_hourly.{c} + excluded.{c}"))
@@ -234,8 +255,7 @@ pub async fn write_batch(db: &Db, rows: &[LedgerRow]) -> Result<Written, DbError
             placeholders(db, chunk.len(), ROLLUP_COLUMNS.len()),
             ROLLUP_COLUMNS[..ROLLUP_KEY].join(", ")
         );
-        // Sized by the batch, so not kept (see the ledger insert above).
-        let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+        let mut q = sqlx::query(AssertSqlSafe(sql));
         for ((hour, org, team, key, route, model, provider), s) in chunk {
             q = q
                 .bind(*hour)
@@ -255,4 +275,19 @@ pub async fn write_batch(db: &Db, rows: &[LedgerRow]) -> Result<Written, DbError
     }
     tx.commit().await?;
     Ok(written)
+}
+
+#[cfg(test)]
+mod piece_tests {
+    #[test]
+    fn pieces_are_powers_of_two_up_to_the_most_a_statement_takes() {
+        let items: Vec<u32> = (0..100).collect();
+        let sizes: Vec<usize> = super::pieces(&items, 29).map(<[u32]>::len).collect();
+        assert_eq!(sizes, vec![64, 32, 4]);
+        let all: Vec<u32> = super::pieces(&items, 29).flatten().copied().collect();
+        assert_eq!(all, items);
+        assert_eq!(super::pieces(&items[..0], 29).count(), 0);
+        let sizes: Vec<usize> = super::pieces(&items[..7], 29).map(<[u32]>::len).collect();
+        assert_eq!(sizes, vec![4, 2, 1]);
+    }
 }

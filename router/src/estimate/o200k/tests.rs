@@ -265,12 +265,50 @@ fn counts_match_tiktoken_on_random_words_and_bytes() {
 
 #[test]
 fn a_text_the_pattern_gives_up_on_is_an_error_where_tiktoken_panics() {
-    // A million spaces before a word: backtracking for `\s+(?!\S)` runs out
-    // of stack. The estimator never hands the counter a piece this long.
-    let text = format!("{}x", " ".repeat(1_100_000));
+    // A million no-break spaces before a word: backtracking for
+    // `\s+(?!\S)` runs out of stack. The estimator never hands the counter
+    // a piece this long.
+    let text = format!("{}x", "\u{a0}".repeat(1_100_000));
     assert!(counter().count(&text).is_err());
     let tiktoken = std::panic::catch_unwind(|| tiktoken().encode_ordinary(&text).len());
     assert!(tiktoken.is_err());
+    // ASCII is cut without the regex, so nothing gives up.
+    let text = format!("{}x", " ".repeat(1_100_000));
+    assert!(counter().count(&text).is_ok());
     let text = format!("{}x", " ".repeat(100_000));
     assert_eq!(counter().count(&text).unwrap(), 783);
+}
+
+/// An ASCII character, weighted toward what the pattern tells apart:
+/// upper and lower case, digits, each kind of whitespace, apostrophes (for
+/// contractions), slashes and newlines (which trail punctuation).
+fn ascii_char(rng: &mut Rng) -> char {
+    const SPECIAL: &[u8] = b"  \t\n\r\x0b\x0c'''//.,-_!?\"()[]{}:;<>=+*&%$#@`~|^\\\x00\x1c\x7f";
+    let b = match rng.below(8) {
+        0 => b'A' + rng.below(26) as u8,
+        1 | 2 => b'a' + rng.below(26) as u8,
+        3 => b'0' + rng.below(10) as u8,
+        4 | 5 => *rng.pick(SPECIAL),
+        6 => *rng.pick(b"sStTrReEvVmMlLdD"),
+        _ => rng.below(128) as u8,
+    };
+    b as char
+}
+
+#[test]
+fn ascii_text_is_cut_into_the_patterns_pieces() {
+    let pattern = fancy_regex::Regex::new(PATTERN).unwrap();
+    let mut rng = Rng(0x5eed_a5c1);
+    for case in 0..100_000 {
+        let len = rng.below(40);
+        let text: String = (0..len).map(|_| ascii_char(&mut rng)).collect();
+        let want: Vec<&str> = pattern
+            .find_iter(&text)
+            .map(|m| m.unwrap().as_str())
+            .collect();
+        let got: Vec<&str> = super::ascii_pieces(text.as_bytes())
+            .map(|p| std::str::from_utf8(p).unwrap())
+            .collect();
+        assert_eq!(got, want, "case {case}: {text:?}");
+    }
 }

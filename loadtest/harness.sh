@@ -4,7 +4,7 @@
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release -j2 -p tollgate -p tollgate-loadtest >&2
-bin=target/release
+bin=${CARGO_TARGET_DIR:-target}/release
 # The gateway binary to measure: this checkout's, or another build's
 # (GATEWAY_BIN=path) to compare two versions with the same load.
 gateway_bin=${GATEWAY_BIN:-$bin/tollgate}

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::affinity::Affinities;
 use crate::auth::Authenticator;
 use crate::config::{Config, ConnectionLimits, ProviderKind};
 use crate::http::build_router;
@@ -152,8 +153,11 @@ pub fn build_catalog(config: &Config) -> Result<Catalog, BuildError> {
         .routes
         .iter()
         .map(|(name, r)| {
-            let route = |candidates, strategy, low_budget| Route {
+            let route = |candidates: Vec<Arc<ModelEntry>>, strategy: Strategy, low_budget| Route {
                 name: name.clone(),
+                affinity: r
+                    .affinity
+                    .unwrap_or_else(|| strategy.keeps_sessions_by_default(candidates.len())),
                 candidates,
                 strategy,
                 max_attempts: r.max_attempts,
@@ -225,14 +229,7 @@ fn quota_engine(config: &Config, db: &Db) -> Result<QuotaEngine, BuildError> {
         return Ok(QuotaEngine::local(seed, thresholds));
     };
     let url = r.url.expose();
-    let opts = billing::quota::RedisOptions {
-        url: url.to_owned(),
-        mode: r.mode,
-        prefix: r.prefix.clone(),
-        on_failure: r.on_failure,
-        timeout: r.timeout,
-        lease: r.lease,
-    };
+    let opts = redis_options(r);
     let engine =
         QuotaEngine::redis(seed, thresholds, opts).map_err(|source| BuildError::Redis {
             url: billing::quota::redact_urls(url),
@@ -268,6 +265,38 @@ async fn wait_for_replay(spool: &Spool, wait: Duration) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tracing::info!("rows left in the ledger spool by an earlier run are in the database");
+}
+
+/// The Redis options `[redis]` names.
+fn redis_options(r: &crate::config::RedisConfig) -> billing::quota::RedisOptions {
+    billing::quota::RedisOptions {
+        url: r.url.expose().to_owned(),
+        mode: r.mode,
+        prefix: r.prefix.clone(),
+        on_failure: r.on_failure,
+        timeout: r.timeout,
+        lease: r.lease,
+    }
+}
+
+/// Session affinity's memory: in this process, and in Redis when `[redis]`
+/// is set, with its writer spawned among the owned background tasks.
+fn affinities(
+    config: &Config,
+    background: &mut JoinSet<()>,
+    stop: &CancellationToken,
+) -> Result<Affinities, BuildError> {
+    let idle = config.affinity_idle;
+    let Some(r) = &config.redis else {
+        return Ok(Affinities::local(idle));
+    };
+    let (affinities, writer) =
+        Affinities::redis(idle, &redis_options(r)).map_err(|source| BuildError::Redis {
+            url: billing::quota::redact_urls(r.url.expose()),
+            source,
+        })?;
+    background.spawn(writer.run(stop.clone().cancelled_owned()));
+    Ok(affinities)
 }
 
 impl App {
@@ -329,6 +358,7 @@ impl App {
             .unwrap_or(0);
         let names = Arc::new(KnownNames::of(&config));
         let quotas = quota_engine(&config, &db)?;
+        let affinity = affinities(&config, &mut background, &background_stop)?;
         metrics.attach_quotas(&quotas)?;
         {
             let quotas = quotas.clone();
@@ -358,6 +388,7 @@ impl App {
                     config.server.request_bytes,
                     metrics.request_bytes_in_flight.clone(),
                 ),
+                affinity,
             }),
             auth: Arc::new(Authenticator::new(
                 &config.server.master_key,

@@ -12,6 +12,8 @@
 //! - [`context`]: the per-request [`RequestContext`](context::RequestContext).
 //! - [`record`]: the end-of-request record and its sinks.
 //! - [`ledger`]: the sink that turns records into spooled ledger rows.
+//! - [`affinity`]: which candidate each session is kept on, per route, in
+//!   this process and, with `[redis]`, shared by every replica.
 //! - [`metrics`]: Prometheus metrics, counted per organization and team.
 //! - [`error`]: [`ApiError`](error::ApiError), rendered in the client's wire shape.
 //! - [`state`]: shared state.
@@ -19,6 +21,7 @@
 //!   the admin subcommands.
 
 pub mod admin_cli;
+pub mod affinity;
 pub mod app;
 pub mod auth;
 pub mod check;

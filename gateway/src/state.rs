@@ -113,6 +113,8 @@ pub struct Proxy {
     pub quotas: billing::quota::QuotaEngine,
     /// The cap on request bytes being worked on at once.
     pub intake: crate::http::proxy::Intake,
+    /// Which candidate each session is kept on, per route.
+    pub affinity: crate::affinity::Affinities,
 }
 
 /// Ready until shutdown starts; `/readyz` turns 503 while draining so load

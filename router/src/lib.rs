@@ -14,7 +14,8 @@
 //! - [`price`]: model prices per token kind, with tiers, and the built-in list.
 //! - [`provider`]: upstream providers (`openai`, `mock`), timeouts, one pooled
 //!   HTTP client each.
-//! - [`route`]: routes, their strategies, capability filters and model health.
+//! - [`route`]: routes, their strategies, capability filters, model health,
+//!   and cache affinity (a session kept on the candidate that served it).
 //! - [`relay`]: relaying answers, whole or streamed, with usage extracted and a
 //!   summary of every exchange.
 //! - [`usage`]: the normalized [`Usage`] record and vendor usage shapes.

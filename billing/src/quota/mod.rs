@@ -24,7 +24,9 @@ mod shared;
 use std::sync::Arc;
 
 pub use limits::{Budget, Enforcement, Limits, Period, Quota, Quotas, Rates};
-pub use shared::{redact_urls, FailureMode, RedisMode, RedisOptions, StoreError, StoreStatus};
+pub use shared::{
+    redact_urls, FailureMode, RedisConn, RedisMode, RedisOptions, StoreError, StoreStatus,
+};
 
 use crate::db::Db;
 use crate::money::Picodollars;

@@ -54,6 +54,9 @@ pub struct Config {
     pub routes: BTreeMap<String, RouteConfig>,
     /// Circuit breakers.
     pub breaker: router::route::BreakerPolicy,
+    /// How long a session's candidate on a route is remembered after its
+    /// last answer there (`router.affinity_idle`).
+    pub affinity_idle: std::time::Duration,
     /// Budgets and rate limits.
     pub quotas: QuotasConfig,
     /// Where budgets and rate limits are counted when several replicas
@@ -484,6 +487,7 @@ fn from_raw(
     }
     let routes = routes::routes(&mut c, &raw.routes, &models);
     let breaker = routes::breaker(&mut c, &raw.router);
+    let affinity_idle = routes::affinity_idle(&mut c, &raw.router);
     let database = c.database(&raw.database, lookup);
     let ledger = c.ledger(&raw.ledger, &database);
     let billing = c.billing(&raw.billing);
@@ -499,6 +503,7 @@ fn from_raw(
             billing,
             routes,
             breaker,
+            affinity_idle,
             quotas,
             redis,
             metrics: MetricsConfig::from_raw(&raw.metrics),

@@ -68,6 +68,7 @@ pub struct RawRoute {
     pub max_time: Option<String>,
     pub reference_model: Option<String>,
     pub low_budget: Option<RawLowBudget>,
+    pub affinity: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +83,7 @@ pub struct RawLowBudget {
 pub struct RawRouter {
     pub breaker_failures: Option<u32>,
     pub breaker_cooldown: Option<String>,
+    pub affinity_idle: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,5 +1,5 @@
-//! `[routes."NAME"]` and `[router]`: routes over configured models, and the
-//! circuit breaker policy.
+//! `[routes."NAME"]` and `[router]`: routes over configured models, the
+//! circuit breaker policy, and how long a session's candidate is remembered.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,6 +13,12 @@ use super::{Checker, ModelConfig};
 pub const DEFAULT_MAX_ATTEMPTS: usize = 3;
 /// The default time all attempts may take before an answer starts.
 pub const DEFAULT_MAX_TIME: Duration = Duration::from_secs(120);
+/// How long a session's candidate is remembered after its last answer, by
+/// default: past the five minutes most vendors keep a prompt cache warm
+/// (up to an hour where they offer longer), so a session that pauses while
+/// a person reads and replies finds its cache again, and short enough that
+/// sessions long gone stop steering a `weighted` or `fastest` route.
+pub const DEFAULT_AFFINITY_IDLE: Duration = Duration::from_secs(30 * 60);
 
 /// A validated route.
 #[derive(Debug, Clone)]
@@ -30,6 +36,10 @@ pub struct RouteConfig {
     /// The cheaper candidates used when the caller's remaining budget is
     /// below a fraction of its limit.
     pub low_budget: Option<LowBudgetConfig>,
+    /// Whether a session keeps to the candidate that served its previous
+    /// request, as configured; unset, the strategy's default
+    /// ([`Strategy::keeps_sessions_by_default`]).
+    pub affinity: Option<bool>,
 }
 
 /// `low_budget = { below = 0.2, candidates = [...] }`.
@@ -142,6 +152,7 @@ pub(super) fn routes(
                     below: l.below,
                     candidates: l.candidates.clone(),
                 }),
+                affinity: r.affinity,
             },
         );
     }
@@ -162,4 +173,21 @@ pub(super) fn breaker(c: &mut Checker, raw: &RawRouter) -> BreakerPolicy {
             d.cooldown,
         ),
     }
+}
+
+/// `router.affinity_idle`: how long a session's candidate is remembered
+/// after the session's last answer on the route.
+pub(super) fn affinity_idle(c: &mut Checker, raw: &RawRouter) -> Duration {
+    let idle = c.duration(
+        "router.affinity_idle".into(),
+        raw.affinity_idle.as_deref(),
+        DEFAULT_AFFINITY_IDLE,
+    );
+    if idle.is_zero() {
+        c.fail(
+            "router.affinity_idle",
+            "must be above 0 (turn affinity off per route with affinity = false)",
+        );
+    }
+    idle
 }

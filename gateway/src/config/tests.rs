@@ -237,7 +237,7 @@ fn anthropic_providers_and_routes_are_validated_with_every_problem_named() {
          [routes.r4]\ncandidates = [\"a\"]\nweights = [1]\nmax_attempts = 0\n\
          [routes.r5]\ncandidates = [\"a\"]\nlow_budget = {{ below = 1.5, candidates = [] }}\n\
          [routes.r6]\ncandidates = [\"a\"]\nlow_budget = {{ below = 0.2, candidates = [\"ghost\"] }}\n\
-         [router]\nbreaker_failures = 0\n\
+         [router]\nbreaker_failures = 0\naffinity_idle = \"0s\"\n\
          [quotas]\nalert_thresholds = [0.8, -1.0]\nalert_webhook = \"ftp://x\"\nstream_step_tokens = 0\n"
     ));
     let keys: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
@@ -254,6 +254,7 @@ fn anthropic_providers_and_routes_are_validated_with_every_problem_named() {
         "routes.\"r4\".weights",
         "routes.\"r4\".max_attempts",
         "router.breaker_failures",
+        "router.affinity_idle",
         "routes.\"r5\".low_budget.below",
         "routes.\"r5\".low_budget.candidates",
         "routes.\"r6\"",
@@ -267,6 +268,25 @@ fn anthropic_providers_and_routes_are_validated_with_every_problem_named() {
     assert!(text("routes.\"r1\"").contains("'nope'"));
     assert!(text("models.\"c\".capabilities").contains("telepathy"));
     assert!(text("routes.\"r6\"").contains("'ghost'"));
+}
+
+#[test]
+fn affinity_is_on_where_a_strategy_could_move_a_session_unless_configured() {
+    let c = parse(&format!(
+        "{BASE}[routes.cheap]\ncandidates = [\"a\", \"b\"]\nstrategy = \"cheapest\"\n\
+         [routes.ordered]\ncandidates = [\"a\", \"b\"]\n\
+         [routes.one]\ncandidates = [\"a\"]\nstrategy = \"fastest\"\n\
+         [routes.off]\ncandidates = [\"a\", \"b\"]\nstrategy = \"weighted\"\nweights = [1, 1]\naffinity = false\n\
+         [routes.on]\ncandidates = [\"a\", \"b\"]\naffinity = true\n"
+    ))
+    .unwrap();
+    assert_eq!(c.affinity_idle, std::time::Duration::from_secs(1800));
+    let catalog = crate::app::build_catalog(&c).unwrap();
+    let on = |r: &str| catalog.route(r).unwrap().affinity;
+    assert!(on("cheap") && on("on"));
+    assert!(!on("ordered") && !on("one") && !on("off"));
+    let c = parse(&format!("{BASE}[router]\naffinity_idle = \"5m\"\n")).unwrap();
+    assert_eq!(c.affinity_idle, std::time::Duration::from_secs(300));
 }
 
 #[test]

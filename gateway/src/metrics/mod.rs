@@ -74,6 +74,10 @@ pub struct Metrics {
     pub route_choices: IntCounterVec,
     /// Attempts that failed over to the next candidate, by why.
     pub fallbacks: IntCounterVec,
+    /// Answered requests of sessions on routes with affinity, by whether
+    /// the session's candidate answered (`kept`), another did (`moved`),
+    /// or none was remembered (`new`).
+    pub affinity: IntCounterVec,
     /// Circuit breaker per model: 0 closed, 1 open, 2 half-open.
     pub breaker_state: IntGaugeVec,
     /// Requests refused by a budget or rate limit, by reason, level, org and team.
@@ -245,6 +249,7 @@ impl Metrics {
             per_key,
             route_choices: counter(&r, "tollgate_route_choices_total", "Routed requests by route and the model chosen first.", &["route", "model"])?,
             fallbacks: counter(&r, "tollgate_fallbacks_total", "Attempts that failed over to the next candidate, by route, model and reason.", &["route", "model", "reason"])?,
+            affinity: counter(&r, "tollgate_affinity_total", "Answered requests of sessions on routes with affinity, by route and outcome: kept (the session's previous candidate answered), moved (another did), new (none was remembered).", &["route", "outcome"])?,
             breaker_state,
             budget_usd: gauge(&r, "tollgate_budget_usd", "Team and organization budgets in USD this period, by level, org, team (empty for an organization's) and kind (limit, spent, reserved, remaining).", &["level", "org", "team", "kind"])?,
             budget_tokens: gauge(&r, "tollgate_budget_tokens", "Team and organization budgets in tokens this period, by level, org, team (empty for an organization's) and kind (limit, spent, reserved, remaining).", &["level", "org", "team", "kind"])?,

@@ -7,6 +7,7 @@
 mod helpers;
 mod process;
 
+mod affinity;
 mod anthropic;
 mod billing;
 mod chat;

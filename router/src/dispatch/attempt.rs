@@ -269,6 +269,7 @@ fn relay_success(
                 body: AnswerBody::Stream(Box::pin(stream)),
                 error: None,
                 attempts: 0,
+                affinity: None,
             }
         }
     }

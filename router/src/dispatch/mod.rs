@@ -43,7 +43,7 @@ pub use request::{ClientRequest, UpstreamRequest};
 
 use crate::catalog::ModelEntry;
 use crate::price::Price;
-use crate::route::{Needs, NoCandidate, Route};
+use crate::route::{Affinity, Needs, NoCandidate, Route, Sticky};
 use crate::wire::openai::RequestError;
 
 /// Response header naming the provider that served the request.
@@ -54,6 +54,10 @@ pub const MODEL_HEADER: &str = "x-tollgate-model";
 pub const COST_HEADER: &str = "x-tollgate-cost-usd";
 /// Response header with how many upstream attempts the answer took.
 pub const ATTEMPTS_HEADER: &str = "x-tollgate-attempts";
+/// Response header saying, for a request of a session the route
+/// remembered, whether its previous candidate answered (`kept`) or another
+/// did (`moved`).
+pub const AFFINITY_HEADER: &str = "x-tollgate-affinity";
 
 /// A streamed answer body.
 pub type AnswerStream = Pin<Box<dyn Stream<Item = Result<Bytes, Infallible>> + Send>>;
@@ -89,6 +93,9 @@ pub struct Answer {
     pub error: Option<&'static str>,
     /// How many upstream attempts it took.
     pub attempts: u32,
+    /// For a request of a session the route remembered, whether the
+    /// session's candidate answered.
+    pub affinity: Option<Affinity>,
 }
 
 impl Answer {
@@ -104,6 +111,7 @@ impl Answer {
             body: AnswerBody::Full(body),
             error,
             attempts: 0,
+            affinity: None,
         }
     }
 }
@@ -168,6 +176,9 @@ pub struct Dispatch<'a> {
     pub shutdown: &'a CancellationToken,
     /// The price of models without one, for ranking by cost.
     pub default_price: &'a Price,
+    /// The candidate that served the session's previous request on this
+    /// route, when the request has a session and the route remembers it.
+    pub sticky: Option<&'a Sticky>,
 }
 
 /// Why a request got no answer from any upstream.
@@ -202,8 +213,9 @@ pub async fn dispatch<H: Hooks>(
     } else {
         Needs::default()
     };
+    let sticky = d.sticky.filter(|_| route.affinity);
     let plan = route
-        .plan(&needs, d.default_price, std::time::Instant::now())
+        .plan_for(&needs, d.default_price, std::time::Instant::now(), sticky)
         .map_err(DispatchError::NoCandidate)?;
     hooks.planned(route, &plan);
     let shared = attempt::Shared {
@@ -277,7 +289,20 @@ pub async fn dispatch<H: Hooks>(
                 answer
             }
         };
-        return Ok(numbered(answer, number));
+        let mut answer = numbered(answer, number);
+        // Said of answers only: an error is no candidate keeping a session.
+        if let (Some(s), true) = (sticky, answer.status.is_success()) {
+            let affinity = if entry.name == s.model {
+                Affinity::Kept
+            } else {
+                Affinity::Moved
+            };
+            answer.affinity = Some(affinity);
+            answer
+                .headers
+                .insert(AFFINITY_HEADER, HeaderValue::from_static(affinity.label()));
+        }
+        return Ok(answer);
     }
     match (refused, failed) {
         // Attempts failed and the candidates left could not carry the

@@ -6,8 +6,10 @@
 //! serve the request (capabilities, context window) and are healthy, and
 //! orders them by the route's strategy; the proxy tries them in that order,
 //! falling back on failures it can retry, up to the route's attempt and time
-//! limits.
+//! limits. A session's previous candidate goes first while it can serve
+//! the request ([`affinity`]).
 
+mod affinity;
 mod health;
 mod needs;
 
@@ -15,6 +17,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use affinity::{Affinity, Sticky};
 pub use health::{BreakerPolicy, BreakerState, Health};
 pub use needs::Needs;
 
@@ -65,6 +68,9 @@ pub struct Route {
     pub filter: bool,
     /// The cheaper tier used when the caller's budget runs low.
     pub low_budget: Option<LowBudget>,
+    /// Whether a session keeps to the candidate that served its previous
+    /// request (see [`Route::plan_for`]).
+    pub affinity: bool,
 }
 
 /// A route's tier for callers whose remaining budget is low.
@@ -120,6 +126,7 @@ impl Route {
             reference: None,
             filter: false,
             low_budget: None,
+            affinity: false,
         }
     }
 
@@ -153,16 +160,34 @@ impl Route {
             reference: self.reference.clone(),
             filter: self.filter,
             low_budget: self.low_budget.clone(),
+            affinity: self.affinity,
         }
     }
 
     /// What the request is expected to cost on `m`, in micro-dollars per
-    /// million tokens times tokens (a ranking figure, not money).
+    /// million tokens times tokens (a ranking figure, not money), with the
+    /// prompt split by the model's recently observed cache-hit share.
     pub fn expected_cost(m: &ModelEntry, needs: &Needs, default: &crate::price::Price) -> u128 {
+        let ratio = m.health.cache_ratio().unwrap_or(0.0);
+        Self::expected_cost_at(m, needs, default, ratio)
+    }
+
+    /// [`Route::expected_cost`] with `cache_share` of the prompt read from
+    /// the cache.
+    pub fn expected_cost_at(
+        m: &ModelEntry,
+        needs: &Needs,
+        default: &crate::price::Price,
+        cache_share: f64,
+    ) -> u128 {
         let price = m.price.as_ref().unwrap_or(default);
         let rates = price.rates_for(needs.prompt_tokens);
         let prompt = needs.prompt_tokens as f64;
-        let ratio = m.health.cache_ratio().unwrap_or(0.0).clamp(0.0, 1.0);
+        let ratio = if cache_share.is_finite() {
+            cache_share.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         let cached = (prompt * ratio) as u128;
         let uncached = needs.prompt_tokens as u128 - cached.min(needs.prompt_tokens as u128);
         let output = needs
@@ -185,6 +210,26 @@ impl Route {
         default_price: &crate::price::Price,
         now: Instant,
     ) -> Result<Vec<Arc<ModelEntry>>, NoCandidate> {
+        self.plan_for(needs, default_price, now, None)
+    }
+
+    /// [`Route::plan`] for a request of a session whose previous request on
+    /// this route `sticky` served. With affinity on, that candidate goes
+    /// first while it is among those able to serve this request and is
+    /// healthy (breaker closed, not cooling down); otherwise the plan is
+    /// the strategy's, and the session moves. Under `cheapest` the sticky
+    /// candidate is priced with the session's cache-hit share and the
+    /// others with none (they would read the whole context afresh), so the
+    /// session moves only to a candidate cheaper even after paying for its
+    /// context again.
+    pub fn plan_for(
+        &self,
+        needs: &Needs,
+        default_price: &crate::price::Price,
+        now: Instant,
+        sticky: Option<&Sticky>,
+    ) -> Result<Vec<Arc<ModelEntry>>, NoCandidate> {
+        let sticky = sticky.filter(|_| self.affinity);
         let mut able = Vec::new();
         let mut reasons = String::new();
         for m in &self.candidates {
@@ -204,11 +249,27 @@ impl Route {
                 reasons,
             });
         }
+        // The sticky candidate, when it can serve this request now.
+        let kept = sticky.filter(|s| {
+            able.iter()
+                .any(|m| m.name == s.model && m.health.available(now))
+        });
         match &self.strategy {
             Strategy::Ordered => {}
-            Strategy::Cheapest => {
-                able.sort_by_cached_key(|m| Self::expected_cost(m, needs, default_price));
-            }
+            Strategy::Cheapest => match sticky {
+                // The session's context is cached (if anywhere) only where
+                // it was served last.
+                Some(s) => able.sort_by_cached_key(|m| {
+                    let share = match kept {
+                        Some(k) if k.model == m.name => s.cache_share,
+                        _ => 0.0,
+                    };
+                    Self::expected_cost_at(m, needs, default_price, share)
+                }),
+                None => {
+                    able.sort_by_cached_key(|m| Self::expected_cost(m, needs, default_price));
+                }
+            },
             Strategy::Fastest => able.sort_by(|a, b| {
                 let (a, b) = (
                     a.health.speed_ms().unwrap_or(0.0),
@@ -246,7 +307,12 @@ impl Route {
                 }
             }
         }
-        // Healthy first, keeping the strategy's order within each group.
+        // The session's candidate first, except under `cheapest`, whose
+        // order already weighed its cache.
+        if let (Some(k), false) = (kept, self.strategy == Strategy::Cheapest) {
+            able.sort_by_key(|m| m.name != k.model);
+        }
+        // Healthy first, keeping the order within each group.
         able.sort_by_key(|m| !m.health.available(now));
         able.truncate(self.max_attempts.max(1));
         Ok(able)

@@ -43,6 +43,7 @@ fn route(strategy: Strategy, candidates: Vec<Arc<ModelEntry>>) -> Route {
         reference: None,
         filter: true,
         low_budget: None,
+        affinity: true,
     }
 }
 
@@ -235,4 +236,109 @@ fn retained_candidates_keep_their_weights_and_shared_health() {
     }
     assert!(Arc::ptr_eq(&kept.candidates[1], &c));
     assert!(r.retain(|_| false).candidates.is_empty());
+}
+
+fn sticky(model: &str, cache_share: f64) -> Sticky {
+    Sticky {
+        model: model.into(),
+        cache_share,
+    }
+}
+
+#[test]
+fn a_session_keeps_its_candidate_where_the_strategy_would_move_it() {
+    let a = model("a", 1, 1, 200_000, all());
+    let b = model("b", 1, 1, 200_000, all());
+    // b weighs nothing: the strategy alone always puts a first.
+    let r = route(Strategy::Weighted(vec![1, 0]), vec![a, b]);
+    let now = Instant::now();
+    let s = sticky("b", 0.9);
+    for _ in 0..50 {
+        let plan = r
+            .plan_for(&needs(10), &default_price(), now, Some(&s))
+            .unwrap();
+        assert_eq!(names(&plan), ["b", "a"], "b first, a its fallback");
+    }
+    // Off, the strategy decides.
+    let off = Route {
+        affinity: false,
+        ..r.retain(|_| true)
+    };
+    let plan = off
+        .plan_for(&needs(10), &default_price(), now, Some(&s))
+        .unwrap();
+    assert_eq!(names(&plan), ["a", "b"]);
+}
+
+#[test]
+fn an_unhealthy_or_unable_sticky_candidate_lets_the_session_move() {
+    let a = model("a", 1, 1, 200_000, all());
+    let plain = model("plain", 1, 1, 200_000, Capabilities::default());
+    let r = route(Strategy::Fastest, vec![a.clone(), plain.clone()]);
+    let now = Instant::now();
+    let s = sticky("plain", 0.5);
+    let p = default_price();
+    assert_eq!(
+        names(&r.plan_for(&needs(10), &p, now, Some(&s)).unwrap())[0],
+        "plain"
+    );
+    // The request declares tools, which `plain` lacks.
+    let tools = Needs {
+        tools: true,
+        ..needs(10)
+    };
+    assert_eq!(
+        names(&r.plan_for(&tools, &p, now, Some(&s)).unwrap()),
+        ["a"]
+    );
+    // Its breaker opens: it goes last, like any unhealthy candidate.
+    for _ in 0..3 {
+        plain.health.failure(now);
+    }
+    assert_eq!(
+        names(&r.plan_for(&needs(10), &p, now, Some(&s)).unwrap()),
+        ["a", "plain"]
+    );
+    // A candidate the route no longer has (a policy took it away) is ignored.
+    let without = r.retain(|m| m.name != "plain");
+    assert_eq!(
+        names(&without.plan_for(&needs(10), &p, now, Some(&s)).unwrap()),
+        ["a"]
+    );
+}
+
+#[test]
+fn cheapest_prices_the_sticky_candidate_with_the_sessions_cache_share() {
+    // b's list price is 5% under a's; cached input is a tenth of input.
+    let a = model("a", 1_000_000, 1_000_000, 200_000, all());
+    let b = model("b", 950_000, 1_000_000, 200_000, all());
+    let r = route(Strategy::Cheapest, vec![a, b]);
+    let now = Instant::now();
+    let p = default_price();
+    let long = Needs {
+        max_output: Some(200),
+        ..needs(50_000)
+    };
+    assert_eq!(
+        names(&r.plan_for(&long, &p, now, None).unwrap())[0],
+        "b",
+        "without a session, list prices decide"
+    );
+    // The session's context sits in a's cache: a stays.
+    let plan = r.plan_for(&long, &p, now, Some(&sticky("a", 0.9))).unwrap();
+    assert_eq!(names(&plan)[0], "a");
+    // With little of it cached, paying b for the whole context is cheaper.
+    let plan = r
+        .plan_for(&long, &p, now, Some(&sticky("a", 0.02)))
+        .unwrap();
+    assert_eq!(names(&plan)[0], "b");
+    // Others are priced as reading the context afresh, whatever their
+    // model-wide cache share.
+    let c = model("c", 950_000, 1_000_000, 200_000, all());
+    for _ in 0..20 {
+        c.health.success(Duration::from_millis(1), Some(0.9));
+    }
+    let r = route(Strategy::Cheapest, vec![r.candidates[0].clone(), c]);
+    let plan = r.plan_for(&long, &p, now, Some(&sticky("a", 0.9))).unwrap();
+    assert_eq!(names(&plan), ["a", "c"]);
 }

@@ -19,8 +19,11 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use super::options::{RedisMode, RedisOptions, StoreError};
 
+/// A connection to Redis: one server or a cluster. Cheap to clone (the
+/// clones share one multiplexed connection). Besides the quota engine, the
+/// gateway's session affinity opens one with the same options.
 #[derive(Clone)]
-pub(super) enum Conn {
+pub enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
@@ -28,7 +31,7 @@ pub(super) enum Conn {
 impl Conn {
     /// A connection that connects on first use, so the gateway starts (and
     /// fails open or closed) even when Redis is away at start.
-    pub(super) fn open(opts: &RedisOptions) -> Result<Self, StoreError> {
+    pub fn open(opts: &RedisOptions) -> Result<Self, StoreError> {
         match opts.mode {
             RedisMode::Single => {
                 let client = redis::Client::open(opts.url.as_str())?;
@@ -75,7 +78,8 @@ impl Conn {
         }
     }
 
-    pub(super) fn is_cluster(&self) -> bool {
+    /// Whether this is a Redis Cluster (a pipeline must then keep to one slot).
+    pub fn is_cluster(&self) -> bool {
         matches!(self, Self::Cluster(_))
     }
 }

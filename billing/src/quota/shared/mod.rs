@@ -39,6 +39,7 @@ use std::sync::{Arc, Mutex};
 
 use redis::Script;
 
+pub use conn::Conn as RedisConn;
 pub use options::{redact_urls, FailureMode, RedisMode, RedisOptions, StoreError, StoreStatus};
 
 use self::conn::Conn;

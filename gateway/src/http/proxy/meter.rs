@@ -34,6 +34,8 @@ pub(super) struct Charge {
     since: Instant,
     /// Held while the attempt's answer is streamed.
     open_stream: Option<OpenStream>,
+    /// Whether the route keeps sessions on the candidate that served them.
+    affinity: bool,
 }
 
 /// One stream counted in `tollgate_streams_open`, until dropped.
@@ -97,7 +99,31 @@ impl Charge {
             reserved_for,
             since,
             open_stream: None,
+            affinity: at.route.affinity,
         }
+    }
+
+    /// The attempt answered its session's request: the session's next one
+    /// goes to the same candidate, which is expected to read as much of
+    /// its prompt from the cache as this one did.
+    fn remember(&self, usage: &router::Usage) {
+        let Some(session) = &self.ctx.session else {
+            return;
+        };
+        let prompt = usage.prompt_total();
+        let cache_share = if prompt > 0 {
+            usage.cached_input as f64 / prompt as f64
+        } else {
+            0.0
+        };
+        self.proxy.affinity.record(
+            &self.ctx.route,
+            session,
+            router::route::Sticky {
+                model: self.model.name.clone(),
+                cache_share,
+            },
+        );
     }
 }
 
@@ -148,6 +174,9 @@ impl Meter for Charge {
             .reference
             .as_ref()
             .map(|r| billing::cost(&o.usage, r.price.as_ref().unwrap_or(default_price)));
+        if self.affinity && o.status.is_success() && o.end.is_complete() {
+            self.remember(&o.usage);
+        }
         let latency = self.ctx.started.elapsed();
         let overhead = o
             .upstream_time

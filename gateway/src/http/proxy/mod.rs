@@ -9,9 +9,10 @@
 //!    the caller's policies leave it; the ledger's health; then, before each
 //!    attempt, budgets and rate limits (the [`Hooks`](router::dispatch::Hooks)
 //!    the router calls).
-//! 3. **plan, attempt, relay**: [`router::dispatch`]: the route's candidates
-//!    in order, each attempt sent, translated and relayed, falling back on
-//!    failures another candidate may not have.
+//! 3. **plan, attempt, relay**: the candidate the session was kept on, if
+//!    the route remembers one (`affinity.rs`); then [`router::dispatch`]:
+//!    the route's candidates in order, each attempt sent, translated and
+//!    relayed, falling back on failures another candidate may not have.
 //! 4. **meter** (`meter.rs`): each attempt's usage priced, its reservation
 //!    settled, its record made.
 //! 5. **record**: [`crate::record`]: metrics, the log line, the ledger.
@@ -19,6 +20,7 @@
 //!    error in the client's format.
 
 mod admit;
+mod affinity;
 mod intake;
 mod meter;
 mod respond;
@@ -183,9 +185,10 @@ async fn serve(
     } = door;
     let session = session::of(&headers, &request);
     // Made first: Tollgate's time on the request starts here.
-    let gate = admit::Gate::new(proxy, &caller, id, session);
+    let gate = admit::Gate::new(proxy, &caller, id, session.clone());
     let resolved = admit::resolve(proxy, request.model(), &caller)?;
     admit::ledger_ready(proxy)?;
+    let remembered = affinity::remembered(proxy, &resolved.route, session.as_deref()).await;
     let span = tracing::info_span!("proxy", request_id = %id);
     let result = dispatch::dispatch(
         Dispatch {
@@ -196,10 +199,12 @@ async fn serve(
             client_query: query.as_deref(),
             shutdown: &proxy.shutdown,
             default_price: &proxy.default_price,
+            sticky: remembered.as_ref().and_then(Option::as_ref),
         },
         &gate,
     )
     .instrument(span)
     .await;
+    affinity::count(proxy, &resolved.route, remembered.as_ref(), &result);
     respond::respond(result, gate.rate(), resolved.low_tier)
 }

@@ -633,10 +633,15 @@ async fn request_bytes_past_the_cap_wait_for_room_then_get_503() {
         ..Default::default()
     })
     .await;
-    let app = spawn_app(limits_config(
-        &mock,
-        "max_request_bytes_in_flight = 1000000\nrequest_bytes_wait = \"2s\"",
-    ))
+    // Model `m` answers after 600 ms; `quick` at once, on another mock.
+    let quick = spawn_fast_mock().await;
+    let app = spawn_app(config(&format!(
+        "max_request_bytes_in_flight = 1000000\nrequest_bytes_wait = \"2s\"\n\
+         [providers.up]\nkind = \"openai\"\nbase_url = \"{}\"\n[models.m]\nprovider = \"up\"\n\
+         [providers.fast]\nkind = \"openai\"\nbase_url = \"{}\"\n[models.quick]\nprovider = \"fast\"\n",
+        mock.base_url(),
+        quick.base_url()
+    )))
     .await;
     let big = chat_of_size(600_000);
     let send = |body: Value| {
@@ -646,41 +651,36 @@ async fn request_bytes_past_the_cap_wait_for_room_then_get_503() {
             let resp = req.send().await.unwrap();
             let status = resp.status().as_u16();
             let body: Value = resp.json().await.unwrap();
-            (status, body, started.elapsed())
+            (status, body, started.elapsed(), Instant::now())
         }
     };
-    // Two big ones at once: the second waits for the first's answer.
-    let first = tokio::spawn(send(big.clone()));
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let gauge = value(
-        &app.metrics().await,
-        "tollgate_request_bytes_in_flight",
-        &[],
-    )
-    .unwrap();
-    assert!(
-        (600_000.0..1_000_000.0).contains(&gauge),
-        "one body in flight: {gauge}"
-    );
-    let second = tokio::spawn(send(big.clone()));
-    // A small one fits beside the first and is not held up.
-    let (status, _, small) = send(chat_body("m")).await;
-    assert_eq!(status, 200);
-    assert!(small < Duration::from_millis(1100), "{small:?}");
-    let (s1, _, t1) = first.await.unwrap();
-    let (s2, _, t2) = second.await.unwrap();
-    assert_eq!((s1, s2), (200, 200));
-    assert!(t1 >= Duration::from_millis(600));
-    // The second began only once the first had its answer.
-    assert!(t2 >= Duration::from_millis(1000), "{t2:?}");
-    assert_eq!(
+    let in_flight = || async {
         value(
             &app.metrics().await,
             "tollgate_request_bytes_in_flight",
-            &[]
-        ),
-        Some(0.0)
-    );
+            &[],
+        )
+        .unwrap()
+    };
+    // Two big ones at once: the second waits for the first's answer.
+    let first = tokio::spawn(send(big.clone()));
+    eventually("the first body holds its room", async || {
+        (600_000.0..1_000_000.0).contains(&in_flight().await)
+    })
+    .await;
+    let second = tokio::spawn(send(big.clone()));
+    // A small one fits beside the first and is not held up behind the
+    // second: it is answered before the first is.
+    let (status, _, _, small_done) = send(chat_body("quick")).await;
+    assert_eq!(status, 200);
+    let (s1, _, t1, first_done) = first.await.unwrap();
+    let (s2, _, t2, _) = second.await.unwrap();
+    assert_eq!((s1, s2), (200, 200));
+    assert!(small_done < first_done, "the small request waited");
+    assert!(t1 >= Duration::from_millis(600));
+    // The second began only once the first had its answer.
+    assert!(t2 >= Duration::from_millis(1000), "{t2:?}");
+    assert_eq!(in_flight().await, 0.0);
 
     // With a wait shorter than the upstream's answer, the second gets a
     // 503, in its client's format.
@@ -693,7 +693,15 @@ async fn request_bytes_past_the_cap_wait_for_room_then_get_503() {
         let req = app2.post("/v1/chat/completions").json(&big);
         tokio::spawn(async move { req.send().await.unwrap().status().as_u16() })
     };
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    eventually("the big body holds its room", async || {
+        value(
+            &app2.metrics().await,
+            "tollgate_request_bytes_in_flight",
+            &[],
+        )
+        .is_some_and(|v| v > 0.0)
+    })
+    .await;
     let resp = app2
         .post("/v1/messages")
         .header("anthropic-version", "2023-06-01")

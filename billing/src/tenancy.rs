@@ -204,7 +204,7 @@ pub fn generate_secret() -> String {
     )
 }
 
-fn metadata_text(v: Option<Value>) -> Result<String, TenancyError> {
+pub(crate) fn metadata_text(v: Option<Value>) -> Result<String, TenancyError> {
     match v {
         None | Some(Value::Null) => Ok("{}".into()),
         Some(v @ Value::Object(_)) => Ok(v.to_string()),
@@ -214,7 +214,7 @@ fn metadata_text(v: Option<Value>) -> Result<String, TenancyError> {
     }
 }
 
-fn parse_json(s: &str) -> Value {
+pub(crate) fn parse_json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or(Value::Null)
 }
 
@@ -277,15 +277,30 @@ fn limits_text(l: Option<&Limits>) -> Result<Option<String>, TenancyError> {
 
 /// Controls as a row holds them.
 fn read_controls(row: &sqlx::any::AnyRow) -> Result<Controls, sqlx::Error> {
-    Ok(Controls {
-        policy: parse_policy(&row.try_get::<String, _>("policy")?),
-        budget: parse_budget(row.try_get("budget")?),
-        limits: parse_limits(row.try_get("limits")?),
-    })
+    Ok(controls_from_text(
+        &row.try_get::<String, _>("policy")?,
+        row.try_get("budget")?,
+        row.try_get("limits")?,
+    ))
+}
+
+/// Controls from their stored text (see [`controls_text`]).
+pub(crate) fn controls_from_text(
+    policy: &str,
+    budget: Option<String>,
+    limits: Option<String>,
+) -> Controls {
+    Controls {
+        policy: parse_policy(policy),
+        budget: parse_budget(budget),
+        limits: parse_limits(limits),
+    }
 }
 
 /// Controls as stored: policy, budget and limits text.
-fn controls_text(c: &Controls) -> Result<(String, Option<String>, Option<String>), TenancyError> {
+pub(crate) fn controls_text(
+    c: &Controls,
+) -> Result<(String, Option<String>, Option<String>), TenancyError> {
     Ok((
         policy_text(&c.policy)?,
         budget_text(c.budget.as_ref())?,
@@ -293,7 +308,7 @@ fn controls_text(c: &Controls) -> Result<(String, Option<String>, Option<String>
     ))
 }
 
-fn check_name(kind: &str, name: &str) -> Result<(), TenancyError> {
+pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), TenancyError> {
     if name.trim().is_empty() || name.len() > 200 {
         return Err(TenancyError::Invalid(format!(
             "{kind} name must be 1 to 200 characters"

@@ -19,6 +19,8 @@
 //! - [`state`]: shared state.
 //! - [`cli`], [`check`], [`admin_cli`]: the command line, `check-config`, and
 //!   the admin subcommands.
+//! - `fuzzing` (feature `fuzzing`, off by default): internals the fuzz
+//!   targets under `fuzz/` drive; not part of the API.
 
 pub mod admin_cli;
 pub mod affinity;
@@ -37,6 +39,15 @@ pub mod quota;
 pub mod record;
 mod serve;
 pub mod state;
+
+/// Internals the fuzz targets (`fuzz/` at the repository root) drive
+/// directly. Only with the `fuzzing` feature; not part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The admin API's body checks, without a database.
+    pub use crate::http::admin::fuzzing as admin;
+}
 
 pub use app::{App, BuildError};
 pub use config::Config;

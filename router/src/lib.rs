@@ -24,6 +24,8 @@
 //! - [`estimate`]: tokenizer estimates for exchanges without reported usage.
 //! - [`sim`]: the simulated model behind the `mock` provider and mock upstream,
 //!   in OpenAI's and Anthropic's formats.
+//! - `fuzzing` (feature `fuzzing`, off by default): internals the fuzz
+//!   targets under `fuzz/` drive; not part of the API.
 
 pub mod catalog;
 pub mod dispatch;
@@ -38,6 +40,15 @@ pub mod sim;
 pub mod translate;
 pub mod usage;
 pub mod wire;
+
+/// Internals the fuzz targets (`fuzz/` at the repository root) drive
+/// directly. Only with the `fuzzing` feature; not part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The SSE framer the stream relay splits upstream bodies with.
+    pub use crate::relay::frame::{fields, Fields, Framer, NotText, Oversized, MAX_EVENT_BYTES};
+}
 
 pub use catalog::{Catalog, ModelEntry};
 pub use provider::{Operation, Provider, ProviderError, Timeouts};

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use super::spend::SpendQuery;
 use crate::error::ApiError;
+use crate::policy::KnownNames;
 use crate::state::AdminState;
 
 /// Parses a JSON body, unknown fields rejected, with a 400 naming the problem.
@@ -79,15 +80,15 @@ fn typed<T: DeserializeOwned>(field: &str, v: Option<Value>) -> Result<Option<T>
 
 /// Checks what a create body sets and bundles it.
 fn controls(
-    admin: &AdminState,
+    names: &KnownNames,
     policy: Policy,
     budget: Option<Value>,
     limits: Option<Value>,
 ) -> Result<Controls, ApiError> {
     let budget: Option<Budget> = typed("budget", budget)?;
     let limits: Option<Limits> = typed("limits", limits)?;
-    admin.names.check(&policy)?;
-    check_quota(admin, budget.as_ref(), limits.as_ref())?;
+    names.check(&policy)?;
+    check_quota(names, budget.as_ref(), limits.as_ref())?;
     Ok(Controls {
         policy,
         budget,
@@ -97,7 +98,7 @@ fn controls(
 
 /// A budget must limit something; per-model limits must name models.
 fn check_quota(
-    admin: &AdminState,
+    names: &KnownNames,
     budget: Option<&Budget>,
     limits: Option<&Limits>,
 ) -> Result<(), ApiError> {
@@ -106,7 +107,7 @@ fn check_quota(
             .map_err(|m| ApiError::invalid(Some("budget"), format!("budget: {m}.")))?;
     }
     for model in limits.iter().flat_map(|l| l.models.keys()) {
-        if !admin.names.models.contains(model) {
+        if !names.models.contains(model) {
             return Err(ApiError::invalid(
                 Some("limits"),
                 format!("limits.models names '{model}', which this gateway does not have."),
@@ -116,12 +117,18 @@ fn check_quota(
     Ok(())
 }
 
+/// A `POST /admin/orgs` body, checked.
+fn new_org(names: &KnownNames, bytes: &[u8]) -> Result<(NewOrg, Controls), ApiError> {
+    let (mut req, policy): (NewOrg, Policy) = body_with_policy(bytes)?;
+    let c = controls(names, policy, req.budget.take(), req.limits.take())?;
+    Ok((req, c))
+}
+
 pub async fn create_org(
     State(admin): State<AdminState>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let (req, policy): (NewOrg, Policy) = body_with_policy(&bytes)?;
-    let c = controls(&admin, policy, req.budget, req.limits)?;
+    let (req, c) = new_org(&admin.names, &bytes)?;
     Ok(created(
         admin
             .tenancy
@@ -150,10 +157,10 @@ struct PatchFields {
 
 /// A `PATCH` body: name, metadata, policy fields, budget and limits, each
 /// optional; `null` removes a budget or limits.
-fn patch_body(admin: &AdminState, bytes: &[u8]) -> Result<Patch, ApiError> {
+fn patch_body(names: &KnownNames, bytes: &[u8]) -> Result<Patch, ApiError> {
     let (own, policy): (PatchFields, PolicyPatch) = body_with_policy(bytes)?;
     // Only the names being set need to exist.
-    admin.names.check(&policy.apply(Policy::default()))?;
+    names.check(&policy.apply(Policy::default()))?;
     let budget: Option<Option<Budget>> = match own.budget {
         Some(v) => Some(typed("budget", v)?),
         None => None,
@@ -163,7 +170,7 @@ fn patch_body(admin: &AdminState, bytes: &[u8]) -> Result<Patch, ApiError> {
         None => None,
     };
     check_quota(
-        admin,
+        names,
         budget.as_ref().and_then(Option::as_ref),
         limits.as_ref().and_then(Option::as_ref),
     )?;
@@ -183,7 +190,7 @@ pub async fn update_org(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let patch = patch_body(&admin, &bytes)?;
+    let patch = patch_body(&admin.names, &bytes)?;
     let org = admin.tenancy.update_org(&id, patch).await?;
     tracing::info!(org_id = %org.id, "organization updated");
     Ok(Json(json!(org)))
@@ -203,12 +210,18 @@ struct NewTeam {
     limits: Option<Value>,
 }
 
+/// A `POST /admin/teams` body, checked.
+fn new_team(names: &KnownNames, bytes: &[u8]) -> Result<(NewTeam, Controls), ApiError> {
+    let (mut req, policy): (NewTeam, Policy) = body_with_policy(bytes)?;
+    let c = controls(names, policy, req.budget.take(), req.limits.take())?;
+    Ok((req, c))
+}
+
 pub async fn create_team(
     State(admin): State<AdminState>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    let (req, policy): (NewTeam, Policy) = body_with_policy(&bytes)?;
-    let c = controls(&admin, policy, req.budget, req.limits)?;
+    let (req, c) = new_team(&admin.names, &bytes)?;
     Ok(created(
         admin
             .tenancy
@@ -254,7 +267,7 @@ pub async fn update_team(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let patch = patch_body(&admin, &bytes)?;
+    let patch = patch_body(&admin.names, &bytes)?;
     let team = admin.tenancy.update_team(&id, patch).await?;
     tracing::info!(team_id = %team.id, "team updated");
     Ok(Json(json!(team)))
@@ -272,12 +285,10 @@ struct NewKey {
     limits: Option<Value>,
 }
 
-pub async fn create_key(
-    State(admin): State<AdminState>,
-    bytes: Bytes,
-) -> Result<Response, ApiError> {
-    let (req, policy): (NewKey, Policy) = body_with_policy(&bytes)?;
-    let controls = controls(&admin, policy, req.budget, req.limits)?;
+/// A `POST /admin/keys` body, checked, as what the new key is made of.
+fn new_key(names: &KnownNames, bytes: &[u8]) -> Result<KeySpec, ApiError> {
+    let (req, policy): (NewKey, Policy) = body_with_policy(bytes)?;
+    let controls = controls(names, policy, req.budget, req.limits)?;
     let expires_at_ms = req
         .expires_at
         .as_deref()
@@ -296,16 +307,21 @@ pub async fn create_key(
             "expires_at is in the past.",
         ));
     }
-    let key = admin
-        .tenancy
-        .create_key(KeySpec {
-            team_id: req.team_id,
-            name: req.name,
-            expires_at_ms,
-            controls,
-            metadata: req.metadata,
-        })
-        .await?;
+    Ok(KeySpec {
+        team_id: req.team_id,
+        name: req.name,
+        expires_at_ms,
+        controls,
+        metadata: req.metadata,
+    })
+}
+
+pub async fn create_key(
+    State(admin): State<AdminState>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let spec = new_key(&admin.names, &bytes)?;
+    let key = admin.tenancy.create_key(spec).await?;
     tracing::info!(key_id = %key.view.id, team_id = %key.view.team_id, prefix = %key.view.prefix, "key created");
     Ok(created(key))
 }
@@ -338,7 +354,7 @@ pub async fn update_key(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let patch = patch_body(&admin, &bytes)?;
+    let patch = patch_body(&admin.names, &bytes)?;
     let (key, hash) = admin.tenancy.update_key(&id, patch).await?;
     admin.keys.invalidate(&hash).await;
     tracing::info!(key_id = %key.id, "key updated");
@@ -363,4 +379,41 @@ pub async fn spend(
     q: Result<Query<SpendQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     super::spend::report(&admin, query(q)?).await
+}
+
+/// The admin API's body checks, without a database: what the fuzz targets
+/// (`fuzz/` at the repository root) drive. Each runs the checks its handler
+/// runs before it calls the tenancy store.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use billing::tenancy::{Controls, KeySpec, Patch};
+
+    use crate::error::ApiError;
+    use crate::policy::KnownNames;
+
+    /// A `POST /admin/orgs` body: name, metadata and controls.
+    pub fn new_org(
+        names: &KnownNames,
+        bytes: &[u8],
+    ) -> Result<(String, Option<serde_json::Value>, Controls), ApiError> {
+        super::new_org(names, bytes).map(|(req, c)| (req.name, req.metadata, c))
+    }
+
+    /// A `POST /admin/teams` body: organization, name, metadata and controls.
+    pub fn new_team(
+        names: &KnownNames,
+        bytes: &[u8],
+    ) -> Result<(String, String, Option<serde_json::Value>, Controls), ApiError> {
+        super::new_team(names, bytes).map(|(req, c)| (req.org_id, req.name, req.metadata, c))
+    }
+
+    /// A `POST /admin/keys` body.
+    pub fn new_key(names: &KnownNames, bytes: &[u8]) -> Result<KeySpec, ApiError> {
+        super::new_key(names, bytes)
+    }
+
+    /// A `PATCH` body of an organization, a team or a key.
+    pub fn patch(names: &KnownNames, bytes: &[u8]) -> Result<Patch, ApiError> {
+        super::patch_body(names, bytes)
+    }
 }

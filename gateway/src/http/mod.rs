@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, middleware and handlers.
 
-mod admin;
+// `pub(crate)` so that `crate::fuzzing` can hand its body checks to the fuzz targets.
+pub(crate) mod admin;
 mod body_deadline;
 mod budget;
 mod count_tokens;

@@ -3,7 +3,8 @@
 //! every exchange, complete or not, for metering.
 
 mod codec;
-mod frame;
+// `pub(crate)` so that `crate::fuzzing` can hand the framer to the fuzz targets.
+pub(crate) mod frame;
 mod json;
 mod sse;
 mod timed;

@@ -229,6 +229,22 @@ mod tests {
     }
 
     #[test]
+    fn numbers_reach_the_upstream_with_the_value_the_client_sent() {
+        // Found by fuzzing: a number past u64 (here 4e108, written out) went
+        // upstream as 3.9999999999999996e108.
+        let big = format!("4{}", "0".repeat(108));
+        let body = format!(
+            r#"{{"model":"m","messages":[],"top_k":{big},"temperature":0.7,"x":1.2345678901234567e-300}}"#
+        );
+        let sent = chat(&body).unwrap().upstream_body("up");
+        let text = String::from_utf8(sent.to_vec()).unwrap();
+        assert!(text.contains(r#""top_k":4e+108,"#), "{text}");
+        let sent: Value = serde_json::from_slice(&sent).unwrap();
+        assert_eq!(sent["temperature"].as_f64(), Some(0.7));
+        assert_eq!(sent["x"].as_f64(), Some(1.2345678901234567e-300));
+    }
+
+    #[test]
     fn malformed_json_and_non_objects_are_rejected() {
         assert!(matches!(chat("{"), Err(RequestError::NotJson(_))));
         assert_eq!(chat("[1]").unwrap_err(), RequestError::NotObject);

@@ -66,22 +66,9 @@ local want = big(cost)
 for i = 1, nb do
   local hard, lc, lt = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   a = a + 4
-  if hard == '1' then
-    local v = held[i]
-    if lc ~= '' then
-      local spent, limit = big(v[1]), big(lc)
-      if not gt(limit, spent) or gt(add(add(spent, big(v[3])), want), limit) then
-        out[1], out[2], out[3] = 'refused', 'budget', fmt(i)
-        return out
-      end
-    end
-    if lt ~= '' then
-      local used, limit = tonumber(v[2]), tonumber(lt)
-      if used >= limit or used + tonumber(v[4]) + tonumber(tokens) > limit then
-        out[1], out[2], out[3] = 'refused', 'budget', fmt(i)
-        return out
-      end
-    end
+  if hard == '1' and no_room(held[i], lc, lt, want, tokens) then
+    out[1], out[2], out[3] = 'refused', 'budget', fmt(i)
+    return out
   end
 end
 for j = 1, nr do

@@ -26,19 +26,8 @@ for i = 1, nb do
   holding[i] = redis.call('HGET', bk, 'h:' .. ticket)
   local hard, lc, lt = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   a = a + 3
-  if hard == '1' and holding[i] and out[1] == 'ok' then
-    if lc ~= '' then
-      local spent, limit = big(v[1]), big(lc)
-      if not gt(limit, spent) or gt(add(add(spent, big(v[3])), want), limit) then
-        out[1], out[2] = 'refused', fmt(i)
-      end
-    end
-    if lt ~= '' then
-      local used, limit = tonumber(v[2]), tonumber(lt)
-      if used >= limit or used + tonumber(v[4]) + tonumber(tokens) > limit then
-        out[1], out[2] = 'refused', fmt(i)
-      end
-    end
+  if hard == '1' and holding[i] and out[1] == 'ok' and no_room(v, lc, lt, want, tokens) then
+    out[1], out[2] = 'refused', fmt(i)
   end
 end
 if out[1] ~= 'ok' then

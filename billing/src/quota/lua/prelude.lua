@@ -52,6 +52,25 @@ local function neg(s)
   return '-' .. s
 end
 
+-- Whether a hard budget whose counters are `v` (spent, tokens, reserved,
+-- reserved tokens) has no room for `want` more (a big pair) and `tokens`
+-- more, under its USD limit `lc` and token limit `lt` ('' for none).
+local function no_room(v, lc, lt, want, tokens)
+  if lc ~= '' then
+    local spent, limit = big(v[1]), big(lc)
+    if not gt(limit, spent) or gt(add(add(spent, big(v[3])), want), limit) then
+      return true
+    end
+  end
+  if lt ~= '' then
+    local used, limit = tonumber(v[2]), tonumber(lt)
+    if used >= limit or used + tonumber(v[4]) + tonumber(tokens) > limit then
+      return true
+    end
+  end
+  return false
+end
+
 -- Gives back what ticket `id` holds on budget `bk`, if it still holds it.
 local function release(bk, id)
   local h = redis.call('HGET', bk, 'h:' .. id)

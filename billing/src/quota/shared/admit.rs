@@ -52,6 +52,24 @@ fn num<T: std::str::FromStr>(s: Option<&String>) -> Result<T, StoreError> {
         .ok_or_else(|| StoreError::Reply(format!("not a number: {s:?}")))
 }
 
+/// `n` budgets' counters as a script lists them: spent, tokens, reserved,
+/// reserved tokens, each.
+fn read_held<'a>(
+    rest: &mut impl Iterator<Item = &'a String>,
+    n: usize,
+) -> Result<Vec<Held>, StoreError> {
+    (0..n)
+        .map(|_| {
+            Ok(Held {
+                spent: num(rest.next())?,
+                tokens: num(rest.next())?,
+                reserved: num(rest.next())?,
+                reserved_tokens: num(rest.next())?,
+            })
+        })
+        .collect()
+}
+
 /// What an admission call answered.
 enum Reply {
     /// These budgets (indexes into the call's) are not counted yet.
@@ -235,15 +253,7 @@ impl Shared {
             .inspect_err(|e| self.failed(e))?;
         let out = strings(v)?;
         let mut rest = out.iter().skip(2);
-        let mut held = Vec::with_capacity(holds.budgets.len());
-        for _ in &holds.budgets {
-            held.push(Held {
-                spent: num(rest.next())?,
-                tokens: num(rest.next())?,
-                reserved: num(rest.next())?,
-                reserved_tokens: num(rest.next())?,
-            });
-        }
+        let held = read_held(&mut rest, holds.budgets.len())?;
         let granted = out.first().map(String::as_str) == Some("ok");
         self.remember(&holds.budgets, &held, granted.then_some((cost.0, tokens)));
         match out.first().map(String::as_str) {
@@ -325,15 +335,7 @@ impl Shared {
             _ => return Err(StoreError::Reply(format!("{out:?}"))),
         };
         let mut rest = out.iter().skip(3);
-        let mut held = Vec::with_capacity(budgets.len());
-        for _ in budgets {
-            held.push(Held {
-                spent: num(rest.next())?,
-                tokens: num(rest.next())?,
-                reserved: num(rest.next())?,
-                reserved_tokens: num(rest.next())?,
-            });
-        }
+        let held = read_held(&mut rest, budgets.len())?;
         let mut counts = Vec::with_capacity(limited.len());
         for _ in limited {
             counts.push((num(rest.next())?, num(rest.next())?, num(rest.next())?));

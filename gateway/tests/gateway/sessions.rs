@@ -491,38 +491,21 @@ async fn a_team_key_sees_its_own_teams_sessions_only() {
     let (kb, _) = create_key(&app, &team_b, "b", json!({})).await;
     let body = Door::Chat.body(&["hello"], json!({}));
     // Both teams name a session "shared"; team B has one of its own too.
-    send(
-        &app,
-        &ka,
-        Door::Chat,
-        &[("x-tollgate-session", "shared")],
-        &body,
-    )
-    .await;
-    send(
-        &app,
-        &kb,
-        Door::Chat,
-        &[("x-tollgate-session", "shared")],
-        &body,
-    )
-    .await;
-    send(
-        &app,
-        &kb,
-        Door::Chat,
-        &[("x-tollgate-session", "shared")],
-        &body,
-    )
-    .await;
-    send(
-        &app,
-        &kb,
-        Door::Chat,
-        &[("x-tollgate-session", "b-secret-plan")],
-        &body,
-    )
-    .await;
+    for (key, session) in [
+        (&ka, "shared"),
+        (&kb, "shared"),
+        (&kb, "shared"),
+        (&kb, "b-secret-plan"),
+    ] {
+        send(
+            &app,
+            key,
+            Door::Chat,
+            &[("x-tollgate-session", session)],
+            &body,
+        )
+        .await;
+    }
     eventually("every request is in the ledger", async || {
         let (_, v) = app
             .get_as(MASTER_KEY, &format!("/admin/spend?{ALL_TIME}"))

@@ -8,15 +8,17 @@
 # ledger writer) are divided by REQUESTS. Loopback only; stops by itself.
 #   loadtest/callgrind.sh [REQUESTS] [KIND...]
 # KIND is one of chat, chat-stream, messages, messages-stream,
-# messages-translated-stream, responses-stream, responses-translated-stream
-# (all by default). GATEWAY_BIN=path counts another build of the gateway
+# messages-translated-stream, chat-translated-stream, responses-stream,
+# responses-translated-stream, responses-chat-translated-stream (all by
+# default). GATEWAY_BIN=path counts another build of the gateway
 # under the same requests (to show what a change saved).
 set -euo pipefail
 requests=${1:-200}
 shift || true
 kinds=("$@")
 [ ${#kinds[@]} -gt 0 ] || kinds=(chat chat-stream messages messages-stream
-    messages-translated-stream responses-stream responses-translated-stream)
+    messages-translated-stream chat-translated-stream responses-stream
+    responses-translated-stream responses-chat-translated-stream)
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 mock_port=${MOCK_PORT:-19190}
 gw_port=${GATEWAY_PORT:-18180}
@@ -55,6 +57,8 @@ drive() {
         messages) api=messages model=claude-demo ;;
         messages-stream) api=messages model=claude-demo stream=(--stream) ;;
         messages-translated-stream) api=messages stream=(--stream) ;;
+        chat-translated-stream) model=claude-demo stream=(--stream) ;;
+        responses-chat-translated-stream) api=responses model=chat-demo stream=(--stream) ;;
         responses-stream) api=responses stream=(--stream) ;;
         responses-translated-stream) api=responses model=claude-demo stream=(--stream) ;;
         *) echo "unknown kind $kind" >&2; exit 2 ;;

@@ -27,8 +27,10 @@ ledger_toml() {
 
 # doors_toml GATEWAY_PORT MOCK_PORT: a gateway on GATEWAY_PORT (master key
 # $master, ledger in the scratch directory) in front of the mock on
-# MOCK_PORT as two priced models: `demo` in OpenAI's format (which also
-# serves the Responses API) and `claude-demo` in Anthropic's.
+# MOCK_PORT as three priced models: `demo` in OpenAI's format (which also
+# serves the Responses API), `claude-demo` in Anthropic's and `chat-demo`
+# in OpenAI's chat format only (as most vendors are: the Responses door
+# translates for it).
 doors_toml() {
     cat <<TOML
 [server]
@@ -42,12 +44,20 @@ responses = true
 [providers.anthropic]
 kind = "anthropic"
 base_url = "http://127.0.0.1:$2"
+[providers.chat]
+kind = "openai"
+base_url = "http://127.0.0.1:$2/v1"
 [models.demo]
 provider = "openai"
 input_per_mtok = 1.0
 output_per_mtok = 2.0
 [models.claude-demo]
 provider = "anthropic"
+upstream_model = "demo"
+input_per_mtok = 1.0
+output_per_mtok = 2.0
+[models.chat-demo]
+provider = "chat"
 upstream_model = "demo"
 input_per_mtok = 1.0
 output_per_mtok = 2.0

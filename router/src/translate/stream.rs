@@ -121,6 +121,22 @@ impl AnthropicToChat {
         }))
     }
 
+    /// A `text_delta`'s chunk, written directly: the same bytes
+    /// [`AnthropicToChat::event`] makes of it through a JSON map.
+    pub fn text(&mut self, text: &str, out: &mut Vec<Bytes>) {
+        let mut frame = Vec::with_capacity(160 + self.id.len() + self.model.len() + text.len());
+        frame.extend_from_slice(b"data: {\"id\":");
+        let _ = serde_json::to_writer(&mut frame, &self.id);
+        frame.extend_from_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
+        frame.extend_from_slice(self.created.to_string().as_bytes());
+        frame.extend_from_slice(b",\"model\":");
+        let _ = serde_json::to_writer(&mut frame, &self.model);
+        frame.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":{\"content\":");
+        let _ = serde_json::to_writer(&mut frame, text);
+        frame.extend_from_slice(b"},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
+        out.push(Bytes::from(frame));
+    }
+
     /// Translates one event; frames for the client go to `out`.
     pub fn event(&mut self, data: &Value, out: &mut Vec<Bytes>) -> Flow {
         match data.get("type").and_then(Value::as_str).unwrap_or("") {

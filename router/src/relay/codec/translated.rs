@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::view::ChatChunk;
+use super::view::{AnthropicEvent, ChatChunk};
 use super::{
     anthropic_error_frame, failure, flow_step, malformed, meter_anthropic_event, meter_chat_chunk,
     openai_error_frame, Codec, Event, Meter, Out, Step,
@@ -37,6 +37,11 @@ pub(super) trait FromChatChunks: Send {
 /// A translator of an Anthropic event stream into the client's format.
 pub(super) trait FromAnthropicEvents: Send {
     fn event(&mut self, event: &Value, out: &mut Vec<Bytes>) -> Flow;
+    /// A `text_delta` of content block `index` (read in place, no JSON
+    /// value built); `false` when the translator has no shortcut for it.
+    fn text(&mut self, _index: u64, _text: &str, _out: &mut Vec<Bytes>) -> bool {
+        false
+    }
     fn usage(&self) -> Option<Usage>;
     /// The frames that end a stream that failed, in the client's format.
     fn fail(&mut self, end: &End, out: &mut Vec<Bytes>);
@@ -78,6 +83,9 @@ impl FromChatChunks for ChatToResponses {
     fn chunk(&mut self, chunk: &Value, out: &mut Vec<Bytes>) -> Flow {
         ChatToResponses::chunk(self, chunk, out)
     }
+    fn text(&mut self, _id: &str, text: &str, out: &mut Vec<Bytes>) -> bool {
+        ChatToResponses::text(self, text, out)
+    }
     fn end(&mut self, out: &mut Vec<Bytes>) -> Flow {
         ChatToResponses::end(self, out)
     }
@@ -97,6 +105,10 @@ impl FromAnthropicEvents for AnthropicToChat {
     fn event(&mut self, event: &Value, out: &mut Vec<Bytes>) -> Flow {
         AnthropicToChat::event(self, event, out)
     }
+    fn text(&mut self, _index: u64, text: &str, out: &mut Vec<Bytes>) -> bool {
+        AnthropicToChat::text(self, text, out);
+        true
+    }
     fn usage(&self) -> Option<Usage> {
         AnthropicToChat::usage(self)
     }
@@ -108,6 +120,10 @@ impl FromAnthropicEvents for AnthropicToChat {
 impl FromAnthropicEvents for AnthropicToResponses {
     fn event(&mut self, event: &Value, out: &mut Vec<Bytes>) -> Flow {
         AnthropicToResponses::event(self, event, out)
+    }
+    fn text(&mut self, _index: u64, text: &str, out: &mut Vec<Bytes>) -> bool {
+        AnthropicToResponses::text(self, text, out);
+        true
     }
     fn usage(&self) -> Option<Usage> {
         AnthropicToResponses::usage(self)
@@ -131,12 +147,28 @@ fn text_only<'a>(chunk: &'a ChatChunk<'a>) -> Option<(&'a str, &'a str)> {
         && choice.usage.is_none()
         && choice.finish_reason.is_none()
         && delta.reasoning_content.is_none()
+        && delta.reasoning.is_none()
+        && delta.refusal.is_none()
         && delta.tool_calls.is_none();
     if !plain {
         return None;
     }
     let text = delta.content.as_deref()?;
     Some((chunk.id.as_deref().unwrap_or("tollgate"), text))
+}
+
+/// A `content_block_delta` event's block index and text when it carries a
+/// `text_delta`: the event most of a stream is made of.
+fn text_delta<'a>(event: &'a AnthropicEvent<'a>) -> Option<(u64, &'a str)> {
+    if event.kind.as_deref() != Some("content_block_delta") || event.usage.is_some() {
+        return None;
+    }
+    let delta = event.delta.as_ref()?;
+    let other = delta.thinking.is_some() || delta.partial_json.is_some();
+    if delta.kind.as_deref() != Some("text_delta") || other || event.content_block.is_some() {
+        return None;
+    }
+    Some((event.index.unwrap_or(0), delta.text.as_deref()?))
 }
 
 /// An upstream's error, translated, carries its message: scrubbed of
@@ -198,6 +230,14 @@ pub(super) struct FromAnthropic<T>(pub(super) T);
 
 impl<T: FromAnthropicEvents> Codec for FromAnthropic<T> {
     fn event(&mut self, ev: &Event<'_>, m: &mut Meter, out: &mut Out) -> Step {
+        let view = serde_json::from_str::<AnthropicEvent<'_>>(ev.data).ok();
+        if let Some((index, text)) = view.as_ref().and_then(text_delta) {
+            if self.0.text(index, text, &mut out.frames) {
+                m.produced = true;
+                m.output.push(text);
+                return Step::Continue;
+            }
+        }
         let Ok(value) = serde_json::from_str::<Value>(ev.data) else {
             return malformed();
         };
@@ -216,5 +256,192 @@ impl<T: FromAnthropicEvents> Codec for FromAnthropic<T> {
 
     fn fail(&mut self, end: &End, out: &mut Out) {
         self.0.fail(end, &mut out.frames);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// `data` as an upstream event (named `name` when it has one).
+    fn raw(name: &str, data: &str) -> String {
+        if name.is_empty() {
+            format!("data: {data}\n\n")
+        } else {
+            format!("event: {name}\ndata: {data}\n\n")
+        }
+    }
+
+    /// Runs `events` through `codec`; what the client got, the metered
+    /// bytes of output, whether output began and the usage.
+    fn through(
+        codec: &mut dyn Codec,
+        events: &[(&str, String)],
+    ) -> (String, u64, bool, Option<Usage>) {
+        let (mut m, mut out) = (Meter::default(), Out::default());
+        for (name, data) in events {
+            let raw = raw(name, data);
+            let at = raw.find("data: ").map(|i| i + 6);
+            let ev = Event {
+                raw: raw.as_bytes(),
+                name,
+                data,
+                data_at: at,
+            };
+            if let Step::End(_) = codec.event(&ev, &mut m, &mut out) {
+                break;
+            }
+        }
+        let text = String::from_utf8(out.take().to_vec()).expect("UTF-8");
+        (without_times(&text), m.output.bytes(), m.produced, m.usage)
+    }
+
+    /// `text` with the creation times taken out (two translators made a
+    /// second apart differ only there).
+    fn without_times(text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(i) = rest.find("\"created") {
+            let (head, tail) = rest.split_at(i);
+            out.push_str(head);
+            let colon = tail.find(':').expect("a member");
+            let end = tail[colon + 1..]
+                .find(|c: char| !c.is_ascii_digit())
+                .map_or(tail.len(), |e| colon + 1 + e);
+            out.push_str(&tail[..colon + 1]);
+            rest = &tail[end..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn texts() -> [&'static str; 4] {
+        [
+            "Hello",
+            " \"quoted\" \\ and\nnew line",
+            " é 漢 😀 \u{1}",
+            "",
+        ]
+    }
+
+    fn anthropic_stream() -> Vec<(&'static str, String)> {
+        let mut events = vec![
+            ("message_start", json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x", "content": [], "usage": {"input_tokens": 12, "output_tokens": 1}}}).to_string()),
+            ("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}).to_string()),
+        ];
+        for t in texts() {
+            events.push(("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}}).to_string()));
+        }
+        events.extend([
+            ("content_block_stop", json!({"type": "content_block_stop", "index": 0}).to_string()),
+            ("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 9}}).to_string()),
+            ("message_stop", json!({"type": "message_stop"}).to_string()),
+        ]);
+        events
+    }
+
+    fn chat_stream() -> Vec<(&'static str, String)> {
+        let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
+            json!({"id": "c1", "object": "chat.completion.chunk", "created": 7, "model": "kimi", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}).to_string()
+        };
+        let mut events = vec![(
+            "",
+            chunk(json!({"role": "assistant", "content": ""}), json!(null)),
+        )];
+        for t in texts() {
+            events.push(("", chunk(json!({"content": t}), json!(null))));
+        }
+        events.extend([
+            ("", chunk(json!({}), json!("stop"))),
+            ("", json!({"id": "c1", "object": "chat.completion.chunk", "created": 7, "model": "kimi", "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}}).to_string()),
+            ("", "[DONE]".to_owned()),
+        ]);
+        events
+    }
+
+    /// A codec that never takes the shortcut: every event read whole.
+    struct Whole<C>(C);
+
+    impl<T: FromAnthropicEvents> Codec for Whole<FromAnthropic<T>> {
+        fn event(&mut self, ev: &Event<'_>, m: &mut Meter, out: &mut Out) -> Step {
+            let value = serde_json::from_str::<Value>(ev.data).expect("JSON");
+            meter_anthropic_event(&value, m);
+            let flow = self.0 .0.event(&value, &mut out.frames);
+            m.usage = self.0 .0.usage();
+            flow_step(flow)
+        }
+        fn eof(&mut self, m: &mut Meter, out: &mut Out) -> Step {
+            self.0.eof(m, out)
+        }
+        fn fail(&mut self, end: &End, out: &mut Out) {
+            self.0.fail(end, out);
+        }
+    }
+
+    impl<T: FromChatChunks> Codec for Whole<FromChat<T>> {
+        fn event(&mut self, ev: &Event<'_>, m: &mut Meter, out: &mut Out) -> Step {
+            if ev.data == "[DONE]" {
+                return flow_step(self.0 .0.end(&mut out.frames));
+            }
+            let value = serde_json::from_str::<Value>(ev.data).expect("JSON");
+            meter_chat_chunk(&value, m);
+            let flow = self.0 .0.chunk(&value, &mut out.frames);
+            m.usage = self.0 .0.usage();
+            flow_step(flow)
+        }
+        fn eof(&mut self, m: &mut Meter, out: &mut Out) -> Step {
+            self.0.eof(m, out)
+        }
+        fn fail(&mut self, end: &End, out: &mut Out) {
+            self.0.fail(end, out);
+        }
+    }
+
+    /// Text deltas read in place give the client the same bytes, and the
+    /// meter the same figures, as reading every event whole.
+    #[test]
+    fn text_read_in_place_translates_as_the_whole_event_does() {
+        let request = serde_json::Map::new();
+        let anthropic = anthropic_stream();
+        let fast = through(
+            &mut FromAnthropic(AnthropicToChat::new("m", 5, true)),
+            &anthropic,
+        );
+        let slow = through(
+            &mut Whole(FromAnthropic(AnthropicToChat::new("m", 5, true))),
+            &anthropic,
+        );
+        assert_eq!(fast, slow);
+        assert!(
+            fast.0.contains(r#""content":" é 漢 😀 \u0001""#),
+            "{}",
+            fast.0
+        );
+
+        let fast = through(
+            &mut FromAnthropic(AnthropicToResponses::new("m", &request)),
+            &anthropic,
+        );
+        let slow = through(
+            &mut Whole(FromAnthropic(AnthropicToResponses::new("m", &request))),
+            &anthropic,
+        );
+        assert_eq!(fast, slow);
+        assert_eq!(fast.0.matches("response.output_text.delta\n").count(), 3);
+
+        let chat = chat_stream();
+        let fast = through(&mut FromChat(ChatToResponses::new("m", &request)), &chat);
+        let slow = through(
+            &mut Whole(FromChat(ChatToResponses::new("m", &request))),
+            &chat,
+        );
+        assert_eq!(fast, slow);
+        assert!(fast.0.contains("response.completed"), "{}", fast.0);
+
+        let fast = through(&mut FromChat(ChatToAnthropic::new("m")), &chat);
+        let slow = through(&mut Whole(FromChat(ChatToAnthropic::new("m"))), &chat);
+        assert_eq!(fast, slow);
     }
 }

@@ -143,6 +143,11 @@ pub(super) struct Delta<'a> {
     pub reasoning_content: Option<Text<'a>>,
     #[serde(borrow)]
     pub tool_calls: Option<Vec<ToolCallDelta<'a>>>,
+    /// Read only for being there: some translators take text from them.
+    #[serde(borrow)]
+    pub reasoning: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub refusal: Option<&'a RawValue>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,6 +186,7 @@ impl Delta<'_> {
 pub(super) struct AnthropicEvent<'a> {
     #[serde(borrow, rename = "type")]
     pub kind: Option<Text<'a>>,
+    pub index: Option<u64>,
     #[serde(borrow)]
     pub message: Option<AnthropicMessage<'a>>,
     #[serde(borrow)]
@@ -201,6 +207,8 @@ pub(super) struct AnthropicMessage<'a> {
 
 #[derive(Debug, Deserialize)]
 pub(super) struct AnthropicDelta<'a> {
+    #[serde(borrow, rename = "type")]
+    pub kind: Option<Text<'a>>,
     #[serde(borrow)]
     pub text: Option<Text<'a>>,
     #[serde(borrow)]

@@ -116,6 +116,17 @@ impl ChatToResponses {
         self.finish.is_some()
     }
 
+    /// A chunk that carries only output text, read in place: `false` (and
+    /// nothing done) before the stream started, when the chunk's id and
+    /// time still matter and [`ChatToResponses::chunk`] must read it.
+    pub fn text(&mut self, text: &str, out: &mut Vec<Bytes>) -> bool {
+        if !self.emitter.started() {
+            return false;
+        }
+        self.emitter.text(text, out);
+        true
+    }
+
     /// Translates one chunk; frames for the client go to `out`. An error
     /// chunk ends the stream with `response.failed`.
     pub fn chunk(&mut self, chunk: &Value, out: &mut Vec<Bytes>) -> Flow {
@@ -226,6 +237,12 @@ impl AnthropicToResponses {
     /// Whether a stop reason arrived.
     pub fn finished(&self) -> bool {
         self.stop.is_some()
+    }
+
+    /// A `text_delta`, read in place: what [`AnthropicToResponses::event`]
+    /// does with one.
+    pub fn text(&mut self, text: &str, out: &mut Vec<Bytes>) {
+        self.emitter.text(text, out);
     }
 
     /// Translates one event; frames for the client go to `out`.

@@ -109,19 +109,26 @@ pub fn rejection(r: &Rejection) -> Response {
 /// OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers
 /// for the tightest limits that applied.
 pub fn set_rate_headers(headers: &mut HeaderMap, view: &RateView) {
-    for (unit, window) in [("requests", view.requests), ("tokens", view.tokens)] {
+    // Limit, remaining and reset, for requests then tokens.
+    const NAMES: [[&str; 3]; 2] = [
+        [
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        ],
+        [
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        ],
+    ];
+    for (names, window) in NAMES.iter().zip([view.requests, view.tokens]) {
         let Some(w) = window else { continue };
-        for (what, value) in [
-            ("limit", w.limit.to_string()),
-            ("remaining", w.remaining.to_string()),
-            ("reset", reset_text(w.reset_ms)),
-        ] {
-            if let (Ok(name), Ok(v)) = (
-                HeaderName::from_bytes(format!("x-ratelimit-{what}-{unit}").as_bytes()),
-                HeaderValue::from_str(&value),
-            ) {
-                headers.insert(name, v);
-            }
+        let [limit, remaining, reset] = names.map(HeaderName::from_static);
+        headers.insert(limit, HeaderValue::from(w.limit));
+        headers.insert(remaining, HeaderValue::from(w.remaining));
+        if let Ok(v) = HeaderValue::try_from(reset_text(w.reset_ms)) {
+            headers.insert(reset, v);
         }
     }
 }

@@ -10,8 +10,9 @@
 //! longer be told from a new row.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::OnceLock;
 
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::Row;
 
 use super::LedgerRow;
 use crate::db::{Backend, Db, DbError};
@@ -82,6 +83,55 @@ fn placeholders(db: &Db, rows: usize, cols: usize) -> String {
         .join(", ")
 }
 
+/// The tables a batch inserts into.
+#[derive(Clone, Copy)]
+enum Table {
+    Ledger,
+    Rollup,
+}
+
+/// The insert statement for a piece of `size` rows (a power of two, as
+/// [`pieces`] cuts them) into `table`, written once per backend, table and
+/// size: building the text for every batch cost about as much as SQLite's
+/// whole insert.
+fn insert_statement(db: &Db, table: Table, size: usize) -> &'static str {
+    const SIZES: usize = MAX_PIECE.trailing_zeros() as usize + 1;
+    // Backend by table by size.
+    static STATEMENTS: [OnceLock<String>; 4 * SIZES] = [const { OnceLock::new() }; 4 * SIZES];
+    let backend = match db.backend() {
+        Backend::Postgres => 0,
+        Backend::Sqlite => 1,
+    };
+    debug_assert!(size.is_power_of_two() && size <= MAX_PIECE);
+    let slot = &STATEMENTS[(backend * 2 + table as usize) * SIZES + size.trailing_zeros() as usize];
+    slot.get_or_init(|| match table {
+        Table::Ledger => {
+            let conflict = match db.backend() {
+                Backend::Postgres => "request_id, started_at",
+                Backend::Sqlite => "request_id",
+            };
+            format!(
+                "INSERT INTO ledger ({}) VALUES {} ON CONFLICT ({conflict}) DO NOTHING RETURNING request_id, started_at",
+                LEDGER_COLUMNS.join(", "),
+                placeholders(db, size, LEDGER_COLUMNS.len())
+            )
+        }
+        Table::Rollup => {
+            let sums = ROLLUP_COLUMNS[ROLLUP_KEY..]
+                .iter()
+                .map(|c| format!("{c} = spend_hourly.{c} + excluded.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "INSERT INTO spend_hourly ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {sums}",
+                ROLLUP_COLUMNS.join(", "),
+                placeholders(db, size, ROLLUP_COLUMNS.len()),
+                ROLLUP_COLUMNS[..ROLLUP_KEY].join(", ")
+            )
+        }
+    })
+}
+
 fn n(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -146,7 +196,7 @@ pub async fn write_batch(db: &Db, rows: &[LedgerRow]) -> Result<Written, DbError
         return Ok(written);
     }
     let mut tx = db.pool().begin().await?;
-    let (conflict, horizon) = match db.backend() {
+    let horizon = match db.backend() {
         Backend::Postgres => {
             // First statement: maintenance raises the horizon under this
             // row's lock before it drops a month, so the horizon read here
@@ -155,22 +205,17 @@ pub async fn write_batch(db: &Db, rows: &[LedgerRow]) -> Result<Written, DbError
                 .fetch_one(&mut *tx)
                 .await?
                 .try_get("dropped_before")?;
-            ("request_id, started_at", horizon)
+            horizon
         }
-        Backend::Sqlite => ("request_id", i64::MIN),
+        Backend::Sqlite => i64::MIN,
     };
     let (live, expired): (Vec<&LedgerRow>, Vec<&LedgerRow>) =
         rows.iter().partition(|r| r.started_at_ms >= horizon);
     written.expired = expired.into_iter().cloned().collect();
     let mut inserted: HashSet<(String, i64)> = HashSet::new();
     for chunk in pieces(&live, LEDGER_COLUMNS.len()) {
-        let sql = format!(
-            "INSERT INTO ledger ({}) VALUES {} ON CONFLICT ({conflict}) DO NOTHING RETURNING request_id, started_at",
-            LEDGER_COLUMNS.join(", "),
-            placeholders(db, chunk.len(), LEDGER_COLUMNS.len())
-        );
         // One statement per piece size, prepared once per connection.
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(insert_statement(db, Table::Ledger, chunk.len()));
         for r in chunk {
             let u = &r.usage;
             q = q
@@ -244,18 +289,7 @@ pub async fn write_batch(db: &Db, rows: &[LedgerRow]) -> Result<Written, DbError
     }
     let groups: Vec<_> = groups.into_iter().collect();
     for chunk in pieces(&groups, ROLLUP_COLUMNS.len()) {
-        let sums = ROLLUP_COLUMNS[ROLLUP_KEY..]
-            .iter()
-            .map(|c| format!("{c} = spend_hourly.{c} + excluded.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "INSERT INTO spend_hourly ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {sums}",
-            ROLLUP_COLUMNS.join(", "),
-            placeholders(db, chunk.len(), ROLLUP_COLUMNS.len()),
-            ROLLUP_COLUMNS[..ROLLUP_KEY].join(", ")
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(insert_statement(db, Table::Rollup, chunk.len()));
         for ((hour, org, team, key, route, model, provider), s) in chunk {
             q = q
                 .bind(*hour)

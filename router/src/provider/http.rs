@@ -1,6 +1,8 @@
 //! The HTTP mechanics every remote provider shares: one pooled client, the
 //! timeouts, capped body reads, and SSE detection.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -42,6 +44,9 @@ pub(super) struct HttpUpstream {
     pub base_url: String,
     client: reqwest::Client,
     pub timeouts: Timeouts,
+    /// Each path's whole URL, parsed once: parsing one (host and all) cost
+    /// more than any other step of sending a request.
+    urls: RwLock<HashMap<String, reqwest::Url>>,
 }
 
 impl HttpUpstream {
@@ -60,7 +65,41 @@ impl HttpUpstream {
             base_url: base_url.trim_end_matches('/').to_owned(),
             client,
             timeouts,
+            urls: RwLock::default(),
         })
+    }
+
+    /// `base_url + path`, parsed; `None` when it does not parse (reqwest
+    /// then says why, as it did before the cache). The part before any `?`
+    /// is parsed once per path and kept; a client's query is set on a copy.
+    fn url(&self, path: &str) -> Option<reqwest::Url> {
+        let (path, query) = match path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path, None),
+        };
+        let cached = self
+            .urls
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+            .cloned();
+        let mut url = match cached {
+            Some(url) => url,
+            None => {
+                let url = reqwest::Url::parse(&format!("{}{}", self.base_url, path)).ok()?;
+                let mut urls = self.urls.write().unwrap_or_else(|e| e.into_inner());
+                // A handful of fixed paths; past a bound the cache stops
+                // growing.
+                if urls.len() < 64 {
+                    urls.insert(path.to_owned(), url.clone());
+                }
+                url
+            }
+        };
+        if query.is_some() {
+            url.set_query(query);
+        }
+        Some(url)
     }
 
     /// POSTs `body` as JSON to `base_url + path`. A streamed reply is returned
@@ -74,13 +113,13 @@ impl HttpUpstream {
         stream: bool,
         deadline: Instant,
     ) -> Result<UpstreamReply, ProviderError> {
-        let url = format!("{}{}", self.base_url, path);
-        let mut req = self
-            .client
-            .post(url)
-            .headers(headers)
-            .header(CONTENT_TYPE, "application/json")
-            .body(body);
+        let mut req = match self.url(path) {
+            Some(url) => self.client.post(url),
+            None => self.client.post(format!("{}{}", self.base_url, path)),
+        }
+        .headers(headers)
+        .header(CONTENT_TYPE, "application/json")
+        .body(body);
         if stream {
             req = req.header(reqwest::header::ACCEPT, "text/event-stream");
         }

@@ -4,8 +4,9 @@
 # 64-word prompts), through Tollgate (a virtual key under hard org and team
 # budgets and rate limits, the SQLite ledger) and, when nginx is installed,
 # through a bare nginx proxy hop to the same mock. For chat completions
-# (whole and streamed), the Messages API (passed through and translated)
-# and the Responses API (passed through and translated); then the latency
+# (whole, streamed, and translated from Messages), the Messages API (passed
+# through and translated) and the Responses API (passed through and
+# translated from Messages and from chat); then the latency
 # Tollgate adds at a fixed 1,000 req/s (open loop), and its memory: idle
 # after the runs, and with 2,000 streams held open by a slow upstream.
 # Loopback only; stops by itself.
@@ -96,8 +97,10 @@ compare chat-whole demo --concurrency "$conc" "${nginx_target[@]}"
 compare chat-streamed demo --concurrency "$conc" --stream "${nginx_target[@]}"
 compare messages-passed-through claude-demo --api messages --concurrency "$conc" --stream
 compare messages-translated demo --api messages --concurrency "$conc" --stream
+compare chat-translated claude-demo --concurrency "$conc" --stream
 compare responses-passed-through demo --api responses --concurrency "$conc" --stream
 compare responses-translated claude-demo --api responses --concurrency "$conc" --stream
+compare responses-translated-from-chat chat-demo --api responses --concurrency "$conc" --stream
 compare chat-whole-1000rps demo --rate 1000
 compare chat-streamed-1000rps demo --rate 1000 --stream
 

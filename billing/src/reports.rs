@@ -319,9 +319,15 @@ pub fn day_and_month_start(now_ms: i64) -> (i64, i64) {
     )
 }
 
-/// A CSV field, quoted when it holds a comma, a quote or a line break.
+/// A CSV field, quoted when it holds a comma, a quote or a line break. A
+/// field a spreadsheet would take for a formula (one starting with `=`,
+/// `+`, `-`, `@`, a tab or a carriage return: session ids come from
+/// clients) gets a leading `'`, which spreadsheets show as text.
 fn csv_field(v: &str) -> std::borrow::Cow<'_, str> {
-    if v.contains([',', '"', '\n', '\r']) {
+    let formula = v.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if formula {
+        format!("\"'{}\"", v.replace('"', "\"\"")).into()
+    } else if v.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", v.replace('"', "\"\"")).into()
     } else {
         v.into()
@@ -403,5 +409,15 @@ mod tests {
             to_csv(&[row]).lines().nth(1),
             Some("\"a,b\",1,2,3,4,5,6,0.1,0.3,0.2")
         );
+    }
+
+    #[test]
+    fn csv_fields_a_spreadsheet_would_run_are_text() {
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        for v in ["+1", "-1+2", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(csv_field(v), format!("\"'{v}\""));
+        }
+        assert_eq!(csv_field("team-a"), "team-a");
+        assert_eq!(csv_field("a=b"), "a=b");
     }
 }

@@ -186,6 +186,21 @@ fn scrub_failure(flow: &Flow, out: &mut Out) {
 /// An OpenAI chat upstream, translated for the client.
 pub(super) struct FromChat<T>(pub(super) T);
 
+impl<T: FromChatChunks> FromChat<T> {
+    /// A chunk read whole, as a JSON value: what every chunk but plain text
+    /// takes.
+    fn whole(&mut self, ev: &Event<'_>, m: &mut Meter, out: &mut Out) -> Step {
+        let Ok(chunk) = serde_json::from_str::<Value>(ev.data) else {
+            return malformed();
+        };
+        meter_chat_chunk(&chunk, m);
+        let flow = self.0.chunk(&chunk, &mut out.frames);
+        scrub_failure(&flow, out);
+        m.usage = self.0.usage();
+        flow_step(flow)
+    }
+}
+
 impl<T: FromChatChunks> Codec for FromChat<T> {
     fn event(&mut self, ev: &Event<'_>, m: &mut Meter, out: &mut Out) -> Step {
         if ev.data == "[DONE]" {
@@ -199,14 +214,7 @@ impl<T: FromChatChunks> Codec for FromChat<T> {
                 return Step::Continue;
             }
         }
-        let Ok(chunk) = serde_json::from_str::<Value>(ev.data) else {
-            return malformed();
-        };
-        meter_chat_chunk(&chunk, m);
-        let flow = self.0.chunk(&chunk, &mut out.frames);
-        scrub_failure(&flow, out);
-        m.usage = self.0.usage();
-        flow_step(flow)
+        self.whole(ev, m, out)
     }
 
     fn eof(&mut self, _m: &mut Meter, out: &mut Out) -> Step {
@@ -228,6 +236,21 @@ impl<T: FromChatChunks> Codec for FromChat<T> {
 /// An Anthropic upstream, translated for the client.
 pub(super) struct FromAnthropic<T>(pub(super) T);
 
+impl<T: FromAnthropicEvents> FromAnthropic<T> {
+    /// An event read whole, as a JSON value: what every event but a text
+    /// delta takes.
+    fn whole(&mut self, ev: &Event<'_>, m: &mut Meter, out: &mut Out) -> Step {
+        let Ok(value) = serde_json::from_str::<Value>(ev.data) else {
+            return malformed();
+        };
+        meter_anthropic_event(&value, m);
+        let flow = self.0.event(&value, &mut out.frames);
+        scrub_failure(&flow, out);
+        m.usage = self.0.usage();
+        flow_step(flow)
+    }
+}
+
 impl<T: FromAnthropicEvents> Codec for FromAnthropic<T> {
     fn event(&mut self, ev: &Event<'_>, m: &mut Meter, out: &mut Out) -> Step {
         let view = serde_json::from_str::<AnthropicEvent<'_>>(ev.data).ok();
@@ -238,14 +261,7 @@ impl<T: FromAnthropicEvents> Codec for FromAnthropic<T> {
                 return Step::Continue;
             }
         }
-        let Ok(value) = serde_json::from_str::<Value>(ev.data) else {
-            return malformed();
-        };
-        meter_anthropic_event(&value, m);
-        let flow = self.0.event(&value, &mut out.frames);
-        scrub_failure(&flow, out);
-        m.usage = self.0.usage();
-        flow_step(flow)
+        self.whole(ev, m, out)
     }
 
     fn eof(&mut self, _m: &mut Meter, _out: &mut Out) -> Step {
@@ -366,11 +382,7 @@ mod tests {
 
     impl<T: FromAnthropicEvents> Codec for Whole<FromAnthropic<T>> {
         fn event(&mut self, ev: &Event<'_>, m: &mut Meter, out: &mut Out) -> Step {
-            let value = serde_json::from_str::<Value>(ev.data).expect("JSON");
-            meter_anthropic_event(&value, m);
-            let flow = self.0 .0.event(&value, &mut out.frames);
-            m.usage = self.0 .0.usage();
-            flow_step(flow)
+            self.0.whole(ev, m, out)
         }
         fn eof(&mut self, m: &mut Meter, out: &mut Out) -> Step {
             self.0.eof(m, out)
@@ -385,11 +397,7 @@ mod tests {
             if ev.data == "[DONE]" {
                 return flow_step(self.0 .0.end(&mut out.frames));
             }
-            let value = serde_json::from_str::<Value>(ev.data).expect("JSON");
-            meter_chat_chunk(&value, m);
-            let flow = self.0 .0.chunk(&value, &mut out.frames);
-            m.usage = self.0 .0.usage();
-            flow_step(flow)
+            self.0.whole(ev, m, out)
         }
         fn eof(&mut self, m: &mut Meter, out: &mut Out) -> Step {
             self.0.eof(m, out)
@@ -405,6 +413,20 @@ mod tests {
     fn text_read_in_place_translates_as_the_whole_event_does() {
         let request = serde_json::Map::new();
         let anthropic = anthropic_stream();
+        let chat = chat_stream();
+        // The shortcut is taken for the text deltas, and only for them.
+        let shortcuts = |events: &[(&str, String)], read: fn(&str) -> bool| {
+            events.iter().filter(|(_, d)| read(d)).count()
+        };
+        let anthropic_text = |d: &str| {
+            serde_json::from_str::<AnthropicEvent<'_>>(d).is_ok_and(|e| text_delta(&e).is_some())
+        };
+        let chat_text = |d: &str| {
+            serde_json::from_str::<ChatChunk<'_>>(d).is_ok_and(|c| text_only(&c).is_some())
+        };
+        assert_eq!(shortcuts(&anthropic, anthropic_text), texts().len());
+        assert_eq!(shortcuts(&chat, chat_text), texts().len() + 1);
+
         let fast = through(
             &mut FromAnthropic(AnthropicToChat::new("m", 5, true)),
             &anthropic,
@@ -431,7 +453,6 @@ mod tests {
         assert_eq!(fast, slow);
         assert_eq!(fast.0.matches("response.output_text.delta\n").count(), 3);
 
-        let chat = chat_stream();
         let fast = through(&mut FromChat(ChatToResponses::new("m", &request)), &chat);
         let slow = through(
             &mut Whole(FromChat(ChatToResponses::new("m", &request))),

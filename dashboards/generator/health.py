@@ -52,6 +52,13 @@ def health_dashboard():
                    [prom("sum by (route, status) (rate(tollgate_http_requests_total{status=~\"5..\"}[$__rate_interval]))",
                          "{{route}} {{status}}")],
                    "reqps", 3, size=(8, 8)),
+        timeseries("Client connections open",
+                   "Client connections per gateway; past server.max_connections new ones wait in the listen queue.",
+                   [prom("tollgate_connections_open", "{{instance}}")], "short", 0, size=(12, 8)),
+        timeseries("Request bytes in flight",
+                   "Request bodies being read, translated and sent upstream, per gateway; past "
+                   "server.max_request_bytes_in_flight a request waits for room, then gets 503.",
+                   [prom("tollgate_request_bytes_in_flight", "{{instance}}")], "bytes", 0, size=(12, 8)),
     ]
     return dashboard(
         "tollgate-health", "Tollgate / Health",

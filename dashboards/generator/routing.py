@@ -6,6 +6,11 @@ from .grafana import (
 )
 
 
+# Kept share: red below half, orange below 90 %.
+RED_BELOW_KEPT = {"mode": "absolute", "steps": [
+    {"color": "red", "value": None}, {"color": "orange", "value": 0.5}, {"color": "green", "value": 0.9}]}
+
+
 def routing_dashboard():
     sel = 'route=~"$route", model=~"$model"'
     breaker_mappings = [{
@@ -43,6 +48,21 @@ def routing_dashboard():
               transformations=[{"id": "organize", "options": {"excludeByName": {"Time": True}, "indexByName": {},
                                                               "renameByName": {"Value": "Fallbacks", **LABEL_COLUMNS}}}],
               size=(24, 6)),
+        row("Cache affinity"),
+        timeseries("Session requests by affinity outcome",
+                   "Answered requests of agent sessions on routes with affinity, per second: kept (the model that "
+                   "served the session's previous request answered, where its prompt is cached), moved (another "
+                   "candidate did: a fallback, an open breaker or a refusal), new (no previous model remembered).",
+                   [prom('sum by (route, outcome) (rate(tollgate_affinity_total{route=~"$route"}[$__rate_interval]))',
+                         "{{route}}: {{outcome}}")],
+                   "reqps", 2, size=(12, 8)),
+        bargauge("Sessions kept on their cache",
+                 "Of the session requests that had a previous model, the share that stayed on it over the range. "
+                 "Low means sessions pay full price for prompts their previous model had cached.",
+                 [prom('sum by (route) (increase(tollgate_affinity_total{route=~"$route", outcome="kept"}[$__range])) '
+                       '/ on (route) (sum by (route) (increase(tollgate_affinity_total{route=~"$route", outcome!="new"}[$__range])) > 0)',
+                       "{{route}}", instant=True, fmt="time_series")],
+                 "percentunit", 1, thresholds=RED_BELOW_KEPT, size=(12, 8)),
         row("Circuit breakers"),
         stat("Breakers open now", "Models whose breaker is open (1) right now, on any gateway.",
              [prom(f"count(max by (model) (tollgate_breaker_state{{{M}}}) == 1) or vector(0)", "open")],
@@ -56,5 +76,5 @@ def routing_dashboard():
     ]
     return dashboard(
         "tollgate-routing", "Tollgate / Routing",
-        "Which model each route chose, fallbacks by reason, circuit breaker states.",
+        "Which model each route chose, fallbacks by reason, sessions kept on their prompt cache, circuit breaker states.",
         ["routing", "on-call"], DS_VARS + [ROUTE_VAR, MODEL_VAR], panels, time_from="now-6h")

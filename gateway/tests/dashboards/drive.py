@@ -17,7 +17,8 @@ state file with check.py:
            models and providers, a route whose first candidate answers 500
            (fallbacks, then an open breaker), a model that reports no usage,
            streams the upstream cuts, a client that hangs up mid-stream,
-           budget refusals, master-key traffic.
+           budget refusals, master-key traffic, agent sessions on a route
+           with cache affinity.
 
 Python 3 standard library only.
 """
@@ -42,17 +43,15 @@ class Gateway:
         self.url = url.rstrip("/")
         self.master_key = master_key
 
-    def call(self, method, path, body=None, key=None, timeout=30):
+    def call(self, method, path, body=None, key=None, timeout=30, session=None):
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(
-            self.url + path,
-            data=data,
-            method=method,
-            headers={
-                "Authorization": f"Bearer {key or self.master_key}",
-                "Content-Type": "application/json",
-            },
-        )
+        headers = {
+            "Authorization": f"Bearer {key or self.master_key}",
+            "Content-Type": "application/json",
+        }
+        if session:
+            headers["x-tollgate-session"] = session
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return resp.status, resp.read()
@@ -65,13 +64,13 @@ class Gateway:
             raise SystemExit(f"drive: {method} {path} answered {status}: {raw[:300]!r}")
         return json.loads(raw)
 
-    def chat(self, key, model, stream=False, max_tokens=None):
+    def chat(self, key, model, stream=False, max_tokens=None, session=None):
         body = {"model": model, "messages": [{"role": "user", "content": "Say something about tolls."}]}
         if stream:
             body["stream"] = True
         if max_tokens:
             body["max_tokens"] = max_tokens
-        status, _ = self.call("POST", "/v1/chat/completions", body, key=key)
+        status, _ = self.call("POST", "/v1/chat/completions", body, key=key, session=session)
         return status
 
     def messages(self, key, model, stream=False):
@@ -295,7 +294,7 @@ def load(gw, state, loadtest, prometheus):
         "globex-lab gpt-small": (key["globex-lab"], "gpt-small", 8, 2, False, "chat"),
     }
     reports = {}
-    tiny, messages, broken = [], [], []
+    tiny, messages, broken, sessions = [], [], [], []
 
     def phase(share):
         """Every load at `share` of its requests (at least one), side by side."""
@@ -312,6 +311,10 @@ def load(gw, state, loadtest, prometheus):
         # The Messages door and a model that fails outright (a 5xx to the client).
         messages.extend(gw.messages(key["platform-dev"], "claude-mid", stream=s) for s in (False, True))
         broken.extend(gw.chat(gw.master_key, "broken-model") for _ in range(2))
+        # Agent sessions on a route with cache affinity, turn after turn: a
+        # session's first request is new, the rest are kept on its model.
+        sessions.extend(gw.chat(key["platform-dev"], "agents", session=f"dashboards-task-{i}")
+                        for i in range(3) for _ in range(2))
 
     # Phase 1 creates every series; Prometheus scrapes them; phase 2 makes
     # them grow, so rates, increases and quantiles have something to show.
@@ -333,6 +336,8 @@ def load(gw, state, loadtest, prometheus):
         raise SystemExit(f"drive: the tiny team was refused from its first request: {tiny}")
     if any(s < 500 for s in broken):
         raise SystemExit(f"drive: broken-model answered {broken}, expected 5xx")
+    if any(s != 200 for s in sessions):
+        raise SystemExit(f"drive: the agents route answered {sessions}, expected 200s")
 
     state.update({
         "started": started,
@@ -341,7 +346,8 @@ def load(gw, state, loadtest, prometheus):
         "messages_statuses": messages,
         "loadtest": reports,
     })
-    total = sum(r["ok"] + r["errors"] for r in reports.values()) + len(tiny) + len(messages) + len(broken) + 2
+    total = (sum(r["ok"] + r["errors"] for r in reports.values()) + len(tiny) + len(messages) + len(broken)
+             + len(sessions) + 2)
     print(f"dashboards: drove {total} requests in {time.time() - started:.1f}s", file=sys.stderr)
 
 

@@ -282,6 +282,11 @@ candidates = ["broken-model", "gpt-small"]
 strategy = "ordered"
 reference_model = "gpt-large"
 
+# The cheapest of two: cache affinity is on, sessions stay on their model.
+[routes."agents"]
+candidates = ["gpt-small", "claude-mid"]
+strategy = "cheapest"
+
 # Breakers open after 3 failures and probe again after a second, so the
 # failing candidate keeps failing over in the load's second phase.
 [router]

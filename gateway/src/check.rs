@@ -127,6 +127,47 @@ pub fn describe(config: &Config) -> String {
             m.provider, m.upstream_model
         );
     }
+    let _ = writeln!(out, "routes ({})", config.routes.len());
+    for (name, r) in &config.routes {
+        let strategy = match &r.strategy {
+            router::route::Strategy::Weighted(w) => format!(
+                "weighted {}",
+                w.iter().map(u32::to_string).collect::<Vec<_>>().join("/")
+            ),
+            other => other.name().to_owned(),
+        };
+        let affinity = match r.affinity {
+            Some(true) => "on",
+            Some(false) => "off",
+            None if r.strategy.keeps_sessions_by_default(r.candidates.len()) => "on (default)",
+            None => "off (default)",
+        };
+        let _ = writeln!(
+            out,
+            "  {name}: {strategy} of [{}]; at most {} attempts in {}; affinity {affinity}",
+            r.candidates.join(", "),
+            r.max_attempts,
+            secs(r.max_time)
+        );
+        if let Some(reference) = &r.reference_model {
+            let _ = writeln!(out, "    savings against {reference}");
+        }
+        if let Some(low) = &r.low_budget {
+            let _ = writeln!(
+                out,
+                "    below {}% of the tightest budget left: [{}]",
+                low.below * 100.0,
+                low.candidates.join(", ")
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "router\n  breaker         opens after {} failures, probes after {}\n  affinity_idle   {}",
+        config.breaker.failures,
+        secs(config.breaker.cooldown),
+        secs(config.affinity_idle)
+    );
     let _ = writeln!(
         out,
         "database\n  url             {}",

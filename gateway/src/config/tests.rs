@@ -505,3 +505,50 @@ fn weak_master_keys_are_refused_beyond_loopback_and_flagged_on_it() {
         assert!(!crate::check::describe(&c).contains("WARNING"));
     }
 }
+
+#[test]
+fn check_config_lists_routes_and_router_settings() {
+    let text = r#"
+[server]
+listen = "127.0.0.1:8080"
+master_key = "0f3b9c2e7a41d8856b1e0c9d4f7a2b63"
+[providers.p]
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+[models.a]
+provider = "p"
+input_per_mtok = 1.0
+output_per_mtok = 2.0
+[models.b]
+provider = "p"
+input_per_mtok = 2.0
+output_per_mtok = 4.0
+[routes.cheap]
+candidates = ["a", "b"]
+strategy = "cheapest"
+reference_model = "b"
+[routes.first]
+candidates = ["a", "b"]
+[routes.pinned]
+candidates = ["b", "a"]
+strategy = "weighted"
+weights = [3, 1]
+affinity = false
+[router]
+affinity_idle = "10m"
+"#;
+    let text = crate::check::describe(&parse(text).unwrap());
+    for line in [
+        "routes (3)",
+        "  cheap: cheapest of [a, b]; at most ",
+        "; affinity on (default)",
+        "    savings against b",
+        "  first: ordered of [a, b]; at most ",
+        "; affinity off (default)",
+        "  pinned: weighted 3/1 of [b, a]; at most ",
+        "; affinity off\n",
+        "  affinity_idle   10m",
+    ] {
+        assert!(text.contains(line), "{line:?} is not in:\n{text}");
+    }
+}

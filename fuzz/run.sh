@@ -13,8 +13,8 @@
 #   FUZZ_JOBS       cargo build jobs (default 2)
 #   FUZZ_TOOLCHAIN  the nightly toolchain (default: the pinned one below)
 #   FUZZ_SANITIZER  address (default) or none: without AddressSanitizer a
-#                   target runs two to three times as many inputs a second,
-#                   still with debug assertions, panics, the 2 GB RSS limit
+#                   target runs faster, still with debug assertions,
+#                   panics, the 2 GB RSS limit
 #                   and the timeout, but not the 512 MB allocation limit
 #                   (libFuzzer hooks malloc through the sanitizer). None of
 #                   Tollgate's crates has unsafe code; for long runs.

@@ -3,7 +3,7 @@
 
 The dashboards are code: edit the definitions in generator/, then run
 
-    python3 dashboards/generate.py          # rewrite the JSON
+    python3 dashboards/generate.py          # rewrite the JSON (here and in helm/tollgate/dashboards)
     python3 dashboards/generate.py --check  # fail if the JSON is not what this writes
 
 and let gateway/tests/dashboards/run.sh prove every query on live data.
@@ -25,6 +25,8 @@ from generator.spend import spend_dashboard
 from generator.traffic import traffic_dashboard
 
 HERE = Path(__file__).resolve().parent
+# The Helm chart ships the same files as Grafana sidecar ConfigMaps.
+CHART = HERE.parent / "helm" / "tollgate" / "dashboards"
 
 DASHBOARDS = {
     "spend.json": spend_dashboard,
@@ -43,13 +45,13 @@ def main(argv):
     check = "--check" in argv
     stale = []
     for name, build in DASHBOARDS.items():
-        path = HERE / name
         want = render(build)
-        if check:
-            if not path.exists() or path.read_text(encoding="utf-8") != want:
-                stale.append(name)
-        else:
-            path.write_text(want, encoding="utf-8")
+        for path in (HERE / name, CHART / name):
+            if check:
+                if not path.exists() or path.read_text(encoding="utf-8") != want:
+                    stale.append(str(path.relative_to(HERE.parent)))
+            else:
+                path.write_text(want, encoding="utf-8")
     if stale:
         print("dashboards out of date with generate.py (run python3 dashboards/generate.py): "
               + ", ".join(stale), file=sys.stderr)

@@ -518,12 +518,12 @@ def test_dashboards_render_as_configmaps_for_grafanas_sidecar():
 
 
 def test_chart_dashboards_are_copies_of_the_repositorys():
-    """Helm reads only files inside the chart. Sync with:
-    cp dashboards/*.json helm/tollgate/dashboards/"""
+    """Helm reads only files inside the chart. python3 dashboards/generate.py
+    writes both."""
     ours = {p.name: p.read_bytes() for p in (c.CHART / "dashboards").glob("*.json")}
     theirs = {p.name: p.read_bytes() for p in (c.ROOT / "dashboards").glob("*.json")}
     stale = sorted(n for n in ours.keys() | theirs.keys() if ours.get(n) != theirs.get(n))
-    assert not stale, f"helm/tollgate/dashboards differs from dashboards/ in {stale}: run cp dashboards/*.json helm/tollgate/dashboards/ (and remove any the repository dropped)"
+    assert not stale, f"helm/tollgate/dashboards differs from dashboards/ in {stale}: run python3 dashboards/generate.py (and remove any the repository dropped)"
 
 
 def test_network_policy_admits_the_port_and_restricts_egress_on_request():

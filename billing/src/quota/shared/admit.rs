@@ -398,23 +398,49 @@ impl Shared {
         let (cost, tokens) = admitted.unwrap_or((0, 0));
         let mut seen = lock(&self.seen);
         for (b, h) in budgets.iter().zip(held) {
+            let usage = Usage {
+                period_start_ms: b.start,
+                period_end_ms: b.end,
+                spent: Picodollars(h.spent),
+                tokens: h.tokens,
+                reserved: Picodollars(h.reserved.saturating_add(cost)),
+                reserved_tokens: h.reserved_tokens.saturating_add(tokens),
+            };
+            let id = (b.level, b.id.clone());
+            if let Some(old) = seen.get(&id).filter(|s| s.key == b.key) {
+                if !supersedes(&old.usage, &usage) {
+                    continue;
+                }
+            }
             seen.insert(
-                (b.level, b.id.clone()),
+                id,
                 Seen {
                     budget: b.budget.clone(),
                     key: b.key.clone(),
-                    usage: Usage {
-                        period_start_ms: b.start,
-                        period_end_ms: b.end,
-                        spent: Picodollars(h.spent),
-                        tokens: h.tokens,
-                        reserved: Picodollars(h.reserved.saturating_add(cost)),
-                        reserved_tokens: h.reserved_tokens.saturating_add(tokens),
-                    },
+                    usage,
                 },
             );
         }
     }
+}
+
+/// Whether an admission reply's counts of a budget replace the ones kept.
+/// Replies to concurrent admissions can be read in another order than
+/// Redis ran them, and an older one must not take back the holds a newer
+/// one showed: the counts kept seed the local ones of an outage, where a
+/// budget counted short lets a request past its limit. Within a period,
+/// the counts with the larger total (spend and holds, in USD and tokens)
+/// are kept: a settlement already lowered the kept total by what it gave
+/// back (`settle_seen`), so a newer reply is never smaller than what it
+/// replaces unless another replica's hold lapsed or settled for less,
+/// which errs strict until the background refresh reads the budget anew.
+fn supersedes(old: &Usage, new: &Usage) -> bool {
+    if old.period_start_ms != new.period_start_ms {
+        return new.period_start_ms > old.period_start_ms;
+    }
+    let total = |u: &Usage| u.spent.0.saturating_add(u.reserved.0);
+    let total_tokens = |u: &Usage| u.tokens.saturating_add(u.reserved_tokens);
+    total(new) >= total(old) && total_tokens(new) >= total_tokens(old)
 }
 
 /// The tightest windows of `limited`, given each one's counts.
@@ -424,4 +450,40 @@ fn view_of(limited: &[Limited], counts: &[(u64, u64, u64)], minute: i64, now: i6
         (r, (req, tok))
     });
     rules::rate_view(used, minute, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(start: i64, spent: i64, reserved: i64, tokens: u64) -> Usage {
+        Usage {
+            period_start_ms: start,
+            period_end_ms: start + 1000,
+            spent: Picodollars(spent),
+            tokens,
+            reserved: Picodollars(reserved),
+            reserved_tokens: tokens,
+        }
+    }
+
+    #[test]
+    fn an_older_reply_read_late_does_not_take_back_holds() {
+        // Redis ran A then B; B's reply was read first.
+        let after_b = usage(0, 100, 60, 10);
+        let after_a = usage(0, 100, 30, 10);
+        assert!(!supersedes(&after_b, &after_a));
+        assert!(supersedes(&after_a, &after_b));
+        // A settlement kept (spend 25 for a hold of 30), then a newer reply
+        // that still holds the settled request's 30 (the settlement is on
+        // its way) and a new hold of 20: newer, and larger.
+        let settled = usage(0, 125, 30, 10);
+        let newer = usage(0, 100, 80, 10);
+        assert!(supersedes(&settled, &newer));
+        // A new period starts afresh; an old one never comes back.
+        assert!(supersedes(&after_b, &usage(1000, 0, 5, 0)));
+        assert!(!supersedes(&usage(1000, 0, 5, 0), &after_b));
+        // Tokens count the same way.
+        assert!(!supersedes(&usage(0, 100, 60, 10), &usage(0, 100, 60, 9)));
+    }
 }

@@ -44,33 +44,58 @@ fn check_upstream(body: &Map<String, Value>, sent: &[u8], usage_forced: bool) {
     }
 }
 
+/// What every door's valid request must hold on its way upstream: `sent`
+/// keeps `body` (see [`check_upstream`]), is valid in the same format
+/// (`reparse`), and estimates without a panic.
+fn check_sent(
+    body: &Map<String, Value>,
+    sent: &[u8],
+    usage_forced: bool,
+    reparse: fn(&[u8]) -> bool,
+    what: &str,
+    op: Operation,
+) {
+    check_upstream(body, sent, usage_forced);
+    assert!(reparse(sent), "the upstream {what} body is not valid");
+    let _ = estimate::exchange(op, sent, &OutputTally::default());
+}
+
 fuzz_target!(|data: &[u8]| {
     if let Ok(r) = openai::parse_chat(data) {
         let sent = r.upstream_body(UPSTREAM_MODEL);
-        check_upstream(r.body(), &sent, r.stream);
-        assert!(
-            openai::parse_chat(&sent).is_ok(),
-            "the upstream chat body is not valid"
+        let valid = |b: &[u8]| openai::parse_chat(b).is_ok();
+        check_sent(
+            r.body(),
+            &sent,
+            r.stream,
+            valid,
+            "chat",
+            Operation::ChatCompletions,
         );
-        let _ = estimate::exchange(Operation::ChatCompletions, &sent, &OutputTally::default());
     }
     if let Ok(r) = openai::parse_embeddings(data) {
         let sent = r.upstream_body(UPSTREAM_MODEL);
-        check_upstream(r.body(), &sent, false);
-        assert!(
-            openai::parse_embeddings(&sent).is_ok(),
-            "the upstream embeddings body is not valid"
+        let valid = |b: &[u8]| openai::parse_embeddings(b).is_ok();
+        check_sent(
+            r.body(),
+            &sent,
+            false,
+            valid,
+            "embeddings",
+            Operation::Embeddings,
         );
-        let _ = estimate::exchange(Operation::Embeddings, &sent, &OutputTally::default());
     }
     if let Ok(r) = anthropic::parse_messages(data) {
         let sent = r.upstream_body(UPSTREAM_MODEL);
-        check_upstream(r.body(), &sent, false);
-        assert!(
-            anthropic::parse_messages(&sent).is_ok(),
-            "the upstream Messages body is not valid"
+        let valid = |b: &[u8]| anthropic::parse_messages(b).is_ok();
+        check_sent(
+            r.body(),
+            &sent,
+            false,
+            valid,
+            "Messages",
+            Operation::Messages,
         );
-        let _ = estimate::exchange(Operation::Messages, &sent, &OutputTally::default());
     }
     if let Ok(r) = anthropic::parse_count_tokens(data) {
         let _ = estimate::exchange(
@@ -81,12 +106,15 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(r) = responses::parse_responses(data) {
         let sent = r.upstream_body(UPSTREAM_MODEL);
-        check_upstream(r.body(), &sent, false);
-        assert!(
-            responses::parse_responses(&sent).is_ok(),
-            "the upstream Responses body is not valid"
+        let valid = |b: &[u8]| responses::parse_responses(b).is_ok();
+        check_sent(
+            r.body(),
+            &sent,
+            false,
+            valid,
+            "Responses",
+            Operation::Responses,
         );
-        let _ = estimate::exchange(Operation::Responses, &sent, &OutputTally::default());
     }
 
     // The same bytes as an upstream's error page.

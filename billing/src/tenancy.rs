@@ -704,6 +704,15 @@ impl Tenancy {
 
     /// The key with this secret hash, for the auth cache.
     pub async fn key_by_hash(&self, hash: &str) -> Result<Option<KeyInfo>, DbError> {
+        self.key_info_where("k.key_hash", hash).await
+    }
+
+    /// The key with this id, as the auth path sees it (revoked or not).
+    pub async fn key_info(&self, id: &str) -> Result<Option<KeyInfo>, DbError> {
+        self.key_info_where("k.id", id).await
+    }
+
+    async fn key_info_where(&self, column: &str, value: &str) -> Result<Option<KeyInfo>, DbError> {
         let sql = format!(
             "SELECT k.id, k.team_id, t.org_id, t.name AS team_name, o.name AS org_name, \
              k.name, k.key_prefix, k.expires_at, k.revoked_at, \
@@ -711,11 +720,11 @@ impl Tenancy {
              k.budget AS key_budget, t.budget AS team_budget, o.budget AS org_budget, \
              k.limits AS key_limits, t.limits AS team_limits, o.limits AS org_limits \
              FROM api_keys k JOIN teams t ON t.id = k.team_id JOIN orgs o ON o.id = t.org_id \
-             WHERE k.key_hash = {}",
+             WHERE {column} = {}",
             self.p(1)
         );
         let Some(row) = sqlx::query(AssertSqlSafe(sql))
-            .bind(hash)
+            .bind(value)
             .fetch_optional(self.db.pool())
             .await?
         else {

@@ -84,6 +84,10 @@ const LEDGER_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(3600);
 /// How long a start waits for the rows an earlier run left in the spool to
 /// reach the database.
 const SPOOL_REPLAY_WAIT: Duration = Duration::from_secs(10);
+/// How far back a start looks for spooled requests whose Redis settlement
+/// may have been lost: as long as Redis remembers settlements, less the
+/// time this start may take to check them.
+const SETTLE_LEFT_WINDOW_MS: i64 = billing::quota::SETTLED_MEMORY_MS - 30_000;
 
 /// Builds the model catalog, with one provider (and one HTTP client) each.
 pub fn build_catalog(config: &Config) -> Result<Catalog, BuildError> {
@@ -319,6 +323,13 @@ impl App {
         let metrics = Arc::new(Metrics::new(config.metrics.per_key)?);
 
         let spool = Arc::new(Spool::open(&config.ledger.spool_dir)?);
+        // Requests an earlier run served but may not have settled in Redis
+        // (it was killed between spooling a row and sending its
+        // settlement): read before the writer deletes their segments.
+        let left = match &config.redis {
+            Some(_) => spool.rows_left_since(billing::db::now_ms() - SETTLE_LEFT_WINDOW_MS)?,
+            None => Vec::new(),
+        };
         let wake = Arc::new(Notify::new());
         metrics.attach_ledger(spool.stats());
         let tenancy = Arc::new(Tenancy::new(db.clone()));
@@ -358,6 +369,7 @@ impl App {
             .unwrap_or(0);
         let names = Arc::new(KnownNames::of(&config));
         let quotas = quota_engine(&config, &db)?;
+        crate::quota::settle_left(&quotas, &tenancy, left).await;
         let affinity = affinities(&config, &mut background, &background_stop)?;
         metrics.attach_quotas(&quotas)?;
         {

@@ -3,8 +3,9 @@
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use billing::quota::{reset_text, Admission, RateView, Reason, Rejection};
-use billing::tenancy::KeyInfo;
+use billing::ledger::LedgerRow;
+use billing::quota::{reset_text, Admission, QuotaEngine, RateView, Reason, Rejection};
+use billing::tenancy::{KeyInfo, Tenancy};
 use billing::Picodollars;
 use router::price::Price;
 use router::{ModelEntry, Usage};
@@ -26,6 +27,51 @@ pub fn admission<'a>(
         tokens,
         new_request,
         now_ms,
+    }
+}
+
+/// Settles in Redis, once, the requests an earlier run of this replica
+/// left in its ledger spool (`rows`), whose settlements may not have
+/// reached Redis before it died: Redis remembers each settlement under its
+/// request's id, so those that did land are not counted again. Budgets
+/// apply as the keys have them now.
+pub async fn settle_left(engine: &QuotaEngine, tenancy: &Tenancy, rows: Vec<LedgerRow>) {
+    if rows.is_empty() {
+        return;
+    }
+    let mut keys: std::collections::HashMap<String, Option<KeyInfo>> = Default::default();
+    let mut checked = 0usize;
+    for row in &rows {
+        let Some(key_id) = &row.key_id else { continue };
+        if !keys.contains_key(key_id) {
+            let info = tenancy.key_info(key_id).await.unwrap_or_else(|e| {
+                tracing::warn!(key_id = %key_id, error = %e, "a key's budgets could not be read to settle requests an earlier run left unsettled; its spend counts in Redis once its budgets are seeded again");
+                None
+            });
+            keys.insert(key_id.clone(), info);
+        }
+        let Some(Some(key)) = keys.get(key_id) else {
+            continue;
+        };
+        engine.settle_left(
+            row.request_id,
+            key.quota_levels(),
+            row.started_at_ms,
+            row.cost(),
+            row.usage.total(),
+        );
+        checked += 1;
+    }
+    match engine.sync().await {
+        Ok(()) => tracing::info!(
+            requests = checked,
+            "requests an earlier run left in the ledger spool are settled in Redis (once each)"
+        ),
+        Err(e) => tracing::warn!(
+            requests = checked,
+            error = %e,
+            "requests an earlier run left in the ledger spool are queued for Redis, which cannot be reached yet"
+        ),
     }
 }
 

@@ -44,6 +44,8 @@ pub struct Spool {
     _lock: File,
     /// Set when an append failed, cleared when a fresh segment opens.
     failing: AtomicBool,
+    /// The segments an earlier run left, found at open.
+    left: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for Spool {
@@ -117,7 +119,43 @@ impl Spool {
             stats,
             _lock: lock,
             failing: AtomicBool::new(false),
+            left: segments.into_iter().map(|(_, p)| p).collect(),
         })
+    }
+
+    /// The rows an earlier run left in the spool that it wrote at or after
+    /// `since_ms` (a row is written when its request ends: its start plus
+    /// its latency), oldest segment first. Read before the writer starts,
+    /// which deletes segments once they are in the database; unreadable
+    /// lines are skipped (the writer counts them).
+    pub fn rows_left_since(&self, since_ms: i64) -> Result<Vec<LedgerRow>, SpoolError> {
+        let since = std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(u64::try_from(since_ms).unwrap_or(0));
+        let mut rows = Vec::new();
+        for path in &self.left {
+            let recent = match fs::metadata(path).and_then(|m| m.modified()) {
+                Ok(modified) => modified >= since,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                Err(e) => return Err(e.into()),
+            };
+            if !recent {
+                continue;
+            }
+            let text = match fs::read(path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            rows.extend(
+                text.split(|b| *b == b'\n')
+                    .filter_map(|line| serde_json::from_slice::<LedgerRow>(line).ok())
+                    .filter(|r| {
+                        let latency = i64::try_from(r.latency_ms).unwrap_or(i64::MAX);
+                        r.started_at_ms.saturating_add(latency) >= since_ms
+                    }),
+            );
+        }
+        Ok(rows)
     }
 
     /// The counters of this spool and its writer.

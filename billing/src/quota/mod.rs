@@ -26,6 +26,7 @@ use std::sync::Arc;
 pub use limits::{Budget, Enforcement, Limits, Period, Quota, Quotas, Rates};
 pub use shared::{
     redact_urls, FailureMode, RedisConn, RedisMode, RedisOptions, StoreError, StoreStatus,
+    SETTLED_MEMORY_MS,
 };
 
 use crate::db::Db;
@@ -330,6 +331,27 @@ impl QuotaEngine {
         }
     }
 
+    /// Settles a request served by an earlier run of this replica, found in
+    /// the ledger spool after a restart, whose settlement may never have
+    /// reached Redis (the run was killed first): its spend is added to the
+    /// budgets over `levels` in the period containing `at_ms`, once, unless
+    /// Redis remembers its settlement (or an earlier `settle_left`) under
+    /// `request`. Redis remembers them for [`SETTLED_MEMORY_MS`]: leave out
+    /// rows older than that. Nothing to do for an engine counting in
+    /// process (its counts start from the ledger).
+    pub fn settle_left(
+        &self,
+        request: uuid::Uuid,
+        levels: [(Level, &str, &Quota); 3],
+        at_ms: i64,
+        cost: Picodollars,
+        tokens: u64,
+    ) {
+        if let Some(shared) = &self.shared {
+            shared.settle_left(request, levels, at_ms, cost, tokens);
+        }
+    }
+
     /// Every budget counted in its current period at `now_ms`.
     pub fn budgets(&self, now_ms: i64) -> Vec<(Level, String, Budget, Usage)> {
         match &self.shared {
@@ -490,10 +512,24 @@ impl Ticket {
 
     /// Turns the reservation into actual spend and frees the request's slot.
     pub fn settle(mut self, cost: Picodollars, tokens: u64, now_ms: i64) {
-        self.finish(cost, tokens, now_ms);
+        self.finish(cost, tokens, now_ms, None);
     }
 
-    fn finish(&mut self, cost: Picodollars, tokens: u64, now_ms: i64) {
+    /// Like [`Ticket::settle`], for the request whose ledger row has id
+    /// `request`: Redis remembers the settlement under that id, so that a
+    /// restart that finds the row in the spool knows whether the settlement
+    /// landed before the process died ([`QuotaEngine::settle_left`]).
+    pub fn settle_request(
+        mut self,
+        request: uuid::Uuid,
+        cost: Picodollars,
+        tokens: u64,
+        now_ms: i64,
+    ) {
+        self.finish(cost, tokens, now_ms, Some(request));
+    }
+
+    fn finish(&mut self, cost: Picodollars, tokens: u64, now_ms: i64, request: Option<uuid::Uuid>) {
         let Some(held) = self.held.take() else {
             return;
         };
@@ -506,7 +542,7 @@ impl Ticket {
             Held::Local(engine, holds, owed) => {
                 engine.settle(&holds, grown, cost, tokens, now_ms);
                 if let Some(shared) = owed {
-                    shared.reconcile(&holds, cost, tokens);
+                    shared.reconcile(&holds, cost, tokens, request);
                 }
             }
             // Redis knows what each hold grew to; this replica's view of
@@ -514,7 +550,7 @@ impl Ticket {
             Held::Shared(engine, mut holds) => {
                 holds.cost = Picodollars(holds.cost.0 + grown.0);
                 holds.tokens += grown.1;
-                engine.settle(holds, cost, tokens, now_ms)
+                engine.settle(holds, cost, tokens, now_ms, request)
             }
         }
     }
@@ -522,7 +558,7 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.finish(Picodollars::ZERO, 0, crate::db::now_ms());
+        self.finish(Picodollars::ZERO, 0, crate::db::now_ms(), None);
     }
 }
 

@@ -501,3 +501,138 @@ async fn a_full_ledger_backlog_refuses_requests_instead_of_serving_them_unbilled
     }
     crate::billing::ledger_with(&pg.db, served + 1).await;
 }
+
+/// A replica killed after a request's row reached the spool but before its
+/// settlement reached Redis: the restart finds the row and settles it in
+/// Redis, once; a row whose settlement did land is not counted again. Redis
+/// then holds what the ledger holds (the fault matrix's kill -9 phase found
+/// Redis one request short).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settlement_lost_to_kill_9_reaches_redis_once_on_restart() {
+    use billing::quota::{FailureMode, Level, Period, QuotaEngine, Seed};
+    use futures_util::StreamExt;
+
+    let Some(r) = billing::testing::TestRedis::new() else {
+        return;
+    };
+    let fwd = loadtest::forward::Forwarder::start(r.server_addr().await)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Rows stay in the spool until the restart (the writer waits an hour
+    // between batches): the restart finds both requests' rows there.
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[providers.slow]\nkind = \"mock\"\nttft = \"0s\"\ntokens_per_second = 20\noutput_tokens = 30\n\
+             [models.slow]\nprovider = \"slow\"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n\
+             [redis]\nurl = \"{}\"\nprefix = \"{}\"\non_failure = \"open\"\ntimeout = \"500ms\"\nlease = \"5s\"\n",
+            billing::testing::url_via(&r.url, fwd.addr()),
+            r.prefix
+        ),
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("flush_interval = \"5ms\"", "flush_interval = \"1h\"");
+    std::fs::write(&config, text).unwrap();
+    let mut gw = Gateway::start(&config);
+    let client = http_client();
+    let base = format!("http://{}", gw.addr);
+    let admin = async |path: &str, body: Value| -> Value {
+        let resp = client
+            .post(format!("{base}{path}"))
+            .bearer_auth(MASTER_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "POST {path}");
+        resp.json().await.unwrap()
+    };
+    let budget = json!({"limit_usd": 100.0, "period": "monthly", "enforcement": "hard"});
+    let org = admin("/admin/orgs", json!({"name": "o", "budget": budget})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let team = admin("/admin/teams", json!({"org_id": org, "name": "t"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = admin("/admin/keys", json!({"team_id": team, "name": "k"})).await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let counted =
+        QuotaEngine::redis(Seed::Empty, vec![], r.options(&r.url, FailureMode::Closed)).unwrap();
+    let in_redis = async || {
+        let now = billing::db::now_ms();
+        counted
+            .current_usage(&org, Level::Org, &org, Period::Monthly, now)
+            .await
+    };
+
+    // One request settles in Redis while it is reachable.
+    let chat = format!("{base}/v1/chat/completions");
+    let resp = client
+        .post(&chat)
+        .bearer_auth(&key)
+        .json(&json!({"model": "demo", "messages": [{"role": "user", "content": "one"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    eventually("the first request is settled in Redis", async || {
+        in_redis()
+            .await
+            .is_some_and(|u| u.spent.0 > 0 && u.reserved.0 == 0)
+    })
+    .await;
+
+    // A stream admitted through Redis, which is cut before it ends: its
+    // row is spooled, its settlement waits for Redis, and the process dies.
+    let resp = client
+        .post(&chat)
+        .bearer_auth(&key)
+        .json(&json!({"model": "slow", "stream": true, "messages": [{"role": "user", "content": "two"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    next_piece(&mut body).await.expect("the stream starts");
+    fwd.cut();
+    let mut text = Vec::new();
+    while let Some(piece) = body.next().await {
+        text.extend_from_slice(&piece.unwrap());
+    }
+    assert!(
+        String::from_utf8_lossy(&text).contains("[DONE]"),
+        "the stream completes while Redis is cut"
+    );
+    let before = in_redis().await.unwrap();
+    gw.kill_9();
+    fwd.restore();
+
+    let gw = Gateway::start(&config);
+    let url = format!("sqlite://{}/tollgate.db", dir.path().display());
+    let db = billing::Db::connect(&url).await.unwrap();
+    let rows = ledger(&db).await;
+    assert_eq!(rows.len(), 2, "both requests are in the ledger");
+    let cost: i64 = rows.iter().map(|r| r.cost).sum();
+    let tokens: i64 = rows.iter().map(|r| r.tokens[..4].iter().sum::<i64>()).sum();
+    assert!(
+        before.spent.0 < cost,
+        "the stream's settlement had not reached Redis when the process died"
+    );
+    // Settled before the restart listens.
+    let after = in_redis().await.unwrap();
+    assert_eq!(after.spent.0, cost, "Redis counts each ledger row once");
+    assert_eq!(after.tokens, tokens as u64);
+    assert!(
+        gw.logged().contains("settled in Redis (once each)"),
+        "{}",
+        gw.logged()
+    );
+    drop(gw);
+}

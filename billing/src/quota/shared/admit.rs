@@ -126,6 +126,7 @@ impl Shared {
             // Nothing over this request is counted: nothing to ask Redis.
             return Ok(Ok(Holds {
                 ticket,
+                org: org.to_owned(),
                 budgets,
                 rates: Vec::new(),
                 cost: a.cost,
@@ -207,6 +208,7 @@ impl Shared {
             let rate = view_of(&limited, &after, minute, now);
             return Ok(Ok(Holds {
                 ticket,
+                org: org.to_owned(),
                 budgets,
                 rates: limited.into_iter().map(|(_, base, _)| base).collect(),
                 cost: a.cost,

@@ -31,14 +31,9 @@ const BATCH: usize = 512;
 
 /// How long Redis remembers that a settlement or reconciliation ran, so
 /// that one sent again (its reply was lost to a timeout after Redis ran
-/// it) does not count twice: about 100 bytes of Redis per request for this
-/// long.
-const DONE_MS: &str = "600000";
-
-/// The key saying operation `id` ran, in the slot of `key`.
-fn done(key: &str, id: &str) -> String {
-    format!("{key}:done:{id}")
-}
+/// it, or a restart found its request's row in the spool) does not count
+/// twice: about 100 bytes of Redis per request for this long.
+pub const SETTLED_MEMORY_MS: i64 = 600_000;
 
 impl Shared {
     pub(super) fn push(&self, op: Op) {
@@ -177,6 +172,7 @@ impl Shared {
     fn invocation(&self, op: &Op) -> redis::ScriptInvocation<'_> {
         match op {
             Op::Settle {
+                id,
                 holds,
                 cost,
                 tokens,
@@ -200,15 +196,13 @@ impl Shared {
                     inv.arg((minute + 2 * MINUTE_MS - now).to_string());
                 }
                 // In the organization's slot, like every key above.
-                let first = holds.budgets.first().map_or_else(
-                    || holds.rates.first().cloned().unwrap_or_default(),
-                    |b| b.key.clone(),
-                );
-                inv.key(done(&first, &holds.ticket)).arg(DONE_MS);
+                inv.key(self.keys.done(&holds.org, id))
+                    .arg(SETTLED_MEMORY_MS);
                 inv
             }
             Op::Reconcile {
                 id,
+                org,
                 keys,
                 cost,
                 tokens,
@@ -217,8 +211,7 @@ impl Shared {
                 for k in keys {
                     inv.key(k).arg(cost.to_string()).arg(tokens.to_string());
                 }
-                let first = keys.first().cloned().unwrap_or_default();
-                inv.key(done(&first, id)).arg(DONE_MS);
+                inv.key(self.keys.done(org, id)).arg(SETTLED_MEMORY_MS);
                 inv
             }
         }
@@ -454,6 +447,7 @@ mod tests {
             panic!("admitted in Redis");
         };
         let settle = || Op::Settle {
+            id: holds.ticket.clone(),
             holds: holds.clone(),
             cost: 700,
             tokens: 9,
@@ -462,6 +456,7 @@ mod tests {
         let keys: Vec<String> = holds.budgets.iter().map(|b| b.key.clone()).collect();
         let reconcile = || Op::Reconcile {
             id: "replica-r1".into(),
+            org: "o".into(),
             keys: keys.clone(),
             cost: 50,
             tokens: 1,

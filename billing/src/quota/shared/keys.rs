@@ -67,6 +67,13 @@ impl Keys {
     }
 
     /// What a rate limit's keys start with.
+    /// The key saying that the spend of operation `id` (a request's
+    /// settlement, or spend counted while Redis was away) was counted, in
+    /// the organization's slot.
+    pub(super) fn done(&self, org: &str, id: &str) -> String {
+        format!("{}:done:{id}", self.org(org))
+    }
+
     pub(super) fn rate(&self, org: &str, key: &RateKey) -> String {
         let model = key.2.as_deref().map_or("all".into(), |m| format!("m/{m}"));
         format!("{}:r:{}:{}:{model}", self.org(org), level_tag(key.0), key.1)

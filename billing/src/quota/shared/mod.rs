@@ -38,7 +38,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use redis::Script;
+use uuid::Uuid;
 
+pub use background::SETTLED_MEMORY_MS;
 pub use conn::Conn as RedisConn;
 pub use options::{redact_urls, FailureMode, RedisMode, RedisOptions, StoreError, StoreStatus};
 
@@ -64,6 +66,7 @@ struct BudgetHold {
 #[derive(Debug, Clone)]
 pub(super) struct Holds {
     ticket: String,
+    org: String,
     budgets: Vec<BudgetHold>,
     /// What each rate limit's keys start with.
     rates: Vec<String>,
@@ -89,6 +92,10 @@ impl Holds {
 #[derive(Debug)]
 enum Op {
     Settle {
+        /// Names the settlement, so that it counts once however often it
+        /// is sent: the request's id (which its ledger row carries), or the
+        /// ticket's when it has none.
+        id: String,
         holds: Holds,
         cost: i64,
         tokens: u64,
@@ -98,8 +105,9 @@ enum Op {
     /// counters of one organization.
     Reconcile {
         /// Names this reconciliation, so that it counts once however often
-        /// it is sent.
+        /// it is sent: the request's id, when there is one.
         id: String,
+        org: String,
         keys: Vec<String>,
         cost: i64,
         tokens: u64,
@@ -274,14 +282,25 @@ impl Shared {
         }
     }
 
-    /// Queues a settlement; it reaches Redis with the next batch.
-    pub(super) fn settle(&self, holds: Holds, cost: Picodollars, tokens: u64, now: i64) {
+    /// Queues a settlement; it reaches Redis with the next batch. Named by
+    /// `request` (the request's id, which its ledger row carries), it is
+    /// counted once, whether it lands or a restart settles the row instead
+    /// (see [`Shared::owe`]).
+    pub(super) fn settle(
+        &self,
+        holds: Holds,
+        cost: Picodollars,
+        tokens: u64,
+        now: i64,
+        request: Option<Uuid>,
+    ) {
         if holds.is_empty() {
             return;
         }
         lock(&self.live).remove(&holds.ticket);
         self.settle_seen(&holds, cost, tokens);
         self.push(Op::Settle {
+            id: request.map_or_else(|| holds.ticket.clone(), |r| r.to_string()),
             holds,
             cost: cost.0,
             tokens,
@@ -309,30 +328,78 @@ impl Shared {
         }
     }
 
-    /// Queues spend counted in this process while Redis was away.
-    pub(super) fn reconcile(&self, holds: &local::Holds, cost: Picodollars, tokens: u64) {
-        if cost.0 == 0 && tokens == 0 {
-            return;
-        }
+    /// Queues spend counted in this process while Redis was away, named
+    /// by `request` like a settlement.
+    pub(super) fn reconcile(
+        &self,
+        holds: &local::Holds,
+        cost: Picodollars,
+        tokens: u64,
+        request: Option<Uuid>,
+    ) {
         let keys: Vec<String> = holds
             .budget_windows()
             .map(|(level, id, period, start)| {
                 self.keys.budget(holds.org(), level, id, period, start)
             })
             .collect();
-        if !keys.is_empty() {
-            let id = format!(
-                "{}-r{}",
-                self.replica,
-                self.issued.fetch_add(1, Ordering::Relaxed)
-            );
-            self.push(Op::Reconcile {
-                id,
-                keys,
-                cost: cost.0,
-                tokens,
-            });
+        let id = request.map_or_else(
+            || {
+                format!(
+                    "{}-r{}",
+                    self.replica,
+                    self.issued.fetch_add(1, Ordering::Relaxed)
+                )
+            },
+            |r| r.to_string(),
+        );
+        self.owe(id, holds.org(), keys, cost, tokens);
+    }
+
+    /// Queues `cost` and `tokens` for the budget counters `keys` (of
+    /// organization `org`), once under the name `id`: a request's spend
+    /// whose settlement did not reach Redis, when `id` is its request id
+    /// and its settlement never ran.
+    fn owe(&self, id: String, org: &str, keys: Vec<String>, cost: Picodollars, tokens: u64) {
+        if keys.is_empty() || (cost.0 == 0 && tokens == 0) {
+            return;
         }
+        self.push(Op::Reconcile {
+            id,
+            org: org.to_owned(),
+            keys,
+            cost: cost.0,
+            tokens,
+        });
+    }
+
+    /// Settles in Redis, once, a request that its ledger row says was
+    /// served but whose settlement may never have reached Redis (the
+    /// process that served it was killed first): its spend is added to
+    /// the budgets over it, unless Redis remembers the settlement. Redis
+    /// remembers settlements for [`SETTLED_MEMORY_MS`]; older rows are the
+    /// caller's to leave out.
+    pub(super) fn settle_left(
+        &self,
+        request: Uuid,
+        levels: [(Level, &str, &super::Quota); 3],
+        at_ms: i64,
+        cost: Picodollars,
+        tokens: u64,
+    ) {
+        let org = levels
+            .iter()
+            .find(|(level, _, _)| *level == Level::Org)
+            .map_or("", |(_, id, _)| id);
+        let keys = levels
+            .iter()
+            .filter_map(|(level, id, quota)| {
+                let b = quota.budget.as_ref()?;
+                let (start, _) = b.period.window(at_ms);
+                Some(self.keys.budget(org, *level, id, b.period, start))
+            })
+            .collect();
+        self.owe(request.to_string(), org, keys, cost, tokens);
     }
 
     /// What a budget has used, read from Redis now; `None` when it has no

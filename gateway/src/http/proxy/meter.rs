@@ -167,7 +167,7 @@ impl Meter for Charge {
         };
         let cost = billing::cost(&o.usage, price);
         if let Some(ticket) = self.ticket.take() {
-            ticket.settle(cost, o.usage.total(), billing::db::now_ms());
+            ticket.settle_request(self.ctx.id, cost, o.usage.total(), billing::db::now_ms());
         }
         let reference_cost = self
             .ctx

@@ -420,25 +420,35 @@ impl Shared {
                     budget: b.budget.clone(),
                     key: b.key.clone(),
                     usage,
+                    version: self.changes.fetch_add(1, Ordering::Relaxed) + 1,
                 },
             );
         }
     }
 }
 
-/// Whether an admission reply's counts of a budget replace the ones kept.
-/// Replies to concurrent admissions can be read in another order than
-/// Redis ran them, and an older one must not take back the holds a newer
-/// one showed: the counts kept seed the local ones of an outage, where a
-/// budget counted short lets a request past its limit. Within a period,
-/// the counts with the larger total (spend and holds, in USD and tokens)
-/// are kept: a settlement already lowered the kept total by what it gave
-/// back (`settle_seen`), so a newer reply is never smaller than what it
-/// replaces unless another replica's hold lapsed or settled for less,
-/// which errs strict until the background refresh reads the budget anew.
-fn supersedes(old: &Usage, new: &Usage) -> bool {
+/// Whether an admission reply's counts of a budget (or a reread's) replace
+/// the ones kept. Replies to concurrent admissions can be read in another
+/// order than Redis ran them, and an older one must not take back the
+/// holds a newer one showed: the counts kept seed the local ones of an
+/// outage, where a budget counted short lets a request past its limit.
+///
+/// Within a period, spend only grows in Redis, and the counts kept are a
+/// reply's plus this replica's own settlements on their way there
+/// (`settle_seen`), which only add spend. So counts with more spend (and
+/// no fewer tokens) than those kept are newer in Redis's order than the
+/// reply those came from, and replace them whatever their total: that is
+/// how holds that lapsed or settled for less leave the view under load.
+/// Otherwise the counts with the larger total (spend and holds, in USD and
+/// tokens) are kept, which errs strict until the next reread.
+pub(super) fn supersedes(old: &Usage, new: &Usage) -> bool {
     if old.period_start_ms != new.period_start_ms {
         return new.period_start_ms > old.period_start_ms;
+    }
+    let more_spent = (new.spent.0 > old.spent.0 && new.tokens >= old.tokens)
+        || (new.spent.0 >= old.spent.0 && new.tokens > old.tokens);
+    if more_spent {
+        return true;
     }
     let total = |u: &Usage| u.spent.0.saturating_add(u.reserved.0);
     let total_tokens = |u: &Usage| u.tokens.saturating_add(u.reserved_tokens);
@@ -487,5 +497,12 @@ mod tests {
         assert!(!supersedes(&usage(1000, 0, 5, 0), &after_b));
         // Tokens count the same way.
         assert!(!supersedes(&usage(0, 100, 60, 10), &usage(0, 100, 60, 9)));
+        // More spend is newer in Redis's order: a hold that settled for
+        // less than it held (or lapsed) leaves the view, though the total
+        // shrinks.
+        let later = usage(0, 110, 0, 10);
+        assert!(supersedes(&after_b, &later));
+        // Less spend with a smaller total is an older reply.
+        assert!(!supersedes(&settled, &after_a));
     }
 }

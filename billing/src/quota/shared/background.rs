@@ -16,12 +16,24 @@ use futures_util::future::join_all;
 use redis::{RedisResult, Value};
 
 use super::super::rules::{minute_of, MINUTE_MS};
-use super::super::Alert;
-use super::admit::{opt, strings};
+use super::super::{Alert, Level, Usage};
+use super::admit::{opt, strings, supersedes};
 use super::conn::transient;
 use super::keys::{in_flight, leases, minute as minute_key};
 use super::{lock, Holds, Op, Shared, StoreError};
 use crate::money::Picodollars;
+
+/// One budget as a reread found it.
+struct Reread {
+    id: (Level, String),
+    key: String,
+    /// The version of the counts kept when the read began.
+    version: u64,
+    spent: Picodollars,
+    tokens: u64,
+    reserved: Picodollars,
+    reserved_tokens: u64,
+}
 
 /// At most this many settlements wait for Redis; past it the oldest are
 /// dropped (the ledger still has them, and reseeding will count them).
@@ -282,12 +294,20 @@ impl Shared {
 
     /// Reads every budget this replica has seen, for `usage` and gauges.
     pub(super) async fn refresh(&self) -> Result<(), StoreError> {
+        let read = self.reread().await?;
+        self.apply_reread(read);
+        Ok(())
+    }
+
+    /// Every budget this replica has seen, as Redis has it now, with the
+    /// version of the counts kept when the read began.
+    async fn reread(&self) -> Result<Vec<Reread>, StoreError> {
         let seen: Vec<_> = lock(&self.seen)
             .iter()
-            .map(|(k, s)| (k.clone(), s.key.clone()))
+            .map(|(k, s)| (k.clone(), s.key.clone(), s.version))
             .collect();
         if seen.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let read = |key: &str| {
             let mut cmd = redis::cmd("HMGET");
@@ -296,7 +316,7 @@ impl Shared {
             cmd
         };
         let replies: Vec<Vec<Option<String>>> = if self.conn.is_cluster() {
-            let calls = seen.iter().map(|(_, key)| async move {
+            let calls = seen.iter().map(|(_, key, _)| async move {
                 let mut conn = self.conn.clone();
                 self.call(read(key).query_async(&mut conn)).await
             });
@@ -306,24 +326,51 @@ impl Shared {
                 .collect::<Result<_, _>>()?
         } else {
             let mut pipe = redis::pipe();
-            for (_, key) in &seen {
+            for (_, key, _) in &seen {
                 pipe.add_command(read(key));
             }
             let mut conn = self.conn.clone();
             self.call(pipe.query_async(&mut conn)).await?
         };
+        Ok(seen
+            .into_iter()
+            .zip(replies)
+            .map(|((id, key, version), v)| {
+                let field = |i: usize| v.get(i).cloned().flatten().and_then(|s| s.parse().ok());
+                Reread {
+                    id,
+                    key,
+                    version,
+                    spent: Picodollars(field(0).unwrap_or(0)),
+                    tokens: field(1).map_or(0, |t: i64| t.max(0) as u64),
+                    reserved: Picodollars(field(2).unwrap_or(0)),
+                    reserved_tokens: field(3).map_or(0, |t: i64| t.max(0) as u64),
+                }
+            })
+            .collect())
+    }
+
+    /// Keeps what a reread found. Counts an admission or settlement changed
+    /// while the read was under way stay, unless the read is newer than
+    /// them in Redis's order ([`supersedes`]): it may be older, and taking
+    /// back a hold they showed would leave an outage's local counts short.
+    fn apply_reread(&self, read: Vec<Reread>) {
         let mut map = lock(&self.seen);
-        for ((k, key), v) in seen.into_iter().zip(replies) {
-            let Some(s) = map.get_mut(&k).filter(|s| s.key == key) else {
+        for r in read {
+            let Some(s) = map.get_mut(&r.id).filter(|s| s.key == r.key) else {
                 continue;
             };
-            let field = |i: usize| v.get(i).cloned().flatten().and_then(|s| s.parse().ok());
-            s.usage.spent = Picodollars(field(0).unwrap_or(0));
-            s.usage.tokens = field(1).map_or(0, |t: i64| t.max(0) as u64);
-            s.usage.reserved = Picodollars(field(2).unwrap_or(0));
-            s.usage.reserved_tokens = field(3).map_or(0, |t: i64| t.max(0) as u64);
+            let usage = Usage {
+                spent: r.spent,
+                tokens: r.tokens,
+                reserved: r.reserved,
+                reserved_tokens: r.reserved_tokens,
+                ..s.usage.clone()
+            };
+            if s.version == r.version || supersedes(&s.usage, &usage) {
+                s.usage = usage;
+            }
         }
-        Ok(())
     }
 
     /// Whether Redis answers (on a cluster, every primary).
@@ -476,5 +523,88 @@ mod tests {
         assert_eq!(used.spent, Picodollars(750));
         assert_eq!(used.tokens, 10);
         assert_eq!(used.reserved, Picodollars(0));
+    }
+
+    /// The background reread can be older than an admission whose reply
+    /// was read while it was under way: it must not take back that
+    /// admission's hold (an outage's local counts start from these, and a
+    /// budget counted short lets a request past its limit). With nothing
+    /// in between, a reread replaces the counts kept.
+    #[tokio::test]
+    async fn a_reread_older_than_an_admission_does_not_take_back_its_hold() {
+        let Some(r) = crate::testing::TestRedis::new() else {
+            return;
+        };
+        let engine =
+            QuotaEngine::redis(Seed::Empty, vec![], r.options(&r.url, FailureMode::Closed))
+                .unwrap();
+        let quota = Quota {
+            budget: Some(Budget {
+                limit_usd: Some(100.0),
+                limit_tokens: None,
+                period: Period::Monthly,
+                enforcement: Enforcement::Hard,
+            }),
+            limits: None,
+        };
+        let none = Quota::default();
+        let now = crate::db::now_ms();
+        let admit = |cost: i64| {
+            let engine = engine.clone();
+            let quota = quota.clone();
+            let none = none.clone();
+            async move {
+                engine
+                    .admit(&Admission {
+                        levels: [
+                            (Level::Org, "o", &quota),
+                            (Level::Team, "t", &none),
+                            (Level::Key, "k", &none),
+                        ],
+                        model: "m",
+                        cost: Picodollars(cost),
+                        tokens: 10,
+                        new_request: true,
+                        now_ms: now,
+                    })
+                    .await
+                    .unwrap()
+            }
+        };
+        let reserved = || {
+            engine
+                .usage(Level::Org, "o", Period::Monthly, now)
+                .unwrap()
+                .reserved
+        };
+        let first = admit(1_000).await;
+        let Some(Held::Shared(shared, _)) = first.held.clone() else {
+            panic!("admitted in Redis");
+        };
+        let read = shared.reread().await.unwrap();
+        let second = admit(500).await;
+        assert_eq!(reserved(), Picodollars(1_500));
+        shared.apply_reread(read);
+        assert_eq!(reserved(), Picodollars(1_500), "the older read is not kept");
+
+        // The first settles for 700 and lands; a read taken then is older
+        // than a third admission read before it is applied.
+        first.settle(Picodollars(700), 9, now);
+        engine.sync().await.unwrap();
+        let read = shared.reread().await.unwrap();
+        let third = admit(200).await;
+        shared.apply_reread(read);
+        assert_eq!(reserved(), Picodollars(700));
+
+        // Nothing in between: the read stands, down as well as up.
+        drop((second, third));
+        shared.flush().await.unwrap();
+        let read = shared.reread().await.unwrap();
+        shared.apply_reread(read);
+        let used = engine.usage(Level::Org, "o", Period::Monthly, now).unwrap();
+        assert_eq!(
+            (used.spent, used.reserved),
+            (Picodollars(700), Picodollars(0))
+        );
     }
 }

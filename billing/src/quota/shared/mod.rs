@@ -120,6 +120,10 @@ struct Seen {
     budget: Budget,
     key: String,
     usage: Usage,
+    /// Which change to the view this is (see `Shared::changes`): a
+    /// background reread replaces only counts that did not change while it
+    /// was under way.
+    version: u64,
 }
 
 fn script(body: &str) -> Script {
@@ -161,6 +165,8 @@ pub(super) struct Shared {
     /// Tickets in flight: the lease keys each one must keep renewing.
     live: Mutex<HashMap<String, Vec<String>>>,
     seen: Mutex<HashMap<(Level, String), Seen>>,
+    /// Changes made to `seen` by admissions and settlements, counted.
+    changes: AtomicU64,
     alerts: Mutex<Vec<Alert>>,
     /// One seeding from the ledger at a time in this replica.
     seeding: tokio::sync::Mutex<()>,
@@ -223,6 +229,7 @@ impl Shared {
             wake: tokio::sync::Notify::new(),
             live: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashMap::new()),
+            changes: AtomicU64::new(0),
             alerts: Mutex::new(Vec::new()),
             seeding: tokio::sync::Mutex::new(()),
             flushing: tokio::sync::Mutex::new(()),
@@ -320,6 +327,7 @@ impl Shared {
             else {
                 continue;
             };
+            s.version = self.changes.fetch_add(1, Ordering::Relaxed) + 1;
             let u = &mut s.usage;
             u.reserved = Picodollars(u.reserved.0.saturating_sub(holds.cost.0).max(0));
             u.reserved_tokens = u.reserved_tokens.saturating_sub(holds.tokens);

@@ -48,6 +48,13 @@ pub mod wire;
 pub mod fuzzing {
     /// The SSE framer the stream relay splits upstream bodies with.
     pub use crate::relay::frame::{fields, Fields, Framer, NotText, Oversized, MAX_EVENT_BYTES};
+
+    /// Reads one event's data with the relay's hand-written view readers
+    /// and with `serde_json`; panics where a reader accepts what
+    /// `serde_json` refuses or reads it differently.
+    pub fn check_event_readers(data: &str) {
+        crate::relay::check_readers(data);
+    }
 }
 
 pub use catalog::{Catalog, ModelEntry};

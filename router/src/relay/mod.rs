@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use codec::check_readers;
 pub use json::{relay_json, JsonRelayed, MalformedBody};
 pub use sse::{relay_stream, relay_stream_within, Allowance, StreamOptions};
 

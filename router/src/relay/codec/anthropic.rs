@@ -32,7 +32,7 @@ impl AnthropicPass {
 
 impl Codec for AnthropicPass {
     fn event(&mut self, ev: &Event<'_>, m: &mut Meter, out: &mut Out) -> Step {
-        let Ok(view) = serde_json::from_str::<AnthropicEvent<'_>>(ev.data) else {
+        let Some(view) = AnthropicEvent::read(ev.data) else {
             // A shape the view does not know: read and rebuild it whole.
             return self.rebuild(ev, m, out, true);
         };
@@ -86,7 +86,7 @@ impl Codec for AnthropicPass {
 }
 
 impl AnthropicPass {
-    fn merge(&mut self, usage: Option<&serde_json::value::RawValue>) {
+    fn merge(&mut self, usage: Option<super::view::Raw<'_>>) {
         if let Some(raw) = usage {
             let value = serde_json::from_str::<Value>(raw.get()).ok();
             self.usage.merge(value.as_ref());

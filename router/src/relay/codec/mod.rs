@@ -12,8 +12,12 @@
 mod anthropic;
 mod openai;
 mod responses;
+mod scan;
 mod translated;
 mod view;
+
+#[cfg(feature = "fuzzing")]
+pub(crate) use view::check_readers;
 
 use std::ops::Range;
 
@@ -254,9 +258,9 @@ fn event_kind(name: &str, data: &Value) -> String {
 /// event must be rebuilt instead.
 fn forward_edited(
     ev: &Event<'_>,
-    model: Option<&serde_json::value::RawValue>,
+    model: Option<view::Raw<'_>>,
     client_model_json: &str,
-    remove: Option<&serde_json::value::RawValue>,
+    remove: Option<view::Raw<'_>>,
     out: &mut Out,
 ) -> bool {
     let mut edits: [(Range<usize>, &str); 2] = Default::default();
@@ -293,7 +297,7 @@ fn forward_edited(
 /// Forwards `ev` with its model name rewritten (see [`forward_edited`]).
 fn forward_with_model(
     ev: &Event<'_>,
-    model: Option<&serde_json::value::RawValue>,
+    model: Option<view::Raw<'_>>,
     client_model_json: &str,
     out: &mut Out,
 ) -> bool {

@@ -40,7 +40,7 @@ impl Codec for OpenAiPass {
             out.forward(ev);
             return Step::End(End::Complete);
         }
-        let Ok(chunk) = serde_json::from_str::<ChatChunk<'_>>(ev.data) else {
+        let Some(chunk) = ChatChunk::read(ev.data) else {
             // A shape the view does not know: read and rebuild it whole.
             return self.rebuild(ev, m, out, true);
         };

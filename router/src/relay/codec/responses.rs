@@ -62,7 +62,7 @@ impl ResponsesPass {
 
 impl Codec for ResponsesPass {
     fn event(&mut self, ev: &Event<'_>, m: &mut Meter, out: &mut Out) -> Step {
-        let Ok(view) = serde_json::from_str::<ResponsesEvent<'_>>(ev.data) else {
+        let Some(view) = ResponsesEvent::read(ev.data) else {
             // A shape the view does not know: read and rebuild it whole.
             return self.rebuild(ev, m, out, true);
         };

@@ -206,7 +206,7 @@ impl<T: FromChatChunks> Codec for FromChat<T> {
         if ev.data == "[DONE]" {
             return flow_step(self.0.end(&mut out.frames));
         }
-        let view = serde_json::from_str::<ChatChunk<'_>>(ev.data).ok();
+        let view = ChatChunk::read(ev.data);
         if let Some((id, text)) = view.as_ref().and_then(text_only) {
             if self.0.text(id, text, &mut out.frames) {
                 m.produced = true;
@@ -253,7 +253,7 @@ impl<T: FromAnthropicEvents> FromAnthropic<T> {
 
 impl<T: FromAnthropicEvents> Codec for FromAnthropic<T> {
     fn event(&mut self, ev: &Event<'_>, m: &mut Meter, out: &mut Out) -> Step {
-        let view = serde_json::from_str::<AnthropicEvent<'_>>(ev.data).ok();
+        let view = AnthropicEvent::read(ev.data);
         if let Some((index, text)) = view.as_ref().and_then(text_delta) {
             if self.0.text(index, text, &mut out.frames) {
                 m.produced = true;
@@ -418,12 +418,9 @@ mod tests {
         let shortcuts = |events: &[(&str, String)], read: fn(&str) -> bool| {
             events.iter().filter(|(_, d)| read(d)).count()
         };
-        let anthropic_text = |d: &str| {
-            serde_json::from_str::<AnthropicEvent<'_>>(d).is_ok_and(|e| text_delta(&e).is_some())
-        };
-        let chat_text = |d: &str| {
-            serde_json::from_str::<ChatChunk<'_>>(d).is_ok_and(|c| text_only(&c).is_some())
-        };
+        let anthropic_text =
+            |d: &str| AnthropicEvent::read(d).is_some_and(|e| text_delta(&e).is_some());
+        let chat_text = |d: &str| ChatChunk::read(d).is_some_and(|c| text_only(&c).is_some());
         assert_eq!(shortcuts(&anthropic, anthropic_text), texts().len());
         assert_eq!(shortcuts(&chat, chat_text), texts().len() + 1);
 

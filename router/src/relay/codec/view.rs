@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::scan::{Scan, Seen};
 use crate::usage::Usage;
 
 /// A JSON string, borrowed from the event when it has no escapes.
@@ -93,8 +94,25 @@ pub(super) fn member_span(json: &str, value: Range<usize>) -> Option<Range<usize
     }
 }
 
+/// A member's value as the raw JSON text it spans in the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Raw<'a>(&'a str);
+
+impl<'a> Raw<'a> {
+    /// The JSON text.
+    pub fn get(self) -> &'a str {
+        self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&RawValue>::deserialize(d).map(|r| Raw(r.get()))
+    }
+}
+
 /// Reads a usage object passed as raw JSON, with `normalize`.
-pub(super) fn usage_of(raw: &RawValue, normalize: fn(&Value) -> Option<Usage>) -> Option<Usage> {
+pub(super) fn usage_of(raw: Raw<'_>, normalize: fn(&Value) -> Option<Usage>) -> Option<Usage> {
     serde_json::from_str::<Value>(raw.get())
         .ok()
         .as_ref()
@@ -103,37 +121,37 @@ pub(super) fn usage_of(raw: &RawValue, normalize: fn(&Value) -> Option<Usage>) -
 
 /// A member's raw value, `null` included (`Option<&RawValue>` reads a
 /// `null` as absent).
-fn raw_or_null<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<&'a RawValue>, D::Error> {
-    <&RawValue>::deserialize(d).map(Some)
+fn raw_or_null<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Raw<'a>>, D::Error> {
+    Raw::deserialize(d).map(Some)
 }
 
 /// An OpenAI chat chunk.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub(super) struct ChatChunk<'a> {
     #[serde(borrow)]
     pub id: Option<Text<'a>>,
     #[serde(borrow)]
-    pub model: Option<&'a RawValue>,
+    pub model: Option<Raw<'a>>,
     #[serde(borrow)]
     pub choices: Option<Vec<ChoiceDelta<'a>>>,
     /// The `usage` member, `null` included.
     #[serde(borrow, default, deserialize_with = "raw_or_null")]
-    pub usage: Option<&'a RawValue>,
+    pub usage: Option<Raw<'a>>,
     #[serde(borrow)]
-    pub error: Option<&'a RawValue>,
+    pub error: Option<Raw<'a>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub(super) struct ChoiceDelta<'a> {
     #[serde(borrow)]
     pub delta: Option<Delta<'a>>,
     #[serde(borrow)]
-    pub finish_reason: Option<&'a RawValue>,
+    pub finish_reason: Option<Raw<'a>>,
     #[serde(borrow)]
-    pub usage: Option<&'a RawValue>,
+    pub usage: Option<Raw<'a>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub(super) struct Delta<'a> {
     #[serde(borrow)]
     pub role: Option<Text<'a>>,
@@ -145,18 +163,18 @@ pub(super) struct Delta<'a> {
     pub tool_calls: Option<Vec<ToolCallDelta<'a>>>,
     /// Read only for being there: some translators take text from them.
     #[serde(borrow)]
-    pub reasoning: Option<&'a RawValue>,
+    pub reasoning: Option<Raw<'a>>,
     #[serde(borrow)]
-    pub refusal: Option<&'a RawValue>,
+    pub refusal: Option<Raw<'a>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub(super) struct ToolCallDelta<'a> {
     #[serde(borrow)]
     pub function: Option<FunctionDelta<'a>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub(super) struct FunctionDelta<'a> {
     #[serde(borrow)]
     pub name: Option<Text<'a>>,
@@ -181,8 +199,143 @@ impl Delta<'_> {
     }
 }
 
+// The hand-written readers below read exactly what the derived
+// `Deserialize` implementations above read (a test and a fuzz target hold
+// them to it), without the generic machinery: they run on every event.
+
+/// `null` as `None`, else a string.
+fn opt_text<'a>(s: &mut Scan<'a>) -> Option<Option<Text<'a>>> {
+    if s.null() {
+        return Some(None);
+    }
+    s.string().map(|t| Some(Text(t)))
+}
+
+/// `null` as `None`, else any value as its raw text.
+fn opt_raw<'a>(s: &mut Scan<'a>) -> Option<Option<Raw<'a>>> {
+    if s.null() {
+        return Some(None);
+    }
+    s.raw().map(|r| Some(Raw(r)))
+}
+
+/// `null` as `None`, else an array of objects, each read in place by
+/// `read` into a fresh element.
+fn opt_vec<'a, T: Default>(
+    s: &mut Scan<'a>,
+    read: impl Fn(&mut Scan<'a>, &mut T) -> Option<()>,
+) -> Option<Option<Vec<T>>> {
+    if s.null() {
+        return Some(None);
+    }
+    // One element is the usual case (one choice, one tool call a chunk).
+    let mut out = Vec::with_capacity(1);
+    s.array(|s| {
+        out.push(T::default());
+        read(s, out.last_mut()?)
+    })?;
+    Some(Some(out))
+}
+
+/// `null` as `None`, else an object read in place by `read`.
+fn opt_obj<'a, T: Default>(
+    s: &mut Scan<'a>,
+    read: impl FnOnce(&mut Scan<'a>, &mut T) -> Option<()>,
+) -> Option<Option<T>> {
+    if s.null() {
+        return Some(None);
+    }
+    let mut out = T::default();
+    read(s, &mut out)?;
+    Some(Some(out))
+}
+
+impl<'a> ChatChunk<'a> {
+    /// Reads a chunk's data; `None` when it is not a JSON object this view
+    /// reads (the codec then reads it whole).
+    pub fn read(data: &'a str) -> Option<Self> {
+        let mut s = Scan::new(data);
+        let mut c = Self::default();
+        let mut seen = Seen::default();
+        s.object(|s, key| {
+            match key {
+                "id" => c.id = seen.first(0, opt_text(s))?,
+                "model" => c.model = seen.first(1, opt_raw(s))?,
+                "choices" => c.choices = seen.first(2, opt_vec(s, ChoiceDelta::read))?,
+                // `null` kept, as `raw_or_null` keeps it.
+                "usage" => c.usage = seen.first(3, s.raw().map(|r| Some(Raw(r))))?,
+                "error" => c.error = seen.first(4, opt_raw(s))?,
+                _ => s.skip()?,
+            }
+            Some(())
+        })?;
+        s.end()?;
+        Some(c)
+    }
+}
+
+impl<'a> ChoiceDelta<'a> {
+    fn read(s: &mut Scan<'a>, c: &mut Self) -> Option<()> {
+        let mut seen = Seen::default();
+        s.object(|s, key| {
+            match key {
+                "delta" => c.delta = seen.first(0, opt_obj(s, Delta::read))?,
+                "finish_reason" => c.finish_reason = seen.first(1, opt_raw(s))?,
+                "usage" => c.usage = seen.first(2, opt_raw(s))?,
+                _ => s.skip()?,
+            }
+            Some(())
+        })
+    }
+}
+
+impl<'a> Delta<'a> {
+    fn read(s: &mut Scan<'a>, d: &mut Self) -> Option<()> {
+        let mut seen = Seen::default();
+        s.object(|s, key| {
+            match key {
+                "role" => d.role = seen.first(0, opt_text(s))?,
+                "content" => d.content = seen.first(1, opt_text(s))?,
+                "reasoning_content" => d.reasoning_content = seen.first(2, opt_text(s))?,
+                "tool_calls" => d.tool_calls = seen.first(3, opt_vec(s, ToolCallDelta::read))?,
+                "reasoning" => d.reasoning = seen.first(4, opt_raw(s))?,
+                "refusal" => d.refusal = seen.first(5, opt_raw(s))?,
+                _ => s.skip()?,
+            }
+            Some(())
+        })
+    }
+}
+
+impl<'a> ToolCallDelta<'a> {
+    fn read(s: &mut Scan<'a>, c: &mut Self) -> Option<()> {
+        let mut seen = Seen::default();
+        s.object(|s, key| {
+            match key {
+                "function" => c.function = seen.first(0, opt_obj(s, FunctionDelta::read))?,
+                _ => s.skip()?,
+            }
+            Some(())
+        })
+    }
+}
+
+impl<'a> FunctionDelta<'a> {
+    fn read(s: &mut Scan<'a>, f: &mut Self) -> Option<()> {
+        let mut seen = Seen::default();
+        s.object(|s, key| {
+            match key {
+                "name" => f.name = seen.first(0, opt_text(s))?,
+                "arguments" => f.arguments = seen.first(1, opt_text(s))?,
+                _ => s.skip()?,
+            }
+            Some(())
+        })
+    }
+}
+
 /// An Anthropic stream event.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub(super) struct AnthropicEvent<'a> {
     #[serde(borrow, rename = "type")]
     pub kind: Option<Text<'a>>,
@@ -190,22 +343,22 @@ pub(super) struct AnthropicEvent<'a> {
     #[serde(borrow)]
     pub message: Option<AnthropicMessage<'a>>,
     #[serde(borrow)]
-    pub usage: Option<&'a RawValue>,
+    pub usage: Option<Raw<'a>>,
     #[serde(borrow)]
     pub delta: Option<AnthropicDelta<'a>>,
     #[serde(borrow)]
     pub content_block: Option<AnthropicBlock<'a>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub(super) struct AnthropicMessage<'a> {
     #[serde(borrow)]
-    pub model: Option<&'a RawValue>,
+    pub model: Option<Raw<'a>>,
     #[serde(borrow)]
-    pub usage: Option<&'a RawValue>,
+    pub usage: Option<Raw<'a>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub(super) struct AnthropicDelta<'a> {
     #[serde(borrow, rename = "type")]
     pub kind: Option<Text<'a>>,
@@ -217,7 +370,7 @@ pub(super) struct AnthropicDelta<'a> {
     pub partial_json: Option<Text<'a>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub(super) struct AnthropicBlock<'a> {
     #[serde(borrow)]
     pub name: Option<Text<'a>>,
@@ -238,27 +391,168 @@ impl AnthropicEvent<'_> {
 }
 
 /// A Responses API stream event.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub(super) struct ResponsesEvent<'a> {
     #[serde(borrow, rename = "type")]
     pub kind: Option<Text<'a>>,
     pub sequence_number: Option<u64>,
     #[serde(borrow)]
-    pub delta: Option<&'a RawValue>,
+    pub delta: Option<Raw<'a>>,
     #[serde(borrow)]
     pub response: Option<ResponseHead<'a>>,
 }
 
 /// The parts of a response object a relayed event needs.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub(super) struct ResponseHead<'a> {
     #[serde(borrow)]
     pub id: Option<Text<'a>>,
     pub created_at: Option<u64>,
     #[serde(borrow)]
-    pub model: Option<&'a RawValue>,
+    pub model: Option<Raw<'a>>,
     #[serde(borrow)]
-    pub usage: Option<&'a RawValue>,
+    pub usage: Option<Raw<'a>>,
+}
+
+/// `null` as `None`, else a whole number that fits in a `u64`.
+fn opt_u64(s: &mut Scan<'_>) -> Option<Option<u64>> {
+    if s.null() {
+        return Some(None);
+    }
+    s.u64().map(Some)
+}
+
+impl<'a> AnthropicEvent<'a> {
+    /// Reads an event's data; `None` when it is not a JSON object this
+    /// view reads (the codec then reads it whole).
+    pub fn read(data: &'a str) -> Option<Self> {
+        let mut s = Scan::new(data);
+        let mut e = Self::default();
+        let mut seen = Seen::default();
+        s.object(|s, key| {
+            match key {
+                "type" => e.kind = seen.first(0, opt_text(s))?,
+                "index" => e.index = seen.first(1, opt_u64(s))?,
+                "message" => e.message = seen.first(2, opt_obj(s, AnthropicMessage::read))?,
+                "usage" => e.usage = seen.first(3, opt_raw(s))?,
+                "delta" => e.delta = seen.first(4, opt_obj(s, AnthropicDelta::read))?,
+                "content_block" => {
+                    e.content_block = seen.first(5, opt_obj(s, AnthropicBlock::read))?;
+                }
+                _ => s.skip()?,
+            }
+            Some(())
+        })?;
+        s.end()?;
+        Some(e)
+    }
+}
+
+impl<'a> AnthropicMessage<'a> {
+    fn read(s: &mut Scan<'a>, m: &mut Self) -> Option<()> {
+        let mut seen = Seen::default();
+        s.object(|s, key| {
+            match key {
+                "model" => m.model = seen.first(0, opt_raw(s))?,
+                "usage" => m.usage = seen.first(1, opt_raw(s))?,
+                _ => s.skip()?,
+            }
+            Some(())
+        })
+    }
+}
+
+impl<'a> AnthropicDelta<'a> {
+    fn read(s: &mut Scan<'a>, d: &mut Self) -> Option<()> {
+        let mut seen = Seen::default();
+        s.object(|s, key| {
+            match key {
+                "type" => d.kind = seen.first(0, opt_text(s))?,
+                "text" => d.text = seen.first(1, opt_text(s))?,
+                "thinking" => d.thinking = seen.first(2, opt_text(s))?,
+                "partial_json" => d.partial_json = seen.first(3, opt_text(s))?,
+                _ => s.skip()?,
+            }
+            Some(())
+        })
+    }
+}
+
+impl<'a> AnthropicBlock<'a> {
+    fn read(s: &mut Scan<'a>, b: &mut Self) -> Option<()> {
+        let mut seen = Seen::default();
+        s.object(|s, key| {
+            match key {
+                "name" => b.name = seen.first(0, opt_text(s))?,
+                _ => s.skip()?,
+            }
+            Some(())
+        })
+    }
+}
+
+impl<'a> ResponsesEvent<'a> {
+    /// Reads an event's data; `None` when it is not a JSON object this
+    /// view reads (the codec then reads it whole).
+    pub fn read(data: &'a str) -> Option<Self> {
+        let mut s = Scan::new(data);
+        let mut e = Self::default();
+        let mut seen = Seen::default();
+        s.object(|s, key| {
+            match key {
+                "type" => e.kind = seen.first(0, opt_text(s))?,
+                "sequence_number" => e.sequence_number = seen.first(1, opt_u64(s))?,
+                "delta" => e.delta = seen.first(2, opt_raw(s))?,
+                "response" => e.response = seen.first(3, opt_obj(s, ResponseHead::read))?,
+                _ => s.skip()?,
+            }
+            Some(())
+        })?;
+        s.end()?;
+        Some(e)
+    }
+}
+
+impl<'a> ResponseHead<'a> {
+    fn read(s: &mut Scan<'a>, r: &mut Self) -> Option<()> {
+        let mut seen = Seen::default();
+        s.object(|s, key| {
+            match key {
+                "id" => r.id = seen.first(0, opt_text(s))?,
+                "created_at" => r.created_at = seen.first(1, opt_u64(s))?,
+                "model" => r.model = seen.first(2, opt_raw(s))?,
+                "usage" => r.usage = seen.first(3, opt_raw(s))?,
+                _ => s.skip()?,
+            }
+            Some(())
+        })
+    }
+}
+
+/// Reads `data` with each view's hand-written reader and with `serde_json`,
+/// and panics where the reader accepts what `serde_json` does not, or reads
+/// it differently (for the fuzz target and tests; the reader may refuse
+/// what `serde_json` reads: that only sends the event the slower way).
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn check_readers(data: &str) {
+    if let Some(fast) = ChatChunk::read(data) {
+        let slow: ChatChunk<'_> = serde_json::from_str(data).unwrap_or_else(|e| {
+            panic!("the chat chunk reader took what serde_json refuses ({e}): {data}")
+        });
+        assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "{data}");
+    }
+    if let Some(fast) = AnthropicEvent::read(data) {
+        let slow: AnthropicEvent<'_> = serde_json::from_str(data).unwrap_or_else(|e| {
+            panic!("the Anthropic event reader took what serde_json refuses ({e}): {data}")
+        });
+        assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "{data}");
+    }
+    if let Some(fast) = ResponsesEvent::read(data) {
+        let slow: ResponsesEvent<'_> = serde_json::from_str(data).unwrap_or_else(|e| {
+            panic!("the Responses event reader took what serde_json refuses ({e}): {data}")
+        });
+        assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "{data}");
+    }
 }
 
 #[cfg(test)]
@@ -278,6 +572,62 @@ mod tests {
         assert_eq!(delta.texts().collect::<String>(), "ra\"bf{}");
         assert!(matches!(delta.role.as_ref().unwrap().0, Cow::Borrowed("")));
         assert!(choices[0].finish_reason.is_none());
+    }
+
+    /// What vendors send reads the fast way, and reads as `serde_json`
+    /// reads it; odd shapes are either read the same or left to the slow
+    /// path.
+    #[test]
+    fn the_readers_take_what_vendors_send_and_agree_with_serde() {
+        let common = [
+            r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{"content":" wor\u00e9ld\n"},"finish_reason":null}],"usage":null}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop","usage":{"prompt_tokens":5,"completion_tokens":2}}]}"#,
+            r#"{"id":"c","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7,"prompt_tokens_details":{"cached_tokens":0}}}"#,
+            r#"{"id":"c","choices":[{"delta":{"tool_calls":[{"index":0,"id":"t","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]}}]}"#,
+            r#"{"id":"c","model":"deepseek-reasoner","choices":[{"delta":{"reasoning_content":"think","content":null,"role":""}}]}"#,
+            r#"{"type":"message_start","message":{"id":"m","type":"message","role":"assistant","model":"claude","content":[],"stop_reason":null,"usage":{"input_tokens":5,"output_tokens":1}}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t","name":"f","input":{}}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi \"x\""}}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":15}}"#,
+            r#"{"type":"response.output_text.delta","sequence_number":4,"item_id":"i","output_index":0,"content_index":0,"delta":"hi"}"#,
+            r#"{"type":"response.completed","sequence_number":9,"response":{"id":"r","object":"response","created_at":1700000000,"model":"gpt-5","usage":{"input_tokens":3,"output_tokens":4},"output":[]}}"#,
+        ];
+        for (i, data) in common.iter().enumerate() {
+            check_readers(data);
+            let read = match i {
+                0..6 => ChatChunk::read(data).is_some(),
+                6..10 => AnthropicEvent::read(data).is_some(),
+                _ => ResponsesEvent::read(data).is_some(),
+            };
+            assert!(read, "its view reads it: {data}");
+        }
+        let odd = [
+            r#"{"id":"c","id":"d"}"#,
+            r#"{"choices":[null]}"#,
+            r#"{"choices":[[{"content":"x"}]]}"#,
+            r#"{"index":-1}"#,
+            r#"{"index":1.5,"type":"x"}"#,
+            r#"{"sequence_number":18446744073709551616}"#,
+            r#"{"type":7}"#,
+            r#"{"delta":"\ud800"}"#,
+            r#"{"type":"\ud800"}"#,
+            r#"{"mod\u0065l":"x","usage":null,"error":null}"#,
+            r#"[1,2]"#,
+            r#"{"choices":[{"delta":{"content":"a"}}]} x"#,
+            r#"{"a":01}"#,
+            r#"{"a":[1,2,]}"#,
+        ];
+        for data in odd {
+            check_readers(data);
+        }
+        assert_eq!(
+            ChatChunk::read(r#"{"mod\u0065l":"x"}"#)
+                .and_then(|c| c.model)
+                .map(Raw::get),
+            Some("\"x\"")
+        );
+        assert!(ChatChunk::read(r#"{"id":"c","id":"d"}"#).is_none());
     }
 
     #[test]

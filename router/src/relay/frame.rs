@@ -11,8 +11,6 @@ use bytes::{Buf, BytesMut};
 /// The largest single event accepted (bytes between two blank lines).
 pub const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
 
-/// The first read buffer; it grows only for events larger than this.
-const INITIAL_CAPACITY: usize = 4 * 1024;
 
 /// Splits a byte stream into events, read in place in one buffer.
 #[derive(Debug, Default)]
@@ -41,10 +39,14 @@ impl Framer {
             self.scanned -= self.start;
             self.start = 0;
         }
-        if self.buf.capacity() == 0 {
-            self.buf.reserve(INITIAL_CAPACITY.max(piece.len()));
+        if self.buf.is_empty() {
+            // Nothing carried over (the usual case: a read ends on an event
+            // boundary): a buffer the piece's size, so that a stream waiting
+            // for its next read holds no more than its last one.
+            self.buf = BytesMut::from(piece);
+        } else {
+            self.buf.extend_from_slice(piece);
         }
-        self.buf.extend_from_slice(piece);
         if !self.started {
             // A byte order mark at the stream's start is dropped, also when
             // it arrives split across pieces (found by fuzzing: a mark cut

@@ -32,6 +32,14 @@ fn write_config_on(dir: &Path, url: &str, extra: &str) -> std::path::PathBuf {
     path
 }
 
+/// Makes the writer wait an hour between batches: rows stay in the spool.
+fn keep_rows_in_the_spool(config: &Path) {
+    let text = std::fs::read_to_string(config)
+        .unwrap()
+        .replace("flush_interval = \"5ms\"", "flush_interval = \"1h\"");
+    std::fs::write(config, text).unwrap();
+}
+
 async fn rollup_requests(db: &billing::Db) -> i64 {
     sqlx::query("SELECT CAST(COALESCE(SUM(requests), 0) AS BIGINT) AS n FROM spend_hourly")
         .fetch_one(db.pool())
@@ -146,11 +154,7 @@ async fn kill_9_under_load(dir: &Path, db_url: &str) {
 async fn after_kill_9_the_gateway_serves_only_once_the_spooled_rows_are_in_the_ledger() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
-    // The writer waits an hour between batches: rows stay in the spool.
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("flush_interval = \"5ms\"", "flush_interval = \"1h\"");
-    std::fs::write(&config, text).unwrap();
+    keep_rows_in_the_spool(&config);
     let mut gw = Gateway::start(&config);
     let client = http_client();
     let url = format!("http://{}/v1/chat/completions", gw.addr);
@@ -531,10 +535,7 @@ async fn a_settlement_lost_to_kill_9_reaches_redis_once_on_restart() {
             r.prefix
         ),
     );
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("flush_interval = \"5ms\"", "flush_interval = \"1h\"");
-    std::fs::write(&config, text).unwrap();
+    keep_rows_in_the_spool(&config);
     let mut gw = Gateway::start(&config);
     let client = http_client();
     let base = format!("http://{}", gw.addr);

@@ -11,7 +11,6 @@ use bytes::{Buf, BytesMut};
 /// The largest single event accepted (bytes between two blank lines).
 pub const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
 
-
 /// Splits a byte stream into events, read in place in one buffer.
 #[derive(Debug, Default)]
 pub struct Framer {

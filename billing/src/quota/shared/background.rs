@@ -452,18 +452,15 @@ mod tests {
     use super::*;
     use crate::quota::{
         Admission, Budget, Enforcement, FailureMode, Held, Level, Period, Quota, QuotaEngine, Seed,
+        Ticket,
     };
 
-    /// A settlement Redis ran whose reply was lost is sent again with the
-    /// next batch: it must count once.
-    #[tokio::test]
-    async fn a_settlement_or_reconciliation_sent_twice_counts_once() {
-        let Some(r) = crate::testing::TestRedis::new() else {
-            return;
-        };
+    /// A Redis engine, and a hard $100 monthly budget to put over an
+    /// organization.
+    fn engine_under_a_hard_budget(r: &crate::testing::TestRedis) -> (QuotaEngine, Quota) {
         let engine =
             QuotaEngine::redis(Seed::Empty, vec![], r.options(&r.url, FailureMode::Closed))
-                .unwrap();
+                .unwrap_or_else(|e| panic!("{e}"));
         let quota = Quota {
             budget: Some(Budget {
                 limit_usd: Some(100.0),
@@ -473,23 +470,40 @@ mod tests {
             }),
             limits: None,
         };
+        (engine, quota)
+    }
+
+    /// Admits a request of `cost` (and 10 tokens) under organization `o`
+    /// with `quota`.
+    async fn admit(engine: &QuotaEngine, quota: &Quota, cost: i64, now: i64) -> Ticket {
         let none = Quota::default();
-        let now = crate::db::now_ms();
-        let ticket = engine
+        engine
             .admit(&Admission {
                 levels: [
-                    (Level::Org, "o", &quota),
+                    (Level::Org, "o", quota),
                     (Level::Team, "t", &none),
                     (Level::Key, "k", &none),
                 ],
                 model: "m",
-                cost: Picodollars(1_000),
+                cost: Picodollars(cost),
                 tokens: 10,
                 new_request: true,
                 now_ms: now,
             })
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    /// A settlement Redis ran whose reply was lost is sent again with the
+    /// next batch: it must count once.
+    #[tokio::test]
+    async fn a_settlement_or_reconciliation_sent_twice_counts_once() {
+        let Some(r) = crate::testing::TestRedis::new() else {
+            return;
+        };
+        let (engine, quota) = engine_under_a_hard_budget(&r);
+        let now = crate::db::now_ms();
+        let ticket = admit(&engine, &quota, 1_000, now).await;
         let Some(Held::Shared(shared, holds)) = ticket.held.clone() else {
             panic!("admitted in Redis");
         };
@@ -535,42 +549,9 @@ mod tests {
         let Some(r) = crate::testing::TestRedis::new() else {
             return;
         };
-        let engine =
-            QuotaEngine::redis(Seed::Empty, vec![], r.options(&r.url, FailureMode::Closed))
-                .unwrap();
-        let quota = Quota {
-            budget: Some(Budget {
-                limit_usd: Some(100.0),
-                limit_tokens: None,
-                period: Period::Monthly,
-                enforcement: Enforcement::Hard,
-            }),
-            limits: None,
-        };
-        let none = Quota::default();
+        let (engine, quota) = engine_under_a_hard_budget(&r);
         let now = crate::db::now_ms();
-        let admit = |cost: i64| {
-            let engine = engine.clone();
-            let quota = quota.clone();
-            let none = none.clone();
-            async move {
-                engine
-                    .admit(&Admission {
-                        levels: [
-                            (Level::Org, "o", &quota),
-                            (Level::Team, "t", &none),
-                            (Level::Key, "k", &none),
-                        ],
-                        model: "m",
-                        cost: Picodollars(cost),
-                        tokens: 10,
-                        new_request: true,
-                        now_ms: now,
-                    })
-                    .await
-                    .unwrap()
-            }
-        };
+        let admit = |cost: i64| admit(&engine, &quota, cost, now);
         let reserved = || {
             engine
                 .usage(Level::Org, "o", Period::Monthly, now)

@@ -219,12 +219,37 @@ fn opt_raw<'a>(s: &mut Scan<'a>) -> Option<Option<Raw<'a>>> {
     s.raw().map(|r| Some(Raw(r)))
 }
 
-/// `null` as `None`, else an array of objects, each read in place by
-/// `read` into a fresh element.
-fn opt_vec<'a, T: Default>(
-    s: &mut Scan<'a>,
-    read: impl Fn(&mut Scan<'a>, &mut T) -> Option<()>,
-) -> Option<Option<Vec<T>>> {
+/// Any value as its raw text, `null` included (as `raw_or_null` reads it).
+fn raw_or_null_text<'a>(s: &mut Scan<'a>) -> Option<Option<Raw<'a>>> {
+    s.raw().map(|r| Some(Raw(r)))
+}
+
+/// `null` as `None`, else a whole number that fits in a `u64`.
+fn opt_u64(s: &mut Scan<'_>) -> Option<Option<u64>> {
+    if s.null() {
+        return Some(None);
+    }
+    s.u64().map(Some)
+}
+
+/// A view read from a JSON object by the hand-written reader.
+trait Members<'a>: Default {
+    /// Reads the object at the cursor into `v`.
+    fn members(s: &mut Scan<'a>, v: &mut Self) -> Option<()>;
+}
+
+/// `null` as `None`, else an object read in place.
+fn opt_obj<'a, T: Members<'a>>(s: &mut Scan<'a>) -> Option<Option<T>> {
+    if s.null() {
+        return Some(None);
+    }
+    let mut out = T::default();
+    T::members(s, &mut out)?;
+    Some(Some(out))
+}
+
+/// `null` as `None`, else an array of objects, each read in place.
+fn opt_vec<'a, T: Members<'a>>(s: &mut Scan<'a>) -> Option<Option<Vec<T>>> {
     if s.null() {
         return Some(None);
     }
@@ -232,105 +257,79 @@ fn opt_vec<'a, T: Default>(
     let mut out = Vec::with_capacity(1);
     s.array(|s| {
         out.push(T::default());
-        read(s, out.last_mut()?)
+        T::members(s, out.last_mut()?)
     })?;
     Some(Some(out))
 }
 
-/// `null` as `None`, else an object read in place by `read`.
-fn opt_obj<'a, T: Default>(
-    s: &mut Scan<'a>,
-    read: impl FnOnce(&mut Scan<'a>, &mut T) -> Option<()>,
-) -> Option<Option<T>> {
-    if s.null() {
-        return Some(None);
-    }
-    let mut out = T::default();
-    read(s, &mut out)?;
-    Some(Some(out))
+/// A whole event's data as the view `T`; `None` when it is not a JSON
+/// object this view reads (the codec then reads it whole).
+fn read_whole<'a, T: Members<'a>>(data: &'a str) -> Option<T> {
+    let mut s = Scan::new(data);
+    let mut v = T::default();
+    T::members(&mut s, &mut v)?;
+    s.end()?;
+    Some(v)
 }
+
+/// How a view reads its object: each named member with its reader, once
+/// (a member named twice makes the text one the views do not read, as
+/// serde_json refuses a field twice); every other member skipped.
+macro_rules! members {
+    ($view:ident { $($key:literal => $field:ident: $read:expr),+ $(,)? }) => {
+        impl<'a> Members<'a> for $view<'a> {
+            fn members(s: &mut Scan<'a>, v: &mut Self) -> Option<()> {
+                let mut seen = Seen::default();
+                s.object(|s, key| {
+                    let mut bit = 0;
+                    $(
+                        if key == $key {
+                            v.$field = seen.first(bit, $read(s))?;
+                            return Some(());
+                        }
+                        bit += 1;
+                    )+
+                    let _ = bit;
+                    s.skip()
+                })
+            }
+        }
+    };
+}
+
+members!(ChatChunk {
+    "id" => id: opt_text,
+    "model" => model: opt_raw,
+    "choices" => choices: opt_vec,
+    "usage" => usage: raw_or_null_text,
+    "error" => error: opt_raw,
+});
+members!(ChoiceDelta {
+    "delta" => delta: opt_obj,
+    "finish_reason" => finish_reason: opt_raw,
+    "usage" => usage: opt_raw,
+});
+members!(Delta {
+    "role" => role: opt_text,
+    "content" => content: opt_text,
+    "reasoning_content" => reasoning_content: opt_text,
+    "tool_calls" => tool_calls: opt_vec,
+    "reasoning" => reasoning: opt_raw,
+    "refusal" => refusal: opt_raw,
+});
+members!(ToolCallDelta {
+    "function" => function: opt_obj,
+});
+members!(FunctionDelta {
+    "name" => name: opt_text,
+    "arguments" => arguments: opt_text,
+});
 
 impl<'a> ChatChunk<'a> {
     /// Reads a chunk's data; `None` when it is not a JSON object this view
     /// reads (the codec then reads it whole).
     pub fn read(data: &'a str) -> Option<Self> {
-        let mut s = Scan::new(data);
-        let mut c = Self::default();
-        let mut seen = Seen::default();
-        s.object(|s, key| {
-            match key {
-                "id" => c.id = seen.first(0, opt_text(s))?,
-                "model" => c.model = seen.first(1, opt_raw(s))?,
-                "choices" => c.choices = seen.first(2, opt_vec(s, ChoiceDelta::read))?,
-                // `null` kept, as `raw_or_null` keeps it.
-                "usage" => c.usage = seen.first(3, s.raw().map(|r| Some(Raw(r))))?,
-                "error" => c.error = seen.first(4, opt_raw(s))?,
-                _ => s.skip()?,
-            }
-            Some(())
-        })?;
-        s.end()?;
-        Some(c)
-    }
-}
-
-impl<'a> ChoiceDelta<'a> {
-    fn read(s: &mut Scan<'a>, c: &mut Self) -> Option<()> {
-        let mut seen = Seen::default();
-        s.object(|s, key| {
-            match key {
-                "delta" => c.delta = seen.first(0, opt_obj(s, Delta::read))?,
-                "finish_reason" => c.finish_reason = seen.first(1, opt_raw(s))?,
-                "usage" => c.usage = seen.first(2, opt_raw(s))?,
-                _ => s.skip()?,
-            }
-            Some(())
-        })
-    }
-}
-
-impl<'a> Delta<'a> {
-    fn read(s: &mut Scan<'a>, d: &mut Self) -> Option<()> {
-        let mut seen = Seen::default();
-        s.object(|s, key| {
-            match key {
-                "role" => d.role = seen.first(0, opt_text(s))?,
-                "content" => d.content = seen.first(1, opt_text(s))?,
-                "reasoning_content" => d.reasoning_content = seen.first(2, opt_text(s))?,
-                "tool_calls" => d.tool_calls = seen.first(3, opt_vec(s, ToolCallDelta::read))?,
-                "reasoning" => d.reasoning = seen.first(4, opt_raw(s))?,
-                "refusal" => d.refusal = seen.first(5, opt_raw(s))?,
-                _ => s.skip()?,
-            }
-            Some(())
-        })
-    }
-}
-
-impl<'a> ToolCallDelta<'a> {
-    fn read(s: &mut Scan<'a>, c: &mut Self) -> Option<()> {
-        let mut seen = Seen::default();
-        s.object(|s, key| {
-            match key {
-                "function" => c.function = seen.first(0, opt_obj(s, FunctionDelta::read))?,
-                _ => s.skip()?,
-            }
-            Some(())
-        })
-    }
-}
-
-impl<'a> FunctionDelta<'a> {
-    fn read(s: &mut Scan<'a>, f: &mut Self) -> Option<()> {
-        let mut seen = Seen::default();
-        s.object(|s, key| {
-            match key {
-                "name" => f.name = seen.first(0, opt_text(s))?,
-                "arguments" => f.arguments = seen.first(1, opt_text(s))?,
-                _ => s.skip()?,
-            }
-            Some(())
-        })
+        read_whole(data)
     }
 }
 
@@ -414,80 +413,45 @@ pub(super) struct ResponseHead<'a> {
     pub usage: Option<Raw<'a>>,
 }
 
-/// `null` as `None`, else a whole number that fits in a `u64`.
-fn opt_u64(s: &mut Scan<'_>) -> Option<Option<u64>> {
-    if s.null() {
-        return Some(None);
-    }
-    s.u64().map(Some)
-}
+members!(AnthropicEvent {
+    "type" => kind: opt_text,
+    "index" => index: opt_u64,
+    "message" => message: opt_obj,
+    "usage" => usage: opt_raw,
+    "delta" => delta: opt_obj,
+    "content_block" => content_block: opt_obj,
+});
+members!(AnthropicMessage {
+    "model" => model: opt_raw,
+    "usage" => usage: opt_raw,
+});
+members!(AnthropicDelta {
+    "type" => kind: opt_text,
+    "text" => text: opt_text,
+    "thinking" => thinking: opt_text,
+    "partial_json" => partial_json: opt_text,
+});
+members!(AnthropicBlock {
+    "name" => name: opt_text,
+});
+members!(ResponsesEvent {
+    "type" => kind: opt_text,
+    "sequence_number" => sequence_number: opt_u64,
+    "delta" => delta: opt_raw,
+    "response" => response: opt_obj,
+});
+members!(ResponseHead {
+    "id" => id: opt_text,
+    "created_at" => created_at: opt_u64,
+    "model" => model: opt_raw,
+    "usage" => usage: opt_raw,
+});
 
 impl<'a> AnthropicEvent<'a> {
     /// Reads an event's data; `None` when it is not a JSON object this
     /// view reads (the codec then reads it whole).
     pub fn read(data: &'a str) -> Option<Self> {
-        let mut s = Scan::new(data);
-        let mut e = Self::default();
-        let mut seen = Seen::default();
-        s.object(|s, key| {
-            match key {
-                "type" => e.kind = seen.first(0, opt_text(s))?,
-                "index" => e.index = seen.first(1, opt_u64(s))?,
-                "message" => e.message = seen.first(2, opt_obj(s, AnthropicMessage::read))?,
-                "usage" => e.usage = seen.first(3, opt_raw(s))?,
-                "delta" => e.delta = seen.first(4, opt_obj(s, AnthropicDelta::read))?,
-                "content_block" => {
-                    e.content_block = seen.first(5, opt_obj(s, AnthropicBlock::read))?;
-                }
-                _ => s.skip()?,
-            }
-            Some(())
-        })?;
-        s.end()?;
-        Some(e)
-    }
-}
-
-impl<'a> AnthropicMessage<'a> {
-    fn read(s: &mut Scan<'a>, m: &mut Self) -> Option<()> {
-        let mut seen = Seen::default();
-        s.object(|s, key| {
-            match key {
-                "model" => m.model = seen.first(0, opt_raw(s))?,
-                "usage" => m.usage = seen.first(1, opt_raw(s))?,
-                _ => s.skip()?,
-            }
-            Some(())
-        })
-    }
-}
-
-impl<'a> AnthropicDelta<'a> {
-    fn read(s: &mut Scan<'a>, d: &mut Self) -> Option<()> {
-        let mut seen = Seen::default();
-        s.object(|s, key| {
-            match key {
-                "type" => d.kind = seen.first(0, opt_text(s))?,
-                "text" => d.text = seen.first(1, opt_text(s))?,
-                "thinking" => d.thinking = seen.first(2, opt_text(s))?,
-                "partial_json" => d.partial_json = seen.first(3, opt_text(s))?,
-                _ => s.skip()?,
-            }
-            Some(())
-        })
-    }
-}
-
-impl<'a> AnthropicBlock<'a> {
-    fn read(s: &mut Scan<'a>, b: &mut Self) -> Option<()> {
-        let mut seen = Seen::default();
-        s.object(|s, key| {
-            match key {
-                "name" => b.name = seen.first(0, opt_text(s))?,
-                _ => s.skip()?,
-            }
-            Some(())
-        })
+        read_whole(data)
     }
 }
 
@@ -495,37 +459,7 @@ impl<'a> ResponsesEvent<'a> {
     /// Reads an event's data; `None` when it is not a JSON object this
     /// view reads (the codec then reads it whole).
     pub fn read(data: &'a str) -> Option<Self> {
-        let mut s = Scan::new(data);
-        let mut e = Self::default();
-        let mut seen = Seen::default();
-        s.object(|s, key| {
-            match key {
-                "type" => e.kind = seen.first(0, opt_text(s))?,
-                "sequence_number" => e.sequence_number = seen.first(1, opt_u64(s))?,
-                "delta" => e.delta = seen.first(2, opt_raw(s))?,
-                "response" => e.response = seen.first(3, opt_obj(s, ResponseHead::read))?,
-                _ => s.skip()?,
-            }
-            Some(())
-        })?;
-        s.end()?;
-        Some(e)
-    }
-}
-
-impl<'a> ResponseHead<'a> {
-    fn read(s: &mut Scan<'a>, r: &mut Self) -> Option<()> {
-        let mut seen = Seen::default();
-        s.object(|s, key| {
-            match key {
-                "id" => r.id = seen.first(0, opt_text(s))?,
-                "created_at" => r.created_at = seen.first(1, opt_u64(s))?,
-                "model" => r.model = seen.first(2, opt_raw(s))?,
-                "usage" => r.usage = seen.first(3, opt_raw(s))?,
-                _ => s.skip()?,
-            }
-            Some(())
-        })
+        read_whole(data)
     }
 }
 

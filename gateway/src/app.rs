@@ -323,18 +323,20 @@ impl App {
         let metrics = Arc::new(Metrics::new(config.metrics.per_key)?);
 
         let spool = Arc::new(Spool::open(&config.ledger.spool_dir)?);
-        // Requests an earlier run served but may not have settled in Redis
-        // (it was killed between spooling a row and sending its
-        // settlement): read before the writer deletes their segments.
-        let left = match &config.redis {
-            Some(_) => spool.rows_left_since(billing::db::now_ms() - SETTLE_LEFT_WINDOW_MS)?,
-            None => Vec::new(),
-        };
         let wake = Arc::new(Notify::new());
         metrics.attach_ledger(spool.stats());
         let tenancy = Arc::new(Tenancy::new(db.clone()));
         let keys = KeyCache::new(tenancy.clone(), 100_000);
         metrics.attach_names(keys.names().clone());
+        let quotas = quota_engine(&config, &db)?;
+        if config.redis.is_some() {
+            // Requests an earlier run served but may not have settled in
+            // Redis (it was killed between spooling a row and sending its
+            // settlement): settled before the writer starts, which deletes
+            // their segments once they are in the database.
+            let since = billing::db::now_ms() - SETTLE_LEFT_WINDOW_MS;
+            crate::quota::settle_left(&quotas, &tenancy, || spool.rows_left_since(since)).await;
+        }
 
         let background_stop = CancellationToken::new();
         let mut background = JoinSet::new();
@@ -368,8 +370,6 @@ impl App {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let names = Arc::new(KnownNames::of(&config));
-        let quotas = quota_engine(&config, &db)?;
-        crate::quota::settle_left(&quotas, &tenancy, left).await;
         let affinity = affinities(&config, &mut background, &background_stop)?;
         metrics.attach_quotas(&quotas)?;
         {

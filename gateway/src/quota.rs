@@ -3,7 +3,9 @@
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use billing::ledger::LedgerRow;
+use std::collections::HashMap;
+
+use billing::ledger::LeftRows;
 use billing::quota::{reset_text, Admission, QuotaEngine, RateView, Reason, Rejection};
 use billing::tenancy::{KeyInfo, Tenancy};
 use billing::Picodollars;
@@ -34,23 +36,39 @@ pub fn admission<'a>(
 /// left in its ledger spool (`rows`), whose settlements may not have
 /// reached Redis before it died: Redis remembers each settlement under its
 /// request's id, so those that did land are not counted again. Budgets
-/// apply as the keys have them now.
-pub async fn settle_left(engine: &QuotaEngine, tenancy: &Tenancy, rows: Vec<LedgerRow>) {
-    if rows.is_empty() {
+/// apply as the keys have them now. Two passes over the rows, neither
+/// holding them: the keys they name, then the settlements, sent in batches.
+pub async fn settle_left<'a>(
+    engine: &QuotaEngine,
+    tenancy: &Tenancy,
+    rows: impl Fn() -> LeftRows<'a>,
+) {
+    let mut keys: HashMap<String, Option<KeyInfo>> = HashMap::new();
+    for row in rows() {
+        match row {
+            Ok(row) => {
+                if let Some(id) = row.key_id {
+                    keys.entry(id).or_default();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the ledger spool could not be read to settle in Redis the requests an earlier run left; their spend counts in Redis once its budgets are seeded again");
+                return;
+            }
+        }
+    }
+    if keys.is_empty() {
         return;
     }
-    let mut keys: std::collections::HashMap<String, Option<KeyInfo>> = Default::default();
+    for (id, info) in &mut keys {
+        *info = tenancy.key_info(id).await.unwrap_or_else(|e| {
+            tracing::warn!(key_id = %id, error = %e, "a key's budgets could not be read to settle requests an earlier run left unsettled; its spend counts in Redis once its budgets are seeded again");
+            None
+        });
+    }
     let mut checked = 0usize;
-    for row in &rows {
-        let Some(key_id) = &row.key_id else { continue };
-        if !keys.contains_key(key_id) {
-            let info = tenancy.key_info(key_id).await.unwrap_or_else(|e| {
-                tracing::warn!(key_id = %key_id, error = %e, "a key's budgets could not be read to settle requests an earlier run left unsettled; its spend counts in Redis once its budgets are seeded again");
-                None
-            });
-            keys.insert(key_id.clone(), info);
-        }
-        let Some(Some(key)) = keys.get(key_id) else {
+    for row in rows().map_while(Result::ok) {
+        let Some(Some(key)) = row.key_id.as_ref().and_then(|id| keys.get(id)) else {
             continue;
         };
         engine.settle_left(
@@ -61,6 +79,11 @@ pub async fn settle_left(engine: &QuotaEngine, tenancy: &Tenancy, rows: Vec<Ledg
             row.usage.total(),
         );
         checked += 1;
+        if checked.is_multiple_of(SETTLE_LEFT_BATCH) {
+            if let Err(e) = engine.sync().await {
+                tracing::warn!(requests = checked, error = %e, "requests an earlier run left in the ledger spool are queued for Redis, which cannot be reached yet");
+            }
+        }
     }
     match engine.sync().await {
         Ok(()) => tracing::info!(
@@ -74,6 +97,10 @@ pub async fn settle_left(engine: &QuotaEngine, tenancy: &Tenancy, rows: Vec<Ledg
         ),
     }
 }
+
+/// Settlements of rows left in the spool queued before each send to Redis
+/// (the queue drops its oldest past 100,000).
+const SETTLE_LEFT_BATCH: usize = 10_000;
 
 /// The smallest share of a budget left over `key` (1.0 for a budget this
 /// process has not counted yet), or `None` when no budget applies.

@@ -27,6 +27,6 @@ pub use partitions::{
     DEFAULT_PARTITION,
 };
 pub use row::LedgerRow;
-pub use spool::{Spool, SpoolError};
+pub use spool::{LeftRows, Spool, SpoolError};
 pub use store::{insert_batch, write_batch, Written};
 pub use writer::{LedgerStats, Writer, WriterConfig};

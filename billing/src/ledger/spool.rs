@@ -35,6 +35,79 @@ struct Active {
     opened: Instant,
 }
 
+/// The rows an earlier run left in the spool, from a point in time on
+/// ([`Spool::rows_left_since`]); an I/O error ends them with that error.
+pub struct LeftRows<'a> {
+    paths: std::slice::Iter<'a, PathBuf>,
+    since: std::time::SystemTime,
+    since_ms: i64,
+    reader: Option<std::io::BufReader<File>>,
+    line: Vec<u8>,
+}
+
+impl LeftRows<'_> {
+    /// The next segment written to since the point in time, opened.
+    fn open_next(&mut self) -> Result<bool, SpoolError> {
+        for path in self.paths.by_ref() {
+            let recent = match fs::metadata(path).and_then(|m| m.modified()) {
+                Ok(modified) => modified >= self.since,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                Err(e) => return Err(e.into()),
+            };
+            if !recent {
+                continue;
+            }
+            match File::open(path) {
+                Ok(f) => {
+                    self.reader = Some(std::io::BufReader::new(f));
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(false)
+    }
+}
+
+impl Iterator for LeftRows<'_> {
+    type Item = Result<LedgerRow, SpoolError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::io::BufRead;
+        loop {
+            let Some(reader) = self.reader.as_mut() else {
+                match self.open_next() {
+                    Ok(true) => continue,
+                    Ok(false) => return None,
+                    Err(e) => {
+                        self.paths = [].iter();
+                        return Some(Err(e));
+                    }
+                }
+            };
+            self.line.clear();
+            match reader.read_until(b'\n', &mut self.line) {
+                Ok(0) => self.reader = None,
+                Ok(_) => {
+                    let Ok(row) = serde_json::from_slice::<LedgerRow>(&self.line) else {
+                        continue;
+                    };
+                    let latency = i64::try_from(row.latency_ms).unwrap_or(i64::MAX);
+                    if row.started_at_ms.saturating_add(latency) >= self.since_ms {
+                        return Some(Ok(row));
+                    }
+                }
+                Err(e) => {
+                    self.reader = None;
+                    self.paths = [].iter();
+                    return Some(Err(e.into()));
+                }
+            }
+        }
+    }
+}
+
 /// The spool directory and its active segment.
 pub struct Spool {
     dir: PathBuf,
@@ -125,37 +198,19 @@ impl Spool {
 
     /// The rows an earlier run left in the spool that it wrote at or after
     /// `since_ms` (a row is written when its request ends: its start plus
-    /// its latency), oldest segment first. Read before the writer starts,
-    /// which deletes segments once they are in the database; unreadable
-    /// lines are skipped (the writer counts them).
-    pub fn rows_left_since(&self, since_ms: i64) -> Result<Vec<LedgerRow>, SpoolError> {
+    /// its latency), oldest segment first, read a line at a time. Read them
+    /// before the writer starts: it deletes segments once they are in the
+    /// database. Unreadable lines are skipped (the writer counts them).
+    pub fn rows_left_since(&self, since_ms: i64) -> LeftRows<'_> {
         let since = std::time::UNIX_EPOCH
             + std::time::Duration::from_millis(u64::try_from(since_ms).unwrap_or(0));
-        let mut rows = Vec::new();
-        for path in &self.left {
-            let recent = match fs::metadata(path).and_then(|m| m.modified()) {
-                Ok(modified) => modified >= since,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-                Err(e) => return Err(e.into()),
-            };
-            if !recent {
-                continue;
-            }
-            let text = match fs::read(path) {
-                Ok(text) => text,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e.into()),
-            };
-            rows.extend(
-                text.split(|b| *b == b'\n')
-                    .filter_map(|line| serde_json::from_slice::<LedgerRow>(line).ok())
-                    .filter(|r| {
-                        let latency = i64::try_from(r.latency_ms).unwrap_or(i64::MAX);
-                        r.started_at_ms.saturating_add(latency) >= since_ms
-                    }),
-            );
+        LeftRows {
+            paths: self.left.iter(),
+            since,
+            since_ms,
+            reader: None,
+            line: Vec::new(),
         }
-        Ok(rows)
     }
 
     /// The counters of this spool and its writer.
@@ -227,5 +282,50 @@ impl Spool {
     pub fn sync(&self) -> Result<(), SpoolError> {
         self.lock().file.sync_data()?;
         Ok(())
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+
+    /// A restart reads the rows the killed run left, from the window asked
+    /// for, as often as asked, past a torn line.
+    #[test]
+    fn rows_left_by_an_earlier_run_are_read_from_a_point_in_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = crate::db::now_ms();
+        let mut rows: Vec<LedgerRow> = (0..3)
+            .map(|i| crate::testing::bench_row(i, 3, now - 1_000, 0))
+            .collect();
+        rows[0].started_at_ms = now - 20 * 60_000;
+        {
+            let spool = Spool::open(dir.path()).unwrap();
+            for r in &rows {
+                spool.append(r).unwrap();
+            }
+            assert_eq!(
+                spool.rows_left_since(0).count(),
+                0,
+                "its own rows are not left"
+            );
+            let (seq, _, _) = spool.active();
+            let mut f = OpenOptions::new()
+                .append(true)
+                .open(segment_path(dir.path(), seq))
+                .unwrap();
+            f.write_all(b"{\"torn\":\n").unwrap();
+        }
+        let spool = Spool::open(dir.path()).unwrap();
+        let ids = |since: i64| -> Vec<_> {
+            spool
+                .rows_left_since(since)
+                .map(|r| r.unwrap().request_id)
+                .collect()
+        };
+        let recent = ids(now - 10 * 60_000);
+        assert_eq!(recent, vec![rows[1].request_id, rows[2].request_id]);
+        assert_eq!(ids(now - 10 * 60_000), recent, "read again, the same");
+        assert_eq!(ids(0).len(), 3);
     }
 }

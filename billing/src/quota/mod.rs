@@ -72,11 +72,16 @@ pub struct Admission<'a> {
 impl<'a> Admission<'a> {
     /// The organization's id: every counter of the request lives under it.
     fn org(&self) -> &'a str {
-        self.levels
-            .iter()
-            .find(|(level, _, _)| *level == Level::Org)
-            .map_or("", |(_, id, _)| id)
+        org_of(&self.levels)
     }
+}
+
+/// The organization's id among a request's levels.
+fn org_of<'a>(levels: &[(Level, &'a str, &Quota); 3]) -> &'a str {
+    levels
+        .iter()
+        .find(|(level, _, _)| *level == Level::Org)
+        .map_or("", |(_, id, _)| id)
 }
 
 /// Why a request was not admitted.

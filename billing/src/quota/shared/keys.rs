@@ -66,7 +66,6 @@ impl Keys {
         )
     }
 
-    /// What a rate limit's keys start with.
     /// The key saying that the spend of operation `id` (a request's
     /// settlement, or spend counted while Redis was away) was counted, in
     /// the organization's slot.
@@ -74,6 +73,7 @@ impl Keys {
         format!("{}:done:{id}", self.org(org))
     }
 
+    /// What a rate limit's keys start with.
     pub(super) fn rate(&self, org: &str, key: &RateKey) -> String {
         let model = key.2.as_deref().map_or("all".into(), |m| format!("m/{m}"));
         format!("{}:r:{}:{}:{model}", self.org(org), level_tag(key.0), key.1)

@@ -395,10 +395,7 @@ impl Shared {
         cost: Picodollars,
         tokens: u64,
     ) {
-        let org = levels
-            .iter()
-            .find(|(level, _, _)| *level == Level::Org)
-            .map_or("", |(_, id, _)| id);
+        let org = super::org_of(&levels);
         let keys = levels
             .iter()
             .filter_map(|(level, id, quota)| {

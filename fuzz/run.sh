@@ -67,6 +67,13 @@ seed() {
             { printf '\x00'; cat "$file"; } >"$corpus/seed-$name-whole"
             { printf '\x03\x01\x07\x02'; cat "$file"; } >"$corpus/seed-$name-cut"
             ;;
+        upstream_body)
+            # Chunked (selector 0) and until the close (2), whole and cut.
+            for sel in 0 2; do
+                { printf "\\x0$sel\\x00"; cat "$file"; } >"$corpus/seed-$name-$sel-whole"
+                { printf "\\x0$sel\\x03\\x01\\x07\\x02"; cat "$file"; } >"$corpus/seed-$name-$sel-cut"
+            done
+            ;;
         relay_stream)
             # Every client and upstream pair, usage asked for; the second
             # copy (one cut) reads the Responses request with tools.

@@ -55,6 +55,13 @@ pub mod fuzzing {
     pub fn check_event_readers(data: &str) {
         crate::relay::check_readers(data);
     }
+
+    /// Decodes an upstream body's HTTP framing (see
+    /// `provider::h1::fuzz_decode`): what came out, whether the body
+    /// ended, and the error that stopped it.
+    pub fn decode_upstream_body(selector: u8, pieces: &[&[u8]]) -> (Vec<u8>, bool, Option<String>) {
+        crate::provider::h1::fuzz_decode(selector, pieces)
+    }
 }
 
 pub use catalog::{Catalog, ModelEntry};

@@ -10,7 +10,7 @@ use futures_util::TryStreamExt;
 use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
 use tokio::time::Instant;
 
-use super::{tls, ProviderError, ReplyBody, TimeoutPhase, Timeouts, UpstreamReply};
+use super::{h1, tls, ProviderError, ReplyBody, TimeoutPhase, Timeouts, UpstreamReply};
 /// The largest whole answer read from an upstream; past it the answer fails.
 const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
 /// The most of an error body kept; the rest is dropped.
@@ -47,7 +47,12 @@ pub(super) struct HttpUpstream {
     /// Each path's whole URL, parsed once: parsing one (host and all) cost
     /// more than any other step of sending a request.
     urls: RwLock<HashMap<String, reqwest::Url>>,
+    /// Streamed requests' own connections, for a plain-HTTP upstream with
+    /// no proxy in the way (see [`h1`]).
+    pub(super) direct: Option<h1::Origin>,
 }
+
+const USER_AGENT: &str = concat!("tollgate/", env!("CARGO_PKG_VERSION"));
 
 impl HttpUpstream {
     pub fn new(base_url: &str, timeouts: Timeouts) -> Result<Self, ProviderError> {
@@ -58,14 +63,19 @@ impl HttpUpstream {
             .tcp_nodelay(true)
             // A redirect would turn the POST into a bodiless GET elsewhere.
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .build()
             .map_err(|e| ProviderError::Build(e.to_string()))?;
+        let direct = reqwest::Url::parse(base_url)
+            .ok()
+            .filter(h1::applies)
+            .and_then(|url| h1::Origin::new(&url, timeouts.connect, USER_AGENT));
         Ok(Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
             client,
             timeouts,
             urls: RwLock::default(),
+            direct,
         })
     }
 
@@ -113,6 +123,17 @@ impl HttpUpstream {
         stream: bool,
         deadline: Instant,
     ) -> Result<UpstreamReply, ProviderError> {
+        let headers_by = deadline.min(Instant::now() + self.timeouts.first_byte);
+        let phase = if headers_by < deadline {
+            TimeoutPhase::FirstByte
+        } else {
+            TimeoutPhase::Total
+        };
+        if let (true, Some(origin), Some(url)) = (stream, &self.direct, self.url(path)) {
+            return self
+                .post_direct(origin, &url, &headers, &body, headers_by, phase, deadline)
+                .await;
+        }
         let mut req = match self.url(path) {
             Some(url) => self.client.post(url),
             None => self.client.post(format!("{}{}", self.base_url, path)),
@@ -123,27 +144,12 @@ impl HttpUpstream {
         if stream {
             req = req.header(reqwest::header::ACCEPT, "text/event-stream");
         }
-        let headers_by = deadline.min(Instant::now() + self.timeouts.first_byte);
-        let phase = if headers_by < deadline {
-            TimeoutPhase::FirstByte
-        } else {
-            TimeoutPhase::Total
-        };
         let resp = tokio::time::timeout_at(headers_by, req.send())
             .await
             .map_err(|_| ProviderError::Timeout(phase))?
             .map_err(ProviderError::from_reqwest)?;
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let is_sse = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.contains("text/event-stream"));
+        let (retry_after, is_sse) = reply_headers(resp.headers());
         // A stream request answered 2xx with a plain body (some servers send
         // errors that way) is read whole, like a non-streaming answer.
         let body = if stream && status.is_success() && is_sse {
@@ -168,4 +174,61 @@ impl HttpUpstream {
             body,
         })
     }
+}
+
+impl HttpUpstream {
+    /// [`HttpUpstream::post`] for a streamed request on a connection of its
+    /// own, read in the relay's task.
+    #[allow(clippy::too_many_arguments)]
+    async fn post_direct(
+        &self,
+        origin: &h1::Origin,
+        url: &reqwest::Url,
+        headers: &HeaderMap,
+        body: &[u8],
+        headers_by: Instant,
+        phase: TimeoutPhase,
+        deadline: Instant,
+    ) -> Result<UpstreamReply, ProviderError> {
+        let target = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let answer = tokio::time::timeout_at(headers_by, origin.post(&target, headers, body))
+            .await
+            .map_err(|_| ProviderError::Timeout(phase))??;
+        let (retry_after, is_sse) = reply_headers(&answer.headers);
+        let status = answer.status;
+        let body = if status.is_success() && is_sse {
+            ReplyBody::Stream(Box::pin(answer.body))
+        } else {
+            let (limit, cut) = if status.is_success() {
+                (MAX_BODY_BYTES, false)
+            } else {
+                (MAX_ERROR_BODY_BYTES, true)
+            };
+            let bytes = tokio::time::timeout_at(deadline, answer.body.read_to_end(limit, cut))
+                .await
+                .map_err(|_| ProviderError::Timeout(TimeoutPhase::Total))??;
+            ReplyBody::Full(bytes)
+        };
+        Ok(UpstreamReply {
+            status,
+            retry_after,
+            body,
+        })
+    }
+}
+
+/// `retry-after`, when the upstream sent one, and whether the body is SSE.
+fn reply_headers(headers: &HeaderMap) -> (Option<String>, bool) {
+    let retry_after = headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let is_sse = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.contains("text/event-stream"));
+    (retry_after, is_sse)
 }

@@ -2,6 +2,8 @@
 //! reply each returns (a full body, or a byte stream to relay).
 
 mod anthropic;
+// `pub(crate)` so that `crate::fuzzing` can reach the body decoder.
+pub(crate) mod h1;
 mod http;
 mod mock;
 mod openai;

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::Stream;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::StatusCode;
@@ -220,7 +220,7 @@ impl Origin {
         loop {
             // The head as far as it came; 1xx heads are skipped.
             if let Some((status, headers, len)) = parse_head(&buf).map_err(Failure::Answering)? {
-                let _ = buf.split_to(len);
+                buf.advance(len);
                 if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
                     continue;
                 }
@@ -410,7 +410,7 @@ impl Framing {
             Self::Length(left) => {
                 let n = (*left).min(raw.len() as u64) as usize;
                 out.extend_from_slice(&raw[..n]);
-                let _ = raw.split_to(n);
+                raw.advance(n);
                 *left -= n as u64;
                 Ok(())
             }
@@ -464,7 +464,7 @@ fn decode_chunked(
                         .ok_or_else(|| malformed_chunk("a chunk size is not hexadecimal"))?;
                     size = size * 16 + u64::from(v);
                 }
-                let _ = raw.split_to(len);
+                raw.advance(len);
                 *state = if size == 0 {
                     Chunk::Trailers
                 } else {
@@ -477,7 +477,7 @@ fn decode_chunked(
                 }
                 let n = left.min(raw.len() as u64) as usize;
                 out.extend_from_slice(&raw[..n]);
-                let _ = raw.split_to(n);
+                raw.advance(n);
                 *state = if left == n as u64 {
                     Chunk::DataEnd
                 } else {
@@ -492,7 +492,7 @@ fn decode_chunked(
                     Some(b'\r') if raw[1] == b'\n' => 2,
                     Some(_) => return Err(malformed_chunk("a chunk runs past its size")),
                 };
-                let _ = raw.split_to(end);
+                raw.advance(end);
                 *state = Chunk::Size;
             }
             Chunk::Trailers => {
@@ -500,7 +500,7 @@ fn decode_chunked(
                     return Ok(());
                 };
                 let last = text.is_empty();
-                let _ = raw.split_to(len);
+                raw.advance(len);
                 if last {
                     *state = Chunk::Done;
                 }
@@ -585,7 +585,8 @@ impl Stream for Body {
             if this.done {
                 return Poll::Ready(None);
             }
-            let mut out = BytesMut::new();
+            // What one read brought decodes to no more than its size.
+            let mut out = BytesMut::with_capacity(this.buf.len());
             if let Err(e) = this.framing.decode(&mut this.buf, &mut out) {
                 return this.fail(e);
             }

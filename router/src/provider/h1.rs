@@ -1,19 +1,22 @@
-//! Streamed answers from plain-HTTP upstreams (local models, sidecars,
-//! in-cluster vendors' proxies), read in the relay's own task.
+//! Requests to plain-HTTP upstreams (local models, sidecars, in-cluster
+//! proxies) on connections of their own, read in the request's own task
+//! (a stream's body in the relay's).
 //!
-//! Through the pooled HTTP client, every connection runs in a task of its
-//! own that hands the body over one HTTP chunk at a time: an upstream sends
-//! an event a chunk, so a 64-token answer crossed between two tasks some 70
-//! times, each a wake-up and often a hop between threads. Here the stream
-//! owns its connection: the relay's poll reads the socket itself, takes
-//! everything one read brought (many events in a burst), strips the chunked
-//! framing and hands it over as one piece. Each connection keeps a read
-//! buffer sized to what it reads and nothing else (no connection task, no
-//! dispatch channel, no write buffer once the request is sent).
+//! Through the pooled HTTP client every connection runs in a task of its
+//! own: the request crosses to it and the answer back, and a stream's body
+//! crosses one HTTP chunk at a time. An upstream sends an event a chunk, so
+//! a 64-token answer crossed between two tasks some 70 times, each a
+//! wake-up and often a hop between threads. Here the request owns its
+//! connection: it writes the request, reads the head, and the relay's poll
+//! reads the socket itself, takes everything one read brought (many events
+//! in a burst), strips the chunked framing and hands it over as one piece.
+//! Each connection keeps a read buffer sized to what it reads and nothing
+//! else (no connection task, no dispatch channel, no write buffer once the
+//! request is sent).
 //!
-//! Used for streamed requests to `http://` base URLs when no proxy is set in
-//! the environment; everything else (TLS, where vendors speak HTTP/2, whole
-//! answers, proxies) goes through the pooled client as before.
+//! Used for `http://` base URLs when no proxy is set in the environment and
+//! `TOLLGATE_UPSTREAM_CONNECTIONS` is not `pooled`; everything else (TLS,
+//! where vendors speak HTTP/2; proxies) goes through the pooled client.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -47,14 +50,14 @@ const IDLE_FOR: Duration = Duration::from_secs(90);
 
 /// Whether requests to `url` may take this path: plain HTTP, no proxy in
 /// the environment (the pooled client honours those; this path does not),
-/// and not turned off with `TOLLGATE_STREAM_CONNECTIONS=pooled`.
+/// and not turned off with `TOLLGATE_UPSTREAM_CONNECTIONS=pooled`.
 pub(super) fn applies(url: &reqwest::Url) -> bool {
     let set = |var: &str| std::env::var_os(var).is_some_and(|v| !v.is_empty());
     url.scheme() == "http"
         && !["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]
             .iter()
             .any(|var| set(var))
-        && std::env::var_os("TOLLGATE_STREAM_CONNECTIONS").is_none_or(|v| v != "pooled")
+        && std::env::var_os("TOLLGATE_UPSTREAM_CONNECTIONS").is_none_or(|v| v != "pooled")
 }
 
 /// Where to connect, and the connections kept open to it.
@@ -118,7 +121,7 @@ impl Origin {
 
     /// The request's head and body as one write: `POST target HTTP/1.1`,
     /// the fixed headers, then `headers` (which must not repeat them).
-    fn request(&self, target: &str, headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
+    fn request(&self, target: &str, headers: &HeaderMap, body: &[u8], stream: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + target.len() + body.len());
         out.extend_from_slice(b"POST ");
         out.extend_from_slice(target.as_bytes());
@@ -126,9 +129,12 @@ impl Origin {
         out.extend_from_slice(self.authority.as_bytes());
         out.extend_from_slice(b"\r\nuser-agent: ");
         out.extend_from_slice(self.user_agent.as_bytes());
-        out.extend_from_slice(
-            b"\r\ncontent-type: application/json\r\naccept: text/event-stream\r\ncontent-length: ",
-        );
+        out.extend_from_slice(if stream {
+            &b"\r\ncontent-type: application/json\r\naccept: text/event-stream\r\ncontent-length: "
+                [..]
+        } else {
+            &b"\r\ncontent-type: application/json\r\naccept: */*\r\ncontent-length: "[..]
+        });
         out.extend_from_slice(body.len().to_string().as_bytes());
         out.extend_from_slice(b"\r\n");
         for (name, value) in headers {
@@ -188,8 +194,8 @@ impl Origin {
         None
     }
 
-    /// POSTs `body` to `target` (path and query) and reads the response's
-    /// head. A kept connection that turns out closed before any of the
+    /// POSTs `body` to `target` (path and query), asking for an event
+    /// stream when `stream` says so, and reads the response's head. A kept connection that turns out closed before any of the
     /// answer arrived (the upstream dropped it as the request went out) is
     /// replaced by a new one once; a new connection's failure is final.
     pub(super) async fn post(
@@ -197,8 +203,9 @@ impl Origin {
         target: &str,
         headers: &HeaderMap,
         body: &[u8],
+        stream: bool,
     ) -> Result<Answer, ProviderError> {
-        let request = self.request(target, headers, body);
+        let request = self.request(target, headers, body, stream);
         if let Some(conn) = self.reuse() {
             match self.exchange(conn, &request).await {
                 Ok(answer) => return Ok(answer),
@@ -923,6 +930,38 @@ mod tests {
             head.contains(&format!("host: 127.0.0.1:{}", host.port().unwrap())),
             "{head}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_whole_answer_is_read_on_a_kept_connection_too() {
+        let whole = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"ok\":true}";
+        let up = upstream(vec![(whole, false), (whole, false)]).await;
+        let client = http_upstream(&up.url);
+        for _ in 0..2 {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            let reply = client
+                .post(
+                    "/embeddings",
+                    HeaderMap::new(),
+                    Bytes::from_static(b"{}"),
+                    false,
+                    deadline,
+                )
+                .await
+                .unwrap();
+            assert_eq!(reply.status, StatusCode::OK);
+            match reply.body {
+                super::super::ReplyBody::Full(b) => assert_eq!(&b[..], b"{\"ok\":true}"),
+                super::super::ReplyBody::Stream(_) => panic!("a whole answer came as a stream"),
+            }
+        }
+        assert_eq!(up.connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let head = up.heads.lock().unwrap()[0].clone();
+        assert!(
+            head.starts_with("POST /v1/embeddings HTTP/1.1\r\n"),
+            "{head}"
+        );
+        assert!(head.lines().any(|l| l == "accept: */*"), "{head}");
     }
 
     #[tokio::test]

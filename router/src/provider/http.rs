@@ -47,8 +47,8 @@ pub(super) struct HttpUpstream {
     /// Each path's whole URL, parsed once: parsing one (host and all) cost
     /// more than any other step of sending a request.
     urls: RwLock<HashMap<String, reqwest::Url>>,
-    /// Streamed requests' own connections, for a plain-HTTP upstream with
-    /// no proxy in the way (see [`h1`]).
+    /// Requests' own connections, for a plain-HTTP upstream with no proxy
+    /// in the way (see [`h1`]).
     pub(super) direct: Option<h1::Origin>,
 }
 
@@ -129,9 +129,15 @@ impl HttpUpstream {
         } else {
             TimeoutPhase::Total
         };
-        if let (true, Some(origin), Some(url)) = (stream, &self.direct, self.url(path)) {
+        if let (Some(origin), Some(url)) = (&self.direct, self.url(path)) {
+            let exchange = Exchange {
+                headers_by,
+                phase,
+                deadline,
+                stream,
+            };
             return self
-                .post_direct(origin, &url, &headers, &body, headers_by, phase, deadline)
+                .post_direct(origin, &url, &headers, &body, exchange)
                 .await;
         }
         let mut req = match self.url(path) {
@@ -177,29 +183,33 @@ impl HttpUpstream {
 }
 
 impl HttpUpstream {
-    /// [`HttpUpstream::post`] for a streamed request on a connection of its
-    /// own, read in the relay's task.
-    #[allow(clippy::too_many_arguments)]
+    /// [`HttpUpstream::post`] on a connection of the request's own, read in
+    /// its task (a stream's body in the relay's).
     async fn post_direct(
         &self,
         origin: &h1::Origin,
         url: &reqwest::Url,
         headers: &HeaderMap,
         body: &[u8],
-        headers_by: Instant,
-        phase: TimeoutPhase,
-        deadline: Instant,
+        exchange: Exchange,
     ) -> Result<UpstreamReply, ProviderError> {
+        let Exchange {
+            headers_by,
+            phase,
+            deadline,
+            stream,
+        } = exchange;
         let target = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_owned(),
         };
-        let answer = tokio::time::timeout_at(headers_by, origin.post(&target, headers, body))
-            .await
-            .map_err(|_| ProviderError::Timeout(phase))??;
+        let answer =
+            tokio::time::timeout_at(headers_by, origin.post(&target, headers, body, stream))
+                .await
+                .map_err(|_| ProviderError::Timeout(phase))??;
         let (retry_after, is_sse) = reply_headers(&answer.headers);
         let status = answer.status;
-        let body = if status.is_success() && is_sse {
+        let body = if stream && status.is_success() && is_sse {
             ReplyBody::Stream(Box::pin(answer.body))
         } else {
             let (limit, cut) = if status.is_success() {
@@ -218,6 +228,16 @@ impl HttpUpstream {
             body,
         })
     }
+}
+
+/// When an exchange's parts are due, and whether it asks for a stream.
+struct Exchange {
+    /// The response head's deadline, and which timeout that is.
+    headers_by: Instant,
+    phase: TimeoutPhase,
+    /// The whole exchange's.
+    deadline: Instant,
+    stream: bool,
 }
 
 /// `retry-after`, when the upstream sent one, and whether the body is SSE.

@@ -318,9 +318,11 @@ impl Relay {
     }
 
     /// Adds to the piece for the client what the upstream already sent.
-    /// An upstream sends one event per HTTP chunk, many chunks to a read,
-    /// and its connection task hands them over one at a time: while they
-    /// come in a burst, letting that task run a moment gathers them into
+    /// An upstream sends one event per HTTP chunk, many chunks to a read.
+    /// Through the pooled client its connection task hands them over one
+    /// at a time; on a connection of the stream's own (plain-HTTP
+    /// upstreams) each read brings what arrived, and more may be on its
+    /// way. While they come in a burst, waiting a moment gathers them into
     /// one write to the client rather than one write per event. A paced
     /// upstream (an event, then a wait) is forwarded at once.
     async fn gather(&mut self) {

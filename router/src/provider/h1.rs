@@ -551,31 +551,6 @@ impl Body {
         }
     }
 
-    /// Reads the whole body, up to `limit` bytes: past it, a body that is
-    /// `cut` ends there, another is an error.
-    pub(super) async fn read_to_end(
-        mut self,
-        limit: usize,
-        cut: bool,
-    ) -> Result<Bytes, ProviderError> {
-        use futures_util::StreamExt;
-        let mut out = BytesMut::new();
-        while let Some(piece) = self.next().await {
-            let piece = piece?;
-            if out.len() + piece.len() > limit {
-                if cut {
-                    out.extend_from_slice(&piece[..limit - out.len()]);
-                    break;
-                }
-                return Err(ProviderError::Transport(format!(
-                    "the answer is larger than {limit} bytes"
-                )));
-            }
-            out.extend_from_slice(&piece);
-        }
-        Ok(out.freeze())
-    }
-
     fn fail(&mut self, e: ProviderError) -> Poll<Option<Result<Bytes, ProviderError>>> {
         self.done = true;
         self.conn = None;

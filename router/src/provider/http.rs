@@ -1,4 +1,5 @@
-//! The HTTP mechanics every remote provider shares: one pooled client, the
+//! The HTTP mechanics every remote provider shares: one pooled client (or,
+//! for a plain-HTTP upstream, connections of each request's own), the
 //! timeouts, capped body reads, and SSE detection.
 
 use std::collections::HashMap;
@@ -16,26 +17,39 @@ const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
 /// The most of an error body kept; the rest is dropped.
 const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 
-/// Reads a body up to `limit` bytes. A success body past the limit is an
-/// error; an error body is cut at the limit.
-async fn read_capped(resp: reqwest::Response, limit: usize) -> Result<Bytes, ProviderError> {
-    let is_error = !resp.status().is_success();
-    let mut body = resp.bytes_stream();
-    let mut out = bytes::BytesMut::new();
-    while let Some(piece) = futures_util::StreamExt::next(&mut body).await {
-        let piece = piece.map_err(|e| ProviderError::Transport(super::error_chain(&e)))?;
-        if out.len() + piece.len() > limit {
-            if is_error {
-                out.extend_from_slice(&piece[..limit - out.len()]);
-                break;
+/// Reads a whole body by `deadline`: a success body up to
+/// [`MAX_BODY_BYTES`] (past it, an error), an error body cut at
+/// [`MAX_ERROR_BODY_BYTES`].
+async fn read_whole(
+    mut body: impl futures_util::Stream<Item = Result<Bytes, ProviderError>> + Unpin,
+    status: reqwest::StatusCode,
+    deadline: Instant,
+) -> Result<Bytes, ProviderError> {
+    let (limit, cut) = if status.is_success() {
+        (MAX_BODY_BYTES, false)
+    } else {
+        (MAX_ERROR_BODY_BYTES, true)
+    };
+    let read = async {
+        let mut out = bytes::BytesMut::new();
+        while let Some(piece) = futures_util::StreamExt::next(&mut body).await {
+            let piece = piece?;
+            if out.len() + piece.len() > limit {
+                if cut {
+                    out.extend_from_slice(&piece[..limit - out.len()]);
+                    break;
+                }
+                return Err(ProviderError::Transport(format!(
+                    "the answer is larger than {limit} bytes"
+                )));
             }
-            return Err(ProviderError::Transport(format!(
-                "the answer is larger than {limit} bytes"
-            )));
+            out.extend_from_slice(&piece);
         }
-        out.extend_from_slice(&piece);
-    }
-    Ok(out.freeze())
+        Ok(out.freeze())
+    };
+    tokio::time::timeout_at(deadline, read)
+        .await
+        .map_err(|_| ProviderError::Timeout(TimeoutPhase::Total))?
 }
 
 /// A remote upstream's base URL and pooled client.
@@ -164,15 +178,10 @@ impl HttpUpstream {
                     .map_err(|e| ProviderError::Transport(super::error_chain(&e))),
             ))
         } else {
-            let limit = if status.is_success() {
-                MAX_BODY_BYTES
-            } else {
-                MAX_ERROR_BODY_BYTES
-            };
-            let bytes = tokio::time::timeout_at(deadline, read_capped(resp, limit))
-                .await
-                .map_err(|_| ProviderError::Timeout(TimeoutPhase::Total))??;
-            ReplyBody::Full(bytes)
+            let body = resp
+                .bytes_stream()
+                .map_err(|e| ProviderError::Transport(super::error_chain(&e)));
+            ReplyBody::Full(read_whole(body, status, deadline).await?)
         };
         Ok(UpstreamReply {
             status,
@@ -212,15 +221,7 @@ impl HttpUpstream {
         let body = if stream && status.is_success() && is_sse {
             ReplyBody::Stream(Box::pin(answer.body))
         } else {
-            let (limit, cut) = if status.is_success() {
-                (MAX_BODY_BYTES, false)
-            } else {
-                (MAX_ERROR_BODY_BYTES, true)
-            };
-            let bytes = tokio::time::timeout_at(deadline, answer.body.read_to_end(limit, cut))
-                .await
-                .map_err(|_| ProviderError::Timeout(TimeoutPhase::Total))??;
-            ReplyBody::Full(bytes)
+            ReplyBody::Full(read_whole(answer.body, status, deadline).await?)
         };
         Ok(UpstreamReply {
             status,

@@ -1,5 +1,7 @@
-//! Upstream providers: one shared, pooled HTTP client per provider, and the
-//! reply each returns (a full body, or a byte stream to relay).
+//! Upstream providers: one shared, pooled HTTP client per provider (and,
+//! for plain-HTTP upstreams, connections each request reads in its own
+//! task: see `h1`), and the reply each returns (a full body, or a byte
+//! stream to relay).
 
 mod anthropic;
 // `pub(crate)` so that `crate::fuzzing` can reach the body decoder.

@@ -195,9 +195,10 @@ impl Origin {
     }
 
     /// POSTs `body` to `target` (path and query), asking for an event
-    /// stream when `stream` says so, and reads the response's head. A kept connection that turns out closed before any of the
-    /// answer arrived (the upstream dropped it as the request went out) is
-    /// replaced by a new one once; a new connection's failure is final.
+    /// stream when `stream` says so, and reads the response's head. A kept
+    /// connection that turns out closed before any of the answer arrived
+    /// (the upstream dropped it as the request went out) is replaced by a
+    /// new one once; a new connection's failure is final.
     pub(super) async fn post(
         &self,
         target: &str,
@@ -517,6 +518,18 @@ fn decode_chunked(
     }
 }
 
+/// Keeps `conn` among the `idle` ones, unless [`MAX_IDLE`] are kept. They
+/// are in the order they were put back (and are taken from the end): the
+/// expired ones are at the front, and are closed here rather than held
+/// until a lull reaches them.
+fn put_back(idle: &mut Vec<Idle>, conn: TcpStream, now: std::time::Instant) {
+    let expired = idle.partition_point(|i| now.saturating_duration_since(i.since) >= IDLE_FOR);
+    idle.drain(..expired);
+    if idle.len() < MAX_IDLE {
+        idle.push(Idle { conn, since: now });
+    }
+}
+
 /// A response body read as the relay polls it: each poll reads what the
 /// socket holds and returns it whole, framing removed. Read to its end, the
 /// connection goes back to the upstream's idle ones; dropped before, it is
@@ -541,12 +554,7 @@ impl Body {
         if let Some(conn) = self.conn.take() {
             if self.reusable && self.buf.is_empty() {
                 let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-                if idle.len() < MAX_IDLE {
-                    idle.push(Idle {
-                        conn,
-                        since: std::time::Instant::now(),
-                    });
-                }
+                put_back(&mut idle, conn, std::time::Instant::now());
             }
         }
     }
@@ -1075,6 +1083,36 @@ mod tests {
             "{err}"
         );
         held.abort();
+    }
+
+    #[tokio::test]
+    async fn expired_idle_connections_are_closed_when_one_is_put_back() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Accepted and held, so that the listen backlog never fills.
+        let accepting = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        let mut idle = Vec::new();
+        let now = std::time::Instant::now();
+        for age in [100, 95, 1] {
+            let conn = TcpStream::connect(addr).await.unwrap();
+            idle.push(Idle {
+                conn,
+                since: now - Duration::from_secs(age),
+            });
+        }
+        put_back(&mut idle, TcpStream::connect(addr).await.unwrap(), now);
+        let ages: Vec<u64> = idle.iter().map(|i| (now - i.since).as_secs()).collect();
+        assert_eq!(ages, [1, 0]);
+        for _ in 0..MAX_IDLE {
+            put_back(&mut idle, TcpStream::connect(addr).await.unwrap(), now);
+        }
+        assert_eq!(idle.len(), MAX_IDLE);
+        accepting.abort();
     }
 
     #[tokio::test]

@@ -1,8 +1,10 @@
 //! The `o200k_base` vocabulary, compact: every token's bytes once, in one
 //! buffer that is part of the binary (`build.rs` writes it in rank order,
-//! so a token's rank is its index), and an open-addressing table from token
-//! bytes to rank built over it at start: 4.75 MiB of plain arrays, no
-//! allocation per token, nothing for decoding.
+//! so a token's rank is its index, and where each token starts beside it),
+//! and an open-addressing table from token bytes to rank built over it at
+//! start: 2.75 MiB of plain arrays (a slot holds only the rank: the token's
+//! bytes are found by the offsets the binary carries), no allocation per
+//! token, nothing for decoding.
 //!
 //! The table is indexed rather than keyed by slices (a `HashMap<&[u8], u32>`
 //! would need the buffer borrowed for `'static` and 24 bytes a slot, and it
@@ -10,8 +12,7 @@
 //! bytes to a slot and probes forward, reading a byte-wide tag per slot
 //! until one matches, so a string that is no token (most lookups while
 //! merging) is settled in a half-megabyte array that stays in cache; only a
-//! matching tag reads the slot's entry (rank, length, offset) and compares
-//! the bytes. Two-byte strings, the first pairs every merge ranks, have a
+//! matching tag reads the slot's rank and compares the bytes it names. Two-byte strings, the first pairs every merge ranks, have a
 //! direct table instead.
 
 /// Every token's bytes, back to back in rank order.
@@ -31,13 +32,15 @@ const NO_RANK: u32 = u32::MAX;
 /// The tokens and the tables that find them.
 pub(super) struct Vocab {
     bytes: &'static [u8],
+    /// Where each token starts in `bytes` (see [`OFFSETS`]).
+    offsets: &'static [u8],
     /// Per slot, 0 when empty, else eight bits of the token's hash (never
     /// 0): probing reads only these until one matches, so a string that is
     /// no token costs a read or two of this half-megabyte array.
     tags: Box<[u8]>,
-    /// Per slot: the token's rank (bits 40..), length (bits 32..40) and
-    /// where its bytes start (bits 0..32).
-    entries: Box<[u64]>,
+    /// Per slot: the token's rank (its bytes are `bytes[offsets[rank]..
+    /// offsets[rank + 1]]`).
+    ranks: Box<[u32]>,
     /// The rank of every two-byte string (or [`NO_RANK`]), indexed by the
     /// two bytes: merging starts by ranking every adjacent byte pair.
     pairs: Box<[u32]>,
@@ -54,14 +57,12 @@ impl Vocab {
         if !offsets.len().is_multiple_of(4) || tokens == 0 || 2 * tokens > SLOTS {
             return Err(format!("vocabulary offsets of {} bytes", offsets.len()));
         }
-        let offset = |i: usize| {
-            let at = offsets.get(4 * i..4 * i + 4)?;
-            Some(u32::from_le_bytes([at[0], at[1], at[2], at[3]]))
-        };
+        let offset = |i: usize| offset_at(offsets, i);
         let mut vocab = Self {
             bytes,
+            offsets,
             tags: vec![0; SLOTS].into_boxed_slice(),
-            entries: vec![0; SLOTS].into_boxed_slice(),
+            ranks: vec![0; SLOTS].into_boxed_slice(),
             pairs: vec![NO_RANK; 1 << 16].into_boxed_slice(),
         };
         for rank in 0..tokens {
@@ -83,8 +84,7 @@ impl Vocab {
                 slot = (slot + 1) % SLOTS;
             }
             vocab.tags[slot] = tag;
-            vocab.entries[slot] =
-                (rank as u64) << 40 | (token.len() as u64) << 32 | u64::from(start);
+            vocab.ranks[slot] = rank as u32;
         }
         Ok(vocab)
     }
@@ -101,11 +101,9 @@ impl Vocab {
             match self.tags[slot] {
                 0 => return None,
                 t if t == tag => {
-                    let entry = self.entries[slot];
-                    let start = (entry & 0xffff_ffff) as usize;
-                    let len = (entry >> 32 & 0xff) as usize;
-                    if len == bytes.len() && self.bytes.get(start..start + len) == Some(bytes) {
-                        return Some((entry >> 40) as u32);
+                    let rank = self.ranks[slot];
+                    if self.token(rank) == Some(bytes) {
+                        return Some(rank);
                     }
                 }
                 _ => {}
@@ -113,6 +111,24 @@ impl Vocab {
             slot = (slot + 1) % SLOTS;
         }
     }
+}
+
+impl Vocab {
+    /// The bytes of the token of this rank.
+    #[inline]
+    fn token(&self, rank: u32) -> Option<&'static [u8]> {
+        let rank = rank as usize;
+        let start = offset_at(self.offsets, rank)? as usize;
+        let end = offset_at(self.offsets, rank + 1)? as usize;
+        self.bytes.get(start..end)
+    }
+}
+
+/// The `i`th little-endian `u32` of an offsets table.
+#[inline]
+fn offset_at(offsets: &[u8], i: usize) -> Option<u32> {
+    let at = offsets.get(4 * i..4 * i + 4)?;
+    Some(u32::from_le_bytes([at[0], at[1], at[2], at[3]]))
 }
 
 /// The first slot to probe for these bytes, and the tag their slot holds.

@@ -133,7 +133,7 @@ pub(super) struct ChatChunk<'a> {
     #[serde(borrow)]
     pub model: Option<Raw<'a>>,
     #[serde(borrow)]
-    pub choices: Option<Vec<ChoiceDelta<'a>>>,
+    pub choices: Option<Items<ChoiceDelta<'a>>>,
     /// The `usage` member, `null` included.
     #[serde(borrow, default, deserialize_with = "raw_or_null")]
     pub usage: Option<Raw<'a>>,
@@ -160,7 +160,7 @@ pub(super) struct Delta<'a> {
     #[serde(borrow)]
     pub reasoning_content: Option<Text<'a>>,
     #[serde(borrow)]
-    pub tool_calls: Option<Vec<ToolCallDelta<'a>>>,
+    pub tool_calls: Option<Items<ToolCallDelta<'a>>>,
     /// Read only for being there: some translators take text from them.
     #[serde(borrow)]
     pub reasoning: Option<Raw<'a>>,
@@ -249,17 +249,72 @@ fn opt_obj<'a, T: Members<'a>>(s: &mut Scan<'a>) -> Option<Option<T>> {
 }
 
 /// `null` as `None`, else an array of objects, each read in place.
-fn opt_vec<'a, T: Members<'a>>(s: &mut Scan<'a>) -> Option<Option<Vec<T>>> {
+fn opt_vec<'a, T: Members<'a>>(s: &mut Scan<'a>) -> Option<Option<Items<T>>> {
     if s.null() {
         return Some(None);
     }
-    // One element is the usual case (one choice, one tool call a chunk).
-    let mut out = Vec::with_capacity(1);
+    let mut out = Items::Many(Vec::new());
     s.array(|s| {
-        out.push(T::default());
-        T::members(s, out.last_mut()?)
+        let mut item = T::default();
+        T::members(s, &mut item)?;
+        out.push(item);
+        Some(())
     })?;
     Some(Some(out))
+}
+
+/// An array's elements, as a slice: one element, the usual case (one choice,
+/// one tool call a chunk), is kept in place, so reading an event allocates
+/// nothing; more go in a `Vec`.
+#[derive(Debug)]
+pub(super) enum Items<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> Items<T> {
+    fn push(&mut self, item: T) {
+        match self {
+            Items::Many(v) if v.is_empty() => *self = Items::One(item),
+            Items::Many(v) => v.push(item),
+            Items::One(_) => {
+                let Items::One(first) = std::mem::replace(self, Items::Many(Vec::new())) else {
+                    return;
+                };
+                *self = Items::Many(vec![first, item]);
+            }
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Items<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        match self {
+            Items::One(item) => std::slice::from_ref(item),
+            Items::Many(items) => items,
+        }
+    }
+}
+
+impl<'s, T> IntoIterator for &'s Items<T> {
+    type Item = &'s T;
+    type IntoIter = std::slice::Iter<'s, T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Items<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut out = Items::Many(Vec::new());
+        for item in Vec::<T>::deserialize(d)? {
+            out.push(item);
+        }
+        Ok(out)
+    }
 }
 
 /// A whole event's data as the view `T`; `None` when it is not a JSON

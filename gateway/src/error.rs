@@ -1,6 +1,6 @@
 //! The gateway's edge error: every rejection Tollgate makes itself, rendered
 //! in OpenAI's error shape with the right status, or in Anthropic's for
-//! Anthropic clients (see [`anthropic_errors`](crate::http::anthropic_errors)).
+//! Anthropic clients (see the edge middleware in `http::middleware`).
 
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode};

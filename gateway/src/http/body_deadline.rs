@@ -41,11 +41,13 @@ pub async fn body_deadline(State(timeout): State<Duration>, req: Request, next: 
             timed_out: timed_out.clone(),
         })
     });
-    let resp = next.run(req).await;
+    let answered = next.run(req).await;
     if !timed_out.load(Ordering::Relaxed) {
-        return resp;
+        return answered;
     }
     let mut resp = ApiError::request_timeout(timeout).into_response();
+    // Counted and logged under the route the request was for.
+    super::middleware::keep_route(&answered, &mut resp);
     // The rest of the body may still be on its way: the connection cannot
     // carry another request. HTTP/2 ends just this stream.
     if version < Version::HTTP_2 {

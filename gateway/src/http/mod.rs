@@ -19,8 +19,9 @@ use axum::http::{Method, Uri};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use axum::Router;
+use tower::ServiceBuilder;
 
-pub use middleware::{anthropic_errors, RequestId};
+pub use middleware::RequestId;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -103,30 +104,32 @@ pub fn build_router(state: AppState) -> Router {
         // Every answer under /ui, 404s and 405s included, carries the
         // page's security headers.
         .layer(from_fn(ui::security_headers));
-    public
+    let routes = public
         .merge(page)
         .merge(protected)
         .merge(admin)
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
-        // Innermost: bounds what the body extractors will buffer (413 past it).
-        .layer(DefaultBodyLimit::max(max_body))
-        // Bounds how long they wait for it (408 past it). Inside the access
-        // log, which counts the 408, and the Anthropic rendering, which
-        // shapes it.
+        // The matched route's pattern on each response, for the access log.
+        .layer(middleware::CarryRouteLayer)
+        .with_state(state.clone());
+    // Around the router rather than layers of it: a layer of the router's
+    // wraps every route in a box of its own, and every request cloned them
+    // all, each layer once more than the one outside it.
+    let edge = ServiceBuilder::new()
+        // Outermost: the request id (on every response, errors included),
+        // errors in Anthropic's shape for Anthropic clients, and the access
+        // log, which counts every status, 401s, 404s and 408s included.
+        .layer(from_fn_with_state(state.clone(), middleware::edge))
+        // Bounds how long the body extractors wait for a body (408 past it).
         .layer(from_fn_with_state(
             state.body_read_timeout,
             body_deadline::body_deadline,
         ))
-        // Outside auth and the handlers, so every status, 401s and 404s
-        // included, is counted and logged once.
-        .layer(from_fn_with_state(state.clone(), middleware::access_log))
-        // Errors for Anthropic clients in Anthropic's shape.
-        .layer(from_fn(middleware::anthropic_errors))
-        // Outermost: every response, errors included, carries the request id,
-        // and the log line above can name it.
-        .layer(from_fn(middleware::request_id))
-        .with_state(state)
+        // Bounds what they will buffer (413 past it).
+        .layer(DefaultBodyLimit::max(max_body))
+        .service(routes);
+    Router::new().fallback_service(edge)
 }
 
 async fn unknown_route(method: Method, uri: Uri) -> ApiError {

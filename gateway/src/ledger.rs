@@ -68,7 +68,7 @@ pub fn ledger_row(rec: &RequestRecord) -> LedgerRow {
 
 impl RecordSink for LedgerSink {
     fn record(&self, rec: &RequestRecord) {
-        match self.spool.append(&ledger_row(rec)) {
+        match self.spool.append_row(ledger_row(rec)) {
             Ok(()) => self.wake.notify_one(),
             Err(e) => {
                 self.metrics.ledger_spool_errors.inc();

@@ -195,9 +195,12 @@ impl Writer {
             Some(c) if c.seq == seq => c.offset,
             _ => 0,
         };
-        let (rows, consumed, torn) =
-            read_rows(&path, offset, self.cfg.batch_rows, sealed, &self.stats)
-                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let (rows, consumed, torn) = match self.spool.take_recent(seq, offset, self.cfg.batch_rows)
+        {
+            Some((rows, consumed)) => (rows, consumed, false),
+            None => read_rows(&path, offset, self.cfg.batch_rows, sealed, &self.stats)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?,
+        };
         if !rows.is_empty() {
             let written = write_batch(&self.db, &rows)
                 .await

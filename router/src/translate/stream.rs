@@ -312,7 +312,9 @@ impl ChatToAnthropic {
     }
 
     /// Makes `kind` the open block, closing another; returns its index.
-    fn ensure(&mut self, kind: Block, block: Value, out: &mut Vec<Bytes>) -> u64 {
+    /// `block` makes the new block's `content_block`, only when one opens
+    /// (every text event of a stream asks for the text block).
+    fn ensure(&mut self, kind: Block, block: impl FnOnce() -> Value, out: &mut Vec<Bytes>) -> u64 {
         if let Some((index, open)) = self.open {
             if open == kind {
                 return index;
@@ -324,7 +326,7 @@ impl ChatToAnthropic {
         self.open = Some((index, kind));
         out.push(anthropic_frame(
             "content_block_start",
-            &json!({"type": "content_block_start", "index": index, "content_block": block}),
+            &json!({"type": "content_block_start", "index": index, "content_block": block()}),
         ));
         index
     }
@@ -345,7 +347,7 @@ impl ChatToAnthropic {
         if text.is_empty() {
             return;
         }
-        let i = self.ensure(Block::Text, json!({"type": "text", "text": ""}), out);
+        let i = self.ensure(Block::Text, || json!({"type": "text", "text": ""}), out);
         let mut frame = Vec::with_capacity(96 + text.len());
         frame.extend_from_slice(
             b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":",
@@ -394,7 +396,7 @@ impl ChatToAnthropic {
         {
             let i = self.ensure(
                 Block::Thinking,
-                json!({"type": "thinking", "thinking": "", "signature": ""}),
+                || json!({"type": "thinking", "thinking": "", "signature": ""}),
                 out,
             );
             out.push(Self::delta(
@@ -422,7 +424,7 @@ impl ChatToAnthropic {
                             .unwrap_or_else(|| json!(""));
                         let index = self.ensure(
                             Block::Tool(n),
-                            json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+                            || json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
                             out,
                         );
                         self.tool_blocks.insert(n, index);

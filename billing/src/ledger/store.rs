@@ -221,16 +221,16 @@ pub async fn write_batch(db: &Db, rows: &[LedgerRow]) -> Result<Written, DbError
             q = q
                 .bind(r.request_id.to_string())
                 .bind(r.started_at_ms)
-                .bind(r.org_id.clone())
-                .bind(r.team_id.clone())
-                .bind(r.key_id.clone())
-                .bind(r.client_format.clone())
-                .bind(r.endpoint.clone())
-                .bind(r.requested_model.clone())
-                .bind(r.provider.clone())
-                .bind(r.upstream_model.clone())
+                .bind(r.org_id.as_deref())
+                .bind(r.team_id.as_deref())
+                .bind(r.key_id.as_deref())
+                .bind(r.client_format.as_str())
+                .bind(r.endpoint.as_str())
+                .bind(r.requested_model.as_str())
+                .bind(r.provider.as_str())
+                .bind(r.upstream_model.as_str())
                 .bind(i64::from(r.status))
-                .bind(r.outcome.clone())
+                .bind(r.outcome.as_str())
                 .bind(n(u.input))
                 .bind(n(u.cached_input))
                 .bind(n(u.cache_write))
@@ -242,12 +242,12 @@ pub async fn write_batch(db: &Db, rows: &[LedgerRow]) -> Result<Written, DbError
                 .bind(i64::from(r.stream))
                 .bind(i64::from(r.usage_estimated))
                 .bind(i64::from(r.priced))
-                .bind(r.route().to_owned())
+                .bind(r.route())
                 .bind(i64::from(r.attempt))
                 .bind(r.client_request_id().to_string())
-                .bind(r.reference_model.clone())
+                .bind(r.reference_model.as_deref())
                 .bind(r.reference_cost_picousd)
-                .bind(r.session.clone());
+                .bind(r.session.as_deref());
         }
         for row in q.fetch_all(&mut *tx).await? {
             inserted.insert((row.try_get("request_id")?, row.try_get("started_at")?));

@@ -274,16 +274,14 @@ pub(super) enum Items<T> {
 
 impl<T> Items<T> {
     fn push(&mut self, item: T) {
-        match self {
-            Items::Many(v) if v.is_empty() => *self = Items::One(item),
-            Items::Many(v) => v.push(item),
-            Items::One(_) => {
-                let Items::One(first) = std::mem::replace(self, Items::Many(Vec::new())) else {
-                    return;
-                };
-                *self = Items::Many(vec![first, item]);
+        *self = match std::mem::replace(self, Items::Many(Vec::new())) {
+            Items::Many(v) if v.is_empty() => Items::One(item),
+            Items::Many(mut v) => {
+                v.push(item);
+                Items::Many(v)
             }
-        }
+            Items::One(first) => Items::Many(vec![first, item]),
+        };
     }
 }
 
@@ -548,6 +546,29 @@ pub fn check_readers(data: &str) {
 mod tests {
     use super::*;
     use crate::usage;
+
+    /// Both readers build `Items` the same way, so the test holding them
+    /// to each other cannot see it lose an element: this one does.
+    #[test]
+    fn items_keep_every_element_in_order() {
+        let mut items = Items::Many(Vec::new());
+        assert!(items.is_empty());
+        for n in 0..4 {
+            items.push(n);
+            assert_eq!(&*items, (0..=n).collect::<Vec<_>>().as_slice());
+        }
+        let chunk: ChatChunk<'_> = read_whole(
+            r#"{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}},{"delta":{"content":"c"}}]}"#,
+        )
+        .unwrap();
+        let texts: Vec<&str> = chunk
+            .choices
+            .iter()
+            .flatten()
+            .filter_map(|c| c.delta.as_ref()?.content.as_deref())
+            .collect();
+        assert_eq!(texts, ["a", "b", "c"]);
+    }
 
     #[test]
     fn chunks_are_read_in_place() {

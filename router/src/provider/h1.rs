@@ -119,12 +119,23 @@ impl Origin {
         })
     }
 
-    /// The request's head and body as one write: `POST target HTTP/1.1`,
-    /// the fixed headers, then `headers` (which must not repeat them).
-    fn request(&self, target: &str, headers: &HeaderMap, body: &[u8], stream: bool) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256 + target.len() + body.len());
+    /// The request's head and body as one write: `POST path?query
+    /// HTTP/1.1`, the fixed headers, then `headers` (which must not repeat
+    /// them).
+    fn request(
+        &self,
+        url: &reqwest::Url,
+        headers: &HeaderMap,
+        body: &[u8],
+        stream: bool,
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256 + url.as_str().len() + body.len());
         out.extend_from_slice(b"POST ");
-        out.extend_from_slice(target.as_bytes());
+        out.extend_from_slice(url.path().as_bytes());
+        if let Some(query) = url.query() {
+            out.push(b'?');
+            out.extend_from_slice(query.as_bytes());
+        }
         out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
         out.extend_from_slice(self.authority.as_bytes());
         out.extend_from_slice(b"\r\nuser-agent: ");
@@ -194,19 +205,19 @@ impl Origin {
         None
     }
 
-    /// POSTs `body` to `target` (path and query), asking for an event
+    /// POSTs `body` to `url`'s path and query, asking for an event
     /// stream when `stream` says so, and reads the response's head. A kept
     /// connection that turns out closed before any of the answer arrived
     /// (the upstream dropped it as the request went out) is replaced by a
     /// new one once; a new connection's failure is final.
     pub(super) async fn post(
         &self,
-        target: &str,
+        url: &reqwest::Url,
         headers: &HeaderMap,
         body: &[u8],
         stream: bool,
     ) -> Result<Answer, ProviderError> {
-        let request = self.request(target, headers, body, stream);
+        let request = self.request(url, headers, body, stream);
         if let Some(conn) = self.reuse() {
             match self.exchange(conn, &request).await {
                 Ok(answer) => return Ok(answer),

@@ -208,14 +208,9 @@ impl HttpUpstream {
             deadline,
             stream,
         } = exchange;
-        let target = match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_owned(),
-        };
-        let answer =
-            tokio::time::timeout_at(headers_by, origin.post(&target, headers, body, stream))
-                .await
-                .map_err(|_| ProviderError::Timeout(phase))??;
+        let answer = tokio::time::timeout_at(headers_by, origin.post(url, headers, body, stream))
+            .await
+            .map_err(|_| ProviderError::Timeout(phase))??;
         let (retry_after, is_sse) = reply_headers(&answer.headers);
         let status = answer.status;
         let body = if stream && status.is_success() && is_sse {
